@@ -1,0 +1,141 @@
+//! `check IMAGE...`: check images now, print one line per image, and exit
+//! 0 when all are available. What an operator runs to ask "why does the
+//! exporter say that?", and what a pipeline runs before a deploy.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+
+use crate::config::{Output, RegistryConfig};
+use crate::registry::{CheckResult, Checker, Status};
+
+/// One image's line of output.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// The image as given.
+    pub image: String,
+    /// The normalised reference after mirrors, when the image parsed.
+    pub reference: Option<String>,
+    /// The mirror rule used, if any.
+    pub mirror: Option<String>,
+    /// The verdict.
+    pub result: CheckResult,
+}
+
+/// Checks every image once (the same image written two ways is one check),
+/// one after another so that request counts show what caching saves.
+pub fn run(config: &RegistryConfig, checker: &Checker, images: &[String]) -> Vec<Row> {
+    let mut done: HashMap<String, CheckResult> = HashMap::new();
+    let mut rows = Vec::with_capacity(images.len());
+    for image in images {
+        let reference = match config.parse_image(image) {
+            Ok(r) => r,
+            Err(e) => {
+                rows.push(Row {
+                    image: image.clone(),
+                    reference: None,
+                    mirror: None,
+                    result: CheckResult::without_requests(Status::BadImageFormat, e.to_string()),
+                });
+                continue;
+            }
+        };
+        let mirrored = config.mirrors.apply(&reference);
+        let key = mirrored.reference.check_key();
+        let result = match done.get(&key) {
+            Some(r) => CheckResult {
+                requests: 0,
+                ..r.clone()
+            },
+            None => {
+                let creds = config.node_keyring.lookup(&mirrored.reference);
+                let r = checker.check(&mirrored.reference, &creds);
+                log::debug!(
+                    "{image}: {} ({}), {} requests",
+                    r.status,
+                    r.reason,
+                    r.requests
+                );
+                done.insert(key, r.clone());
+                r
+            }
+        };
+        rows.push(Row {
+            image: image.clone(),
+            reference: Some(mirrored.reference.to_string()),
+            mirror: mirrored.mirror,
+            result,
+        });
+    }
+    rows
+}
+
+/// 0 when every image is available, 1 otherwise.
+pub fn exit_code(rows: &[Row]) -> i32 {
+    if rows.iter().all(|r| r.result.status == Status::Available) {
+        0
+    } else {
+        1
+    }
+}
+
+/// Writes the rows as a table or as JSON lines.
+pub fn print(rows: &[Row], output: Output, w: &mut dyn Write) -> io::Result<()> {
+    match output {
+        Output::Json => {
+            for r in rows {
+                let v = serde_json::json!({
+                    "image": r.image,
+                    "reference": r.reference,
+                    "mirror": r.mirror,
+                    "status": r.result.status.as_str(),
+                    "reason": r.result.reason,
+                    "credential": r.result.credential.as_deref().unwrap_or("anonymous"),
+                    "requests": r.result.requests,
+                    "digest": r.result.digest,
+                    "retry_after_seconds": r.result.retry_after.map(|d| d.as_secs()),
+                });
+                writeln!(w, "{v}")?;
+            }
+        }
+        Output::Table => {
+            let header = ["IMAGE", "STATUS", "CREDENTIAL", "REQUESTS", "REASON"];
+            let cells: Vec<[String; 5]> = rows
+                .iter()
+                .map(|r| {
+                    [
+                        r.image.clone(),
+                        r.result.status.to_string(),
+                        r.result
+                            .credential
+                            .clone()
+                            .unwrap_or_else(|| "anonymous".into()),
+                        r.result.requests.to_string(),
+                        r.result.reason.clone(),
+                    ]
+                })
+                .collect();
+            let mut width = header.map(str::len);
+            for row in &cells {
+                for (i, c) in row.iter().enumerate() {
+                    width[i] = width[i].max(c.chars().count());
+                }
+            }
+            let line = |w: &mut dyn Write, cols: [&str; 5]| -> io::Result<()> {
+                let mut s = String::new();
+                for (i, c) in cols.iter().enumerate() {
+                    if i == 4 {
+                        s.push_str(c);
+                    } else {
+                        s.push_str(&format!("{c:<width$}  ", width = width[i]));
+                    }
+                }
+                writeln!(w, "{}", s.trim_end())
+            };
+            line(w, header)?;
+            for row in &cells {
+                line(w, [&row[0], &row[1], &row[2], &row[3], &row[4]])?;
+            }
+        }
+    }
+    Ok(())
+}

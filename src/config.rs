@@ -1,0 +1,477 @@
+//! Command-line flags, parsed in two steps as ripgrep does: raw arguments
+//! (argh) first, then a validated configuration that the rest of the program
+//! uses. Every flag error is reported here, before any thread starts.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use argh::FromArgs;
+use log::LevelFilter;
+
+use crate::credentials::{parse_docker_config, ConfigFormat, Credential, Keyring};
+use crate::registry::reference::{Reference, DOCKER_HUB};
+use crate::registry::transport::TransportConfig;
+use crate::registry::{CheckerConfig, Mirrors};
+
+/// Prometheus exporter that reports whether the container images used by Kubernetes workloads can still be pulled from their registries. Run `check IMAGE...` to check images now and exit.
+#[derive(FromArgs, Debug, Default)]
+pub struct Args {
+    /// skip TLS certificate verification of registries. Defaults to false.
+    #[argh(switch)]
+    pub skip_registry_cert_verification: bool,
+
+    /// fall back to plain http for every registry whose https does not work, as the Go exporter does. Defaults to false.
+    #[argh(switch)]
+    pub allow_plain_http: bool,
+
+    /// comma-separated registries (host[:port]) that may fall back to plain http; repeatable. Defaults to none.
+    #[argh(option)]
+    pub plain_http_registries: Vec<String>,
+
+    /// registry for image names without one. Defaults to docker.io.
+    #[argh(option)]
+    pub default_registry: Option<String>,
+
+    /// PEM file of CA certificates added to the built-in Mozilla roots for registries; repeatable. Defaults to none.
+    #[argh(option)]
+    pub capath: Vec<String>,
+
+    /// pull images from a mirror: original=mirror, matched by registry/repository prefix; repeatable. Defaults to none.
+    #[argh(option)]
+    pub image_mirror: Vec<String>,
+
+    /// comma-separated registries whose HEAD requests are broken: retry a failed HEAD with GET (GET counts as a pull on Docker Hub). Defaults to none.
+    #[argh(option)]
+    pub get_fallback_registries: Vec<String>,
+
+    /// docker config.json whose "auths" apply to every workload, like a node's own credentials; repeatable. Defaults to none.
+    #[argh(option)]
+    pub docker_config: Vec<String>,
+
+    /// time limit for connecting to a registry. Defaults to 5s.
+    #[argh(option, default = "String::from(\"5s\")")]
+    pub connect_timeout: String,
+
+    /// time limit for one whole registry request. Defaults to 15s.
+    #[argh(option, default = "String::from(\"15s\")")]
+    pub request_timeout: String,
+
+    /// output of `check`: table or json (one object per line). Defaults to table.
+    #[argh(option, default = "String::from(\"table\")")]
+    pub output: String,
+
+    /// log level: error, warn, info, debug or trace. Defaults to info.
+    #[argh(option, default = "String::from(\"info\")")]
+    pub log_level: String,
+
+    /// print the version and exit.
+    #[argh(switch)]
+    pub version: bool,
+
+    /// command: `check IMAGE...` checks images now and exits; none runs the exporter.
+    #[argh(positional)]
+    pub command: Vec<String>,
+}
+
+/// Flags that take no value; Go's flag package also accepts `--x=true`.
+const SWITCHES: &[&str] = &[
+    "skip-registry-cert-verification",
+    "allow-plain-http",
+    "version",
+];
+
+/// Rewrites Go-style arguments so existing manifests of the Go exporter work:
+/// `-flag` becomes `--flag`, `--flag=value` becomes `--flag value`, and
+/// `--switch=true|false` becomes `--switch` or nothing.
+pub fn normalize_args(args: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut rest = false;
+    for a in args {
+        if rest || a == "--" || !a.starts_with('-') || a == "-" {
+            rest |= a == "--";
+            out.push(a.clone());
+            continue;
+        }
+        let body = a.trim_start_matches('-');
+        if body.is_empty() || (a.len() - body.len() == 1 && body.len() == 1) {
+            out.push(a.clone());
+            continue;
+        }
+        match body.split_once('=') {
+            Some((name, value)) if SWITCHES.contains(&name) => {
+                if matches!(value, "true" | "1" | "t" | "T" | "TRUE" | "True") {
+                    out.push(format!("--{name}"));
+                } else if !matches!(value, "false" | "0" | "f" | "F" | "FALSE" | "False") {
+                    // Let argh report it.
+                    out.push(format!("--{name}={value}"));
+                }
+            }
+            Some((name, value)) => {
+                out.push(format!("--{name}"));
+                out.push(value.to_string());
+            }
+            None => out.push(format!("--{body}")),
+        }
+    }
+    out
+}
+
+/// A flag that cannot be used, with the flag's name in the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// How `check` prints results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Aligned columns for people.
+    Table,
+    /// One JSON object per line for programs.
+    Json,
+}
+
+/// Everything needed to check images, validated.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Transport, plain-http and fallback settings.
+    pub checker: CheckerConfig,
+    /// Registry for short names.
+    pub default_registry: String,
+    /// `--image-mirror` rules.
+    pub mirrors: Mirrors,
+    /// Credentials from `--docker-config`, applying to every workload.
+    pub node_keyring: Keyring,
+}
+
+impl RegistryConfig {
+    /// Parses an image string as written in a workload.
+    pub fn parse_image(
+        &self,
+        image: &str,
+    ) -> Result<Reference, crate::registry::reference::ReferenceError> {
+        Reference::parse_with_default(image, &self.default_registry)
+    }
+}
+
+/// What the process was asked to do.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Check these images now and exit.
+    Check {
+        /// Image strings as given.
+        images: Vec<String>,
+    },
+    /// Run the exporter.
+    Serve,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// What to do.
+    pub command: Command,
+    /// Registry side.
+    pub registry: RegistryConfig,
+    /// Output format of `check`.
+    pub output: Output,
+    /// Log level.
+    pub log_level: LevelFilter,
+}
+
+/// Parses a Go-style duration: `300ms`, `15s`, `10m`, `1h30m`, or bare seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    if let Ok(n) = s.parse::<u64>() {
+        return Some(Duration::from_secs(n));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_len == 0 {
+            return None;
+        }
+        let n: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += Duration::try_from_secs_f64(n * unit).ok()?;
+    }
+    Some(total)
+}
+
+fn duration_flag(name: &str, value: &str) -> Result<Duration, ConfigError> {
+    match parse_duration(value) {
+        Some(d) if !d.is_zero() => Ok(d),
+        _ => Err(ConfigError(format!(
+            "--{name} {value:?}: expected a duration such as 500ms, 15s or 10m"
+        ))),
+    }
+}
+
+/// Splits repeatable, comma-separated list flags.
+fn list(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn read_file(flag: &str, path: &str) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|e| ConfigError(format!("--{flag} {path}: {e}")))
+}
+
+/// Reads the CA certificates of one `--capath` file.
+fn read_cas(path: &str) -> Result<Vec<Vec<u8>>, ConfigError> {
+    let pem = read_file("capath", path)?;
+    let mut out = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => out.push(c.der().to_vec()),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(ConfigError(format!(
+                    "--capath {path}: not a valid PEM file ({e})"
+                )))
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(ConfigError(format!(
+            "--capath {path}: no certificate found"
+        )));
+    }
+    Ok(out)
+}
+
+/// Loads `--docker-config` files into one keyring.
+fn read_docker_configs(paths: &[String]) -> Result<Keyring, ConfigError> {
+    let mut creds: Vec<Arc<Credential>> = Vec::new();
+    for path in paths {
+        let bytes = read_file("docker-config", path)?;
+        let parsed = parse_docker_config(
+            &format!("docker-config {path}"),
+            &bytes,
+            ConfigFormat::DockerConfigJson,
+        )
+        .map_err(|e| ConfigError(format!("--docker-config: {e}")))?;
+        for w in parsed.warnings {
+            log::warn!("{w}");
+        }
+        creds.extend(parsed.credentials.into_iter().map(Arc::new));
+    }
+    Ok(Keyring::new(creds))
+}
+
+impl Config {
+    /// Validates raw arguments.
+    pub fn from_args(args: Args) -> Result<Config, ConfigError> {
+        let command = match args.command.split_first() {
+            None => Command::Serve,
+            Some((c, images)) if c == "check" => {
+                if images.is_empty() {
+                    return Err(ConfigError("check: name at least one image".into()));
+                }
+                Command::Check {
+                    images: images.to_vec(),
+                }
+            }
+            Some((c, _)) => {
+                return Err(ConfigError(format!(
+                    "unknown command {c:?}; the only command is `check IMAGE...`"
+                )))
+            }
+        };
+        let output = match args.output.as_str() {
+            "table" => Output::Table,
+            "json" => Output::Json,
+            o => {
+                return Err(ConfigError(format!(
+                    "--output {o:?}: expected table or json"
+                )))
+            }
+        };
+        let log_level = crate::logger::parse_level(&args.log_level).ok_or_else(|| {
+            ConfigError(format!(
+                "--log-level {:?}: expected error, warn, info, debug or trace",
+                args.log_level
+            ))
+        })?;
+        let connect_timeout = duration_flag("connect-timeout", &args.connect_timeout)?;
+        let request_timeout = duration_flag("request-timeout", &args.request_timeout)?;
+        let mut extra_roots = Vec::new();
+        for path in &args.capath {
+            extra_roots.extend(read_cas(path)?);
+        }
+        let default_registry = match args.default_registry.as_deref().map(str::trim) {
+            None | Some("") => DOCKER_HUB.to_string(),
+            Some(r) => {
+                let r = r.trim_end_matches('/');
+                let r = if r == "index.docker.io" {
+                    DOCKER_HUB
+                } else {
+                    r
+                };
+                // Validate by parsing a name under it.
+                Reference::parse(&format!("{r}/x")).ok().filter(|p| p.registry == r).ok_or_else(|| {
+                    ConfigError(format!("--default-registry {r:?}: expected a registry host such as registry.example.com:5000"))
+                })?;
+                r.to_string()
+            }
+        };
+        let mirrors = Mirrors::parse(&args.image_mirror).map_err(ConfigError)?;
+        let node_keyring = read_docker_configs(&args.docker_config)?;
+        Ok(Config {
+            command,
+            registry: RegistryConfig {
+                checker: CheckerConfig {
+                    transport: TransportConfig {
+                        skip_verify: args.skip_registry_cert_verification,
+                        extra_roots,
+                        connect_timeout: connect_timeout.min(request_timeout),
+                        request_timeout,
+                    },
+                    allow_plain_http: args.allow_plain_http,
+                    plain_http_registries: list(&args.plain_http_registries),
+                    get_fallback_registries: list(&args.get_fallback_registries),
+                    retries: 2,
+                    retry_backoff: Duration::from_millis(250),
+                },
+                default_registry,
+                mirrors,
+                node_keyring,
+            },
+            output,
+            log_level,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn go_style_arguments() {
+        assert_eq!(
+            normalize_args(&s(&[
+                "-bind-address=:9090",
+                "--allow-plain-http=true",
+                "-skip-registry-cert-verification=false",
+                "--image-mirror=docker.io=m.io",
+                "check",
+                "a=b",
+                "-v",
+                "--",
+                "-x=y"
+            ])),
+            s(&[
+                "--bind-address",
+                ":9090",
+                "--allow-plain-http",
+                "--image-mirror",
+                "docker.io=m.io",
+                "check",
+                "a=b",
+                "-v",
+                "--",
+                "-x=y"
+            ])
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15s"), Some(Duration::from_secs(15)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("60"), Some(Duration::from_secs(60)));
+        for bad in ["", "s", "10x", "-1s", "1e400s", "1s2"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    fn config(args: &[&str]) -> Result<Config, ConfigError> {
+        let args = Args::from_args(&["x"], args)
+            .map_err(|e| ConfigError(e.output))?;
+        Config::from_args(args)
+    }
+
+    #[test]
+    fn flag_errors_name_the_flag() {
+        for (args, flag) in [
+            (&["--connect-timeout", "soon"][..], "--connect-timeout"),
+            (&["--output", "xml", "check", "a"][..], "--output"),
+            (&["--capath", "/nonexistent/ca.pem"][..], "--capath"),
+            (
+                &["--docker-config", "/nonexistent/config.json"][..],
+                "--docker-config",
+            ),
+            (&["--image-mirror", "nonsense"][..], "--image-mirror"),
+            (
+                &["--default-registry", "bad host"][..],
+                "--default-registry",
+            ),
+            (&["--log-level", "loud"][..], "--log-level"),
+        ] {
+            let e = config(args).unwrap_err();
+            assert!(e.0.contains(flag), "{args:?}: {e}");
+        }
+        assert!(config(&["check"]).is_err());
+        assert!(config(&["frobnicate"]).is_err());
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&[]).unwrap();
+        assert!(matches!(c.command, Command::Serve));
+        assert_eq!(c.registry.default_registry, "docker.io");
+        assert_eq!(
+            c.registry.checker.transport.request_timeout,
+            Duration::from_secs(15)
+        );
+        let c = config(&[
+            "--default-registry",
+            "index.docker.io",
+            "--plain-http-registries",
+            "a:5000,b",
+            "check",
+            "x",
+        ])
+        .unwrap();
+        assert_eq!(c.registry.default_registry, "docker.io");
+        assert_eq!(c.registry.checker.plain_http_registries, ["a:5000", "b"]);
+    }
+}

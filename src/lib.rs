@@ -1,0 +1,12 @@
+//! k8s-image-availability-exporter: reports, before a pod needs it, whether
+//! every image named in the cluster's workloads can still be pulled.
+//!
+//! Data flows kube -> inventory -> scheduler -> registry -> metrics/server;
+//! the modules follow that order.
+
+pub mod check_command;
+pub mod config;
+pub mod credentials;
+pub mod logger;
+pub mod registry;
+pub mod timestamp;

@@ -1,0 +1,796 @@
+//! One image check: `HEAD /v2/<name>/manifests/<ref>` with the credentials a
+//! pod would use, tried in the kubelet's order, then anonymously.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use super::challenge::{self, Challenge};
+use super::outcome::{parse_retry_after, CheckResult, Status};
+use super::reference::Reference;
+use super::token::{parse_token_response, TokenCache, TokenKey};
+use super::transport::{
+    host_of, is_internal_ip, Method, Response, Scheme, Transport, TransportConfig, TransportError,
+    Url,
+};
+use crate::credentials::Credential;
+
+/// Every manifest type a node may pull; without this list some registries
+/// answer 404 or convert to a legacy schema.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+application/vnd.oci.image.manifest.v1+json, \
+application/vnd.docker.distribution.manifest.list.v2+json, \
+application/vnd.docker.distribution.manifest.v2+json, \
+application/vnd.docker.distribution.manifest.v1+prettyjws, \
+application/vnd.docker.distribution.manifest.v1+json";
+
+const MAX_REDIRECTS: usize = 5;
+const TOKEN_BODY_LIMIT: u64 = 1 << 20;
+/// Manifests are at most 4 MiB by spec; the GET fallback reads no more.
+const MANIFEST_BODY_LIMIT: u64 = 4 << 20;
+
+/// Checker settings taken from flags.
+#[derive(Debug, Clone)]
+pub struct CheckerConfig {
+    /// TLS and timeouts.
+    pub transport: TransportConfig,
+    /// `--allow-plain-http`: any registry may fall back to plain http.
+    pub allow_plain_http: bool,
+    /// `--plain-http-registries`: these registries may fall back to plain http.
+    pub plain_http_registries: Vec<String>,
+    /// `--get-fallback-registries`: retry a failed HEAD with GET for these.
+    pub get_fallback_registries: Vec<String>,
+    /// Extra tries after a 5xx or a broken connection.
+    pub retries: u32,
+    /// Pause before the first retry; doubles after each.
+    pub retry_backoff: Duration,
+}
+
+/// How a registry wants to be authenticated, learnt from its 401s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AuthHint {
+    /// Not asked yet, or it answered without a challenge.
+    Open,
+    /// `Basic`: send the credential with every request.
+    Basic,
+    /// `Bearer`: fetch a token from the realm.
+    Bearer { realm: Url, service: Option<String> },
+}
+
+/// Counts requests for one check.
+#[derive(Debug, Default)]
+struct Ctx {
+    requests: u32,
+}
+
+/// What one credential (or anonymous) got.
+enum Attempt {
+    /// The manifest is there.
+    Present {
+        digest: Option<String>,
+        authenticated: bool,
+    },
+    /// 401: try the next credential.
+    Unauthorized(String),
+    /// 403: try the next credential.
+    Forbidden(String),
+    /// A verdict that no other credential would change.
+    Final {
+        status: Status,
+        reason: String,
+        retry_after: Option<Duration>,
+        authenticated: bool,
+    },
+}
+
+fn final_(status: Status, reason: impl Into<String>) -> Attempt {
+    Attempt::Final {
+        status,
+        reason: reason.into(),
+        retry_after: None,
+        authenticated: false,
+    }
+}
+
+/// Checks images against registries. Shared by all worker threads.
+pub struct Checker {
+    transport: Transport,
+    tokens: TokenCache,
+    hints: Mutex<HashMap<String, AuthHint>>,
+    schemes: Mutex<HashMap<String, Scheme>>,
+    allow_plain_http: bool,
+    plain_http: HashSet<String>,
+    get_fallback: HashSet<String>,
+    retries: u32,
+    retry_backoff: Duration,
+}
+
+impl Checker {
+    /// Builds a checker; fails only on unusable TLS settings.
+    pub fn new(config: CheckerConfig) -> Result<Checker, String> {
+        let lower = |v: &[String]| {
+            v.iter()
+                .map(|s| s.trim().to_ascii_lowercase())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        Ok(Checker {
+            transport: Transport::new(&config.transport)?,
+            tokens: TokenCache::default(),
+            hints: Mutex::default(),
+            schemes: Mutex::default(),
+            allow_plain_http: config.allow_plain_http,
+            plain_http: lower(&config.plain_http_registries),
+            get_fallback: lower(&config.get_fallback_registries),
+            retries: config.retries,
+            retry_backoff: config.retry_backoff,
+        })
+    }
+
+    /// Checks `reference` with `credentials` in order, then anonymously.
+    pub fn check(&self, reference: &Reference, credentials: &[Arc<Credential>]) -> CheckResult {
+        let mut ctx = Ctx::default();
+        let mut refusals: Vec<(String, bool, String)> = Vec::new();
+        // Against an open registry the first attempt sends no Authorization
+        // and succeeds, so credentials cost nothing there.
+        let attempts = credentials
+            .iter()
+            .map(|c| Some(c.as_ref()))
+            .chain(std::iter::once(None));
+        for cred in attempts {
+            let who = cred
+                .map(Credential::describe)
+                .unwrap_or_else(|| "anonymous".to_string());
+            let described =
+                |authenticated: bool| cred.filter(|_| authenticated).map(Credential::describe);
+            match self.attempt(&mut ctx, reference, cred) {
+                Attempt::Present {
+                    digest,
+                    authenticated,
+                } => {
+                    return CheckResult {
+                        status: Status::Available,
+                        reason: format!("manifest {} found", reference.manifest_ref()),
+                        credential: described(authenticated),
+                        requests: ctx.requests,
+                        digest,
+                        retry_after: None,
+                    }
+                }
+                Attempt::Unauthorized(why) => refusals.push((who, false, why)),
+                Attempt::Forbidden(why) => refusals.push((who, true, why)),
+                Attempt::Final {
+                    status,
+                    reason,
+                    retry_after,
+                    authenticated,
+                } => {
+                    return CheckResult {
+                        status,
+                        reason,
+                        credential: described(authenticated),
+                        requests: ctx.requests,
+                        digest: None,
+                        retry_after,
+                    }
+                }
+            }
+        }
+        // Access was denied to someone who authenticated: that is the
+        // actionable fact, even if anonymous was then refused too.
+        let status = if refusals.iter().any(|(_, forbidden, _)| *forbidden) {
+            Status::AuthorizationFailure
+        } else {
+            Status::AuthenticationFailure
+        };
+        let reason = refusals
+            .iter()
+            .map(|(who, _, why)| format!("{who}: {why}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        CheckResult {
+            status,
+            reason,
+            credential: None,
+            requests: ctx.requests,
+            digest: None,
+            retry_after: None,
+        }
+    }
+
+    fn hint(&self, host: &str) -> AuthHint {
+        self.hints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(host)
+            .cloned()
+            .unwrap_or(AuthHint::Open)
+    }
+
+    fn hints_known(&self, host: &str) -> bool {
+        self.hints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(host)
+    }
+
+    fn set_hint(&self, host: &str, hint: AuthHint) {
+        self.hints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(host.to_string(), hint);
+    }
+
+    fn listed(set: &HashSet<String>, r: &Reference) -> bool {
+        set.contains(&r.registry.to_ascii_lowercase())
+            || set.contains(&r.api_host().to_ascii_lowercase())
+    }
+
+    /// One credential's try: at most one challenge round trip and one token refresh.
+    fn attempt(&self, ctx: &mut Ctx, r: &Reference, cred: Option<&Credential>) -> Attempt {
+        let host = r.api_host();
+        let mut learnt = false;
+        let mut refreshed = false;
+        loop {
+            let hint = self.hint(host);
+            let mut token_key = None;
+            let auth = match &hint {
+                AuthHint::Open => None,
+                AuthHint::Basic => match cred {
+                    Some(c) => Some(c.basic_authorization()),
+                    None => {
+                        return Attempt::Unauthorized(
+                            "registry requires HTTP Basic credentials and none apply".into(),
+                        )
+                    }
+                },
+                AuthHint::Bearer { realm, service } => {
+                    let scheme = self.learnt_scheme(host).unwrap_or(Scheme::Https);
+                    match self.token(ctx, realm, service.as_deref(), r, scheme, cred, refreshed) {
+                        Ok((token, key, cached)) => {
+                            token_key = cached.then_some(key);
+                            Some(format!("Bearer {token}"))
+                        }
+                        Err(a) => return a,
+                    }
+                }
+            };
+            let (resp, scheme) = match self.manifest_request(ctx, r, Method::Head, auth.as_deref())
+            {
+                Ok(x) => x,
+                Err(e) => {
+                    return final_(
+                        Status::RegistryUnavailable,
+                        format!("{}: {e}", r.api_host()),
+                    )
+                }
+            };
+            let resp = if Checker::listed(&self.get_fallback, r)
+                && matches!(resp.status, 400 | 403 | 404 | 405)
+            {
+                match self.manifest_request(ctx, r, Method::Get, auth.as_deref()) {
+                    Ok((get, _)) => get,
+                    Err(e) => {
+                        return final_(
+                            Status::RegistryUnavailable,
+                            format!("{}: GET fallback: {e}", r.api_host()),
+                        )
+                    }
+                }
+            } else {
+                resp
+            };
+            if resp.status == 401 {
+                let challenges: Vec<Challenge> = resp
+                    .headers_named("www-authenticate")
+                    .flat_map(challenge::parse)
+                    .collect();
+                let new_hint = match hint_from(&challenges, scheme, host) {
+                    Ok(h) => h,
+                    Err(why) => return final_(Status::UnknownError, why),
+                };
+                if new_hint != hint && !learnt {
+                    self.set_hint(host, new_hint);
+                    learnt = true;
+                    continue;
+                }
+                if let (Some(key), false) = (&token_key, refreshed) {
+                    // A cached token the registry no longer accepts: fetch one fresh token, once.
+                    self.tokens.remove(key);
+                    refreshed = true;
+                    continue;
+                }
+                return Attempt::Unauthorized(describe_401(&challenges));
+            }
+            if !self.hints_known(host) {
+                self.set_hint(host, AuthHint::Open);
+            }
+            return self.classify(r, &resp, auth.is_some());
+        }
+    }
+
+    fn classify(&self, r: &Reference, resp: &Response, authenticated: bool) -> Attempt {
+        let codes = error_codes(&resp.body);
+        let has = |c: &str| codes.iter().any(|x| x == c);
+        let fin = |status: Status, reason: String| Attempt::Final {
+            status,
+            reason,
+            retry_after: None,
+            authenticated,
+        };
+        match resp.status {
+            200..=299 => {
+                let got = resp.header("docker-content-digest").map(str::to_string);
+                if let (Some(want), Some(got)) = (&r.digest, &got) {
+                    if !want.eq_ignore_ascii_case(got) {
+                        return fin(
+                            Status::UnknownError,
+                            format!("registry returned manifest {got} for {want}"),
+                        );
+                    }
+                }
+                Attempt::Present {
+                    digest: got.or_else(|| r.digest.clone()),
+                    authenticated,
+                }
+            }
+            404 => fin(
+                Status::Absent,
+                format!(
+                    "manifest {} not found (HTTP 404{})",
+                    r.manifest_ref(),
+                    codes_suffix(&codes)
+                ),
+            ),
+            403 => Attempt::Forbidden(format!("access denied (HTTP 403{})", codes_suffix(&codes))),
+            429 => Attempt::Final {
+                status: Status::RateLimited,
+                reason: format!("rate limited by {} (HTTP 429)", r.api_host()),
+                retry_after: Some(parse_retry_after(
+                    resp.header("retry-after"),
+                    SystemTime::now(),
+                )),
+                authenticated,
+            },
+            _ if has("MANIFEST_UNKNOWN") || has("NAME_UNKNOWN") => fin(
+                Status::Absent,
+                format!(
+                    "manifest {} not found (HTTP {}{})",
+                    r.manifest_ref(),
+                    resp.status,
+                    codes_suffix(&codes)
+                ),
+            ),
+            _ if has("DENIED") => Attempt::Forbidden(format!(
+                "access denied (HTTP {}{})",
+                resp.status,
+                codes_suffix(&codes)
+            )),
+            500..=599 => fin(
+                Status::RegistryUnavailable,
+                format!(
+                    "{} answered HTTP {} after {} tries",
+                    r.api_host(),
+                    resp.status,
+                    self.retries + 1
+                ),
+            ),
+            s => fin(
+                Status::UnknownError,
+                format!(
+                    "unexpected HTTP {s} from {}{}",
+                    r.api_host(),
+                    codes_suffix(&codes)
+                ),
+            ),
+        }
+    }
+
+    fn learnt_scheme(&self, host: &str) -> Option<Scheme> {
+        self.schemes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(host)
+            .copied()
+    }
+
+    /// The manifest request, over https, or over plain http where allowed and
+    /// https does not work (as docker does for insecure registries).
+    fn manifest_request(
+        &self,
+        ctx: &mut Ctx,
+        r: &Reference,
+        method: Method,
+        auth: Option<&str>,
+    ) -> Result<(Response, Scheme), TransportError> {
+        let host = r.api_host();
+        let plain_ok = self.allow_plain_http || Checker::listed(&self.plain_http, r);
+        let order: &[Scheme] = match (plain_ok, self.learnt_scheme(host)) {
+            (false, _) => &[Scheme::Https],
+            (true, Some(Scheme::Http)) => &[Scheme::Http],
+            (true, Some(Scheme::Https)) => &[Scheme::Https],
+            (true, None) => &[Scheme::Https, Scheme::Http],
+        };
+        let path = format!("/v2/{}/manifests/{}", r.repository, r.manifest_ref());
+        let mut last = TransportError::Other("no scheme to try".into());
+        for &scheme in order {
+            let url = Url::new(scheme, host, path.clone());
+            match self.send(
+                ctx,
+                method,
+                &url,
+                auth,
+                Some(MANIFEST_ACCEPT),
+                MANIFEST_BODY_LIMIT,
+            ) {
+                Ok(resp) => {
+                    if plain_ok {
+                        self.schemes
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(host.to_string(), scheme);
+                    }
+                    return Ok((resp, scheme));
+                }
+                Err(e) => {
+                    self.schemes
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(host);
+                    last = e;
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// Fetches (or reuses) a pull token for `r`'s repository.
+    #[allow(clippy::too_many_arguments)]
+    fn token(
+        &self,
+        ctx: &mut Ctx,
+        realm: &Url,
+        service: Option<&str>,
+        r: &Reference,
+        registry_scheme: Scheme,
+        cred: Option<&Credential>,
+        force: bool,
+    ) -> Result<(String, TokenKey, bool), Attempt> {
+        let scope = format!("repository:{}:pull", r.repository);
+        let key = self.tokens.key(&realm.to_string(), service, &scope, cred);
+        if !force {
+            if let Some(t) = self.tokens.get(&key) {
+                return Ok((t, key, true));
+            }
+        }
+        check_realm(realm, registry_scheme, r.api_host())
+            .map_err(|why| final_(Status::UnknownError, why))?;
+        let mut params: Vec<(&str, &str)> = Vec::new();
+        if let Some(s) = service {
+            params.push(("service", s));
+        }
+        params.push(("scope", &scope));
+        if let Some(c) = cred {
+            params.push(("account", &c.username));
+        }
+        let url = realm.with_query(&params);
+        let basic = cred.map(Credential::basic_authorization);
+        let resp = self
+            .send(
+                ctx,
+                Method::Get,
+                &url,
+                basic.as_deref(),
+                Some("application/json"),
+                TOKEN_BODY_LIMIT,
+            )
+            .map_err(|e| {
+                final_(
+                    Status::RegistryUnavailable,
+                    format!("token server {}: {e}", realm.authority),
+                )
+            })?;
+        let server = &realm.authority;
+        match resp.status {
+            200 => {
+                let t = parse_token_response(&resp.body, SystemTime::now()).map_err(|why| {
+                    final_(
+                        Status::UnknownError,
+                        format!("token server {server}: {why}"),
+                    )
+                })?;
+                self.tokens.put(key.clone(), t.token.clone(), t.lifetime);
+                Ok((t.token, key, false))
+            }
+            401 => Err(Attempt::Unauthorized(format!(
+                "token server {server} rejected the credentials (HTTP 401)"
+            ))),
+            403 => Err(Attempt::Forbidden(format!(
+                "token server {server} denied access (HTTP 403)"
+            ))),
+            429 => Err(Attempt::Final {
+                status: Status::RateLimited,
+                reason: format!("rate limited by token server {server} (HTTP 429)"),
+                retry_after: Some(parse_retry_after(
+                    resp.header("retry-after"),
+                    SystemTime::now(),
+                )),
+                authenticated: false,
+            }),
+            500..=599 => Err(final_(
+                Status::RegistryUnavailable,
+                format!("token server {server} answered HTTP {}", resp.status),
+            )),
+            s => Err(final_(
+                Status::UnknownError,
+                format!("token server {server} answered HTTP {s}"),
+            )),
+        }
+    }
+
+    /// Sends with retries on 5xx and broken connections, following redirects
+    /// and dropping credentials when a redirect leaves the origin.
+    fn send(
+        &self,
+        ctx: &mut Ctx,
+        method: Method,
+        url: &Url,
+        auth: Option<&str>,
+        accept: Option<&str>,
+        limit: u64,
+    ) -> Result<Response, TransportError> {
+        let mut url = url.clone();
+        let mut auth = auth;
+        for _ in 0..=MAX_REDIRECTS {
+            let resp = self.send_retrying(ctx, method, &url, auth, accept, limit)?;
+            let location = resp
+                .header("location")
+                .filter(|_| matches!(resp.status, 301 | 302 | 303 | 307 | 308));
+            let Some(next) = location.and_then(|l| url.join(l)) else {
+                return Ok(resp);
+            };
+            if !next.same_origin(&url) {
+                auth = None;
+            }
+            url = next;
+        }
+        Err(TransportError::Other(format!(
+            "more than {MAX_REDIRECTS} redirects"
+        )))
+    }
+
+    fn send_retrying(
+        &self,
+        ctx: &mut Ctx,
+        method: Method,
+        url: &Url,
+        auth: Option<&str>,
+        accept: Option<&str>,
+        limit: u64,
+    ) -> Result<Response, TransportError> {
+        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(2);
+        if let Some(a) = auth {
+            headers.push(("Authorization", a));
+        }
+        if let Some(a) = accept {
+            headers.push(("Accept", a));
+        }
+        let mut backoff = self.retry_backoff;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            ctx.requests += 1;
+            let result = self.transport.send(method, url, &headers, limit);
+            let retry = match &result {
+                Ok(resp) => matches!(resp.status, 500 | 502 | 503 | 504),
+                Err(e) => e.is_retryable(),
+            };
+            if !retry || tries > self.retries {
+                return result;
+            }
+            log::debug!("{} {}: retrying in {:?}", method_name(method), url, backoff);
+            std::thread::sleep(backoff);
+            backoff *= 2;
+        }
+    }
+}
+
+fn method_name(m: Method) -> &'static str {
+    match m {
+        Method::Head => "HEAD",
+        Method::Get => "GET",
+    }
+}
+
+/// Picks the scheme to use from a 401's challenges: Bearer over Basic.
+fn hint_from(
+    challenges: &[Challenge],
+    registry_scheme: Scheme,
+    host: &str,
+) -> Result<AuthHint, String> {
+    if let Some(b) = challenges.iter().find(|c| c.scheme == "bearer") {
+        let realm = b
+            .param("realm")
+            .ok_or_else(|| format!("{host} sent a Bearer challenge without realm"))?;
+        // A relative realm is resolved against the registry, as browsers do.
+        let base = Url::new(registry_scheme, host, "/v2/".into());
+        let realm = base
+            .join(realm)
+            .ok_or_else(|| format!("{host} sent an unusable token realm {realm:?}"))?;
+        return Ok(AuthHint::Bearer {
+            realm,
+            service: b.param("service").map(str::to_string),
+        });
+    }
+    if challenges.iter().any(|c| c.scheme == "basic") {
+        return Ok(AuthHint::Basic);
+    }
+    Err(format!(
+        "{host} answered 401 without a Bearer or Basic challenge{}",
+        challenges
+            .first()
+            .map(|c| format!(" (scheme {:?})", c.scheme))
+            .unwrap_or_default()
+    ))
+}
+
+/// A token realm must not turn a registry into a way to reach internal
+/// services or to leak credentials in clear text.
+fn check_realm(
+    realm: &Url,
+    registry_scheme: Scheme,
+    registry_authority: &str,
+) -> Result<(), String> {
+    if realm.scheme == Scheme::Http && registry_scheme == Scheme::Https {
+        return Err(format!(
+            "token realm {realm} is plain http for an https registry; refused"
+        ));
+    }
+    let host = realm.host();
+    if host.eq_ignore_ascii_case(host_of(registry_authority)) {
+        return Ok(());
+    }
+    let refuse = || {
+        Err(format!("token realm {realm} points to an internal address that is not the registry's own host; refused"))
+    };
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return if is_internal_ip(ip) { refuse() } else { Ok(()) };
+    }
+    if host == "localhost" || host.ends_with(".localhost") {
+        return refuse();
+    }
+    // A name may hide loopback or link-local (cloud metadata) addresses.
+    // Private ranges stay allowed for names: self-hosted registries often
+    // keep their auth service on another internal host.
+    let port = match realm.scheme {
+        Scheme::Http => 80,
+        Scheme::Https => 443,
+    };
+    if let Ok(addrs) = (host, port).to_socket_addrs() {
+        for a in addrs {
+            let ip = a.ip();
+            let bad = ip.is_loopback()
+                || ip.is_unspecified()
+                || match ip {
+                    IpAddr::V4(v4) => v4.is_link_local(),
+                    IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+                };
+            if bad {
+                return refuse();
+            }
+        }
+    }
+    Ok(())
+}
+
+fn describe_401(challenges: &[Challenge]) -> String {
+    let bearer = challenges.iter().find(|c| c.param("error").is_some());
+    match bearer.and_then(|c| c.param("error")) {
+        Some("insufficient_scope") => {
+            "HTTP 401 insufficient_scope: the repository does not exist or these credentials may not pull it".into()
+        }
+        Some("invalid_token") => "HTTP 401 invalid_token: the registry did not accept the token".into(),
+        Some(e) => format!("HTTP 401 {e}"),
+        None => "HTTP 401: credentials missing or rejected".into(),
+    }
+}
+
+/// The `code`s of a registry error body: `{"errors":[{"code":"..."}]}`.
+fn error_codes(body: &[u8]) -> Vec<String> {
+    if body.is_empty() {
+        return Vec::new();
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    v.get("errors")
+        .and_then(|e| e.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e.get("code")?.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn codes_suffix(codes: &[String]) -> String {
+    if codes.is_empty() {
+        String::new()
+    } else {
+        format!(", {}", codes.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn realm_rules() {
+        let realm = |s: &str| Url::parse(s).unwrap();
+        assert!(check_realm(
+            &realm("http://auth.example.com/t"),
+            Scheme::Https,
+            "r.example.com"
+        )
+        .is_err());
+        assert!(check_realm(
+            &realm("http://127.0.0.1:9000/t"),
+            Scheme::Http,
+            "127.0.0.1:5000"
+        )
+        .is_ok());
+        assert!(check_realm(
+            &realm("https://127.0.0.1:9000/t"),
+            Scheme::Https,
+            "127.0.0.1:5000"
+        )
+        .is_ok());
+        assert!(check_realm(
+            &realm("https://169.254.169.254/latest/meta-data"),
+            Scheme::Https,
+            "r.example.com"
+        )
+        .is_err());
+        assert!(check_realm(&realm("https://10.0.0.1/t"), Scheme::Https, "r.example.com").is_err());
+        assert!(check_realm(&realm("https://[::1]/t"), Scheme::Https, "r.example.com").is_err());
+        assert!(check_realm(
+            &realm("https://localhost/t"),
+            Scheme::Https,
+            "r.example.com"
+        )
+        .is_err());
+        assert!(check_realm(&realm("https://8.8.8.8/t"), Scheme::Https, "r.example.com").is_ok());
+    }
+
+    #[test]
+    fn hints_prefer_bearer_and_resolve_relative_realms() {
+        let c = challenge::parse(r#"Basic realm="x", Bearer realm="/token",service="svc""#);
+        match hint_from(&c, Scheme::Https, "r.io:5000").unwrap() {
+            AuthHint::Bearer { realm, service } => {
+                assert_eq!(realm.to_string(), "https://r.io:5000/token");
+                assert_eq!(service.as_deref(), Some("svc"));
+            }
+            h => panic!("{h:?}"),
+        }
+        assert_eq!(
+            hint_from(&challenge::parse("Basic realm=x"), Scheme::Https, "r").unwrap(),
+            AuthHint::Basic
+        );
+        assert!(hint_from(&challenge::parse("Negotiate"), Scheme::Https, "r").is_err());
+        assert!(hint_from(&challenge::parse("Bearer service=x"), Scheme::Https, "r").is_err());
+    }
+
+    #[test]
+    fn error_bodies() {
+        assert_eq!(
+            error_codes(
+                br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"m"},{"code":"DENIED"}]}"#
+            ),
+            ["MANIFEST_UNKNOWN", "DENIED"]
+        );
+        assert!(error_codes(b"<html>").is_empty());
+        assert!(error_codes(br#"{"errors":"x"}"#).is_empty());
+    }
+}
