@@ -424,8 +424,7 @@ mod tests {
     }
 
     fn config(args: &[&str]) -> Result<Config, ConfigError> {
-        let args = Args::from_args(&["x"], args)
-            .map_err(|e| ConfigError(e.output))?;
+        let args = Args::from_args(&["x"], args).map_err(|e| ConfigError(e.output))?;
         Config::from_args(args)
     }
 

@@ -1,0 +1,174 @@
+//! Test support shared by every integration test and the benchmark: the real
+//! registry launcher, our token server, a scripted registry for answers a
+//! real registry never gives, and small helpers.
+#![allow(dead_code)]
+
+pub mod fake_registry;
+pub mod registry;
+pub mod tls;
+pub mod token_server;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// A directory removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates a fresh directory under the system temp dir.
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let p = std::env::temp_dir().join(format!("kiae-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// A path inside it.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// Writes a file inside it and returns its path as a string.
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> String {
+        let p = self.join(name);
+        std::fs::write(&p, contents).expect("write temp file");
+        p.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Polls `cond` until it holds or `timeout` passes; panics with `what` then.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// Runs a program and panics with its output when it fails.
+pub fn run(program: &str, args: &[&str]) -> Vec<u8> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e} (is it installed? see .ci/run)"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// SHA-256 digest in `sha256:hex` form.
+pub fn sha256(data: &[u8]) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, data);
+    format!("sha256:{}", hex(d.as_ref()))
+}
+
+/// Lower-case hex.
+pub fn hex(data: &[u8]) -> String {
+    data.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Unpadded base64url, as JWTs use.
+pub fn b64url(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+}
+
+/// The exporter binary built for this test run.
+pub fn exporter_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_k8s-image-availability-exporter")
+}
+
+/// The outcome of `k8s-image-availability-exporter check --output json ...`.
+pub struct CheckRun {
+    /// Exit status.
+    pub code: i32,
+    /// One parsed JSON object per image.
+    pub rows: Vec<serde_json::Value>,
+    /// Everything printed, for secret-leak assertions.
+    pub stdout: String,
+    /// The log.
+    pub stderr: String,
+}
+
+impl CheckRun {
+    /// The row for `image`.
+    pub fn row(&self, image: &str) -> &serde_json::Value {
+        self.rows
+            .iter()
+            .find(|r| r["image"] == image)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no row for {image} in {:#?}\nstderr: {}",
+                    self.rows, self.stderr
+                )
+            })
+    }
+
+    /// The status of `image`.
+    pub fn status(&self, image: &str) -> &str {
+        self.row(image)["status"].as_str().expect("status")
+    }
+}
+
+/// Runs the `check` command with JSON output.
+pub fn check(args: &[&str]) -> CheckRun {
+    let mut full = vec!["--output", "json", "--log-level", "debug"];
+    full.extend_from_slice(args);
+    let out = Command::new(exporter_bin())
+        .args(&full)
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
+        .output()
+        .expect("run exporter");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let rows = stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}\nstderr: {stderr}"))
+        })
+        .collect();
+    CheckRun {
+        code: out.status.code().unwrap_or(-1),
+        rows,
+        stdout,
+        stderr,
+    }
+}

@@ -1,0 +1,396 @@
+//! Starts Debian's Docker Distribution (`docker-registry`) on 127.0.0.1 with a
+//! free port, with no auth, htpasswd basic auth or token auth, optionally with
+//! TLS, and pushes and deletes images through the registry API itself.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::tls::{self, ServerCert, SigningKey};
+use super::token_server::{Policy, TokenServer, ISSUER, SERVICE};
+use super::{free_port, sha256, wait_until, TempDir};
+
+const SCHEMA2: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// How the registry authenticates.
+pub enum Auth {
+    /// Anyone may pull and push.
+    None,
+    /// htpasswd users (name, password); all of them may push and pull everything.
+    Basic(Vec<(String, String)>),
+    /// Our token server with this policy; the harness pushes as `admin`.
+    Token(Policy),
+}
+
+/// A running registry.
+pub struct Registry {
+    /// `127.0.0.1:PORT`, what image references start with.
+    pub host: String,
+    /// The token server, in token mode.
+    pub tokens: Option<TokenServer>,
+    /// The TLS material, when serving https.
+    pub tls: Option<ServerCert>,
+    scheme: &'static str,
+    push_auth: PushAuth,
+    child: Child,
+    agent: ureq::Agent,
+    dir: TempDir,
+}
+
+enum PushAuth {
+    None,
+    Basic(String),
+    Token { realm: String, header: String },
+}
+
+/// Password of the harness's own pushing user in token mode.
+const ADMIN_PASSWORD: &str = "admin-secret-pw";
+
+impl Registry {
+    /// A registry over plain http.
+    pub fn start(auth: Auth) -> Registry {
+        Registry::launch(auth, false)
+    }
+
+    /// A registry over https with a certificate from a fresh test CA.
+    pub fn start_tls(auth: Auth) -> Registry {
+        Registry::launch(auth, true)
+    }
+
+    fn launch(auth: Auth, with_tls: bool) -> Registry {
+        let dir = TempDir::new("registry");
+        let tls = with_tls.then(|| tls::server_cert(&dir));
+        let (auth_yaml, tokens, push_auth) = match auth {
+            Auth::None => (String::new(), None, PushAuth::None),
+            Auth::Basic(users) => {
+                let mut lines = String::new();
+                for (u, p) in &users {
+                    let out = super::run("htpasswd", &["-Bbn", u, p]);
+                    lines.push_str(String::from_utf8_lossy(&out).trim());
+                    lines.push('\n');
+                }
+                let path = dir.write("htpasswd", lines);
+                let (u, p) = &users[0];
+                (
+                    format!("auth:\n  htpasswd:\n    realm: kiae-basic\n    path: {path}\n"),
+                    None,
+                    PushAuth::Basic(TokenServer::basic_header(u, p)),
+                )
+            }
+            Auth::Token(policy) => {
+                let key: SigningKey = tls::signing_key(&dir);
+                let policy = policy.user("admin", ADMIN_PASSWORD, "", &["pull", "push"]);
+                let server = TokenServer::start(&key, policy);
+                let yaml = format!(
+                    "auth:\n  token:\n    realm: {}\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n",
+                    server.realm, key.cert_pem
+                );
+                let realm = server.realm.clone();
+                (
+                    yaml,
+                    Some(server),
+                    PushAuth::Token {
+                        realm,
+                        header: TokenServer::basic_header("admin", ADMIN_PASSWORD),
+                    },
+                )
+            }
+        };
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .proxy(None)
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .disable_verification(true)
+                    .build(),
+            )
+            .build()
+            .new_agent();
+        // A port can be taken between probing and binding: try a few.
+        for _ in 0..5 {
+            let port = free_port();
+            let host = format!("127.0.0.1:{port}");
+            let tls_yaml = tls
+                .as_ref()
+                .map(|t| {
+                    format!(
+                        "  tls:\n    certificate: {}\n    key: {}\n",
+                        t.cert_pem, t.key_pem
+                    )
+                })
+                .unwrap_or_default();
+            let config = format!(
+                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n  secret: kiae-test-secret\n{tls_yaml}{auth_yaml}",
+                dir.join("data").display()
+            );
+            let config_path = dir.write("config.yml", config);
+            let log = std::fs::File::create(dir.join("registry.log")).unwrap();
+            let mut child = Command::new("docker-registry")
+                .arg("serve")
+                .arg(&config_path)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start docker-registry (apt-get install docker-registry; see .ci/run)");
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let url = format!("{scheme}://{host}/v2/");
+            let mut exited = false;
+            wait_until("docker-registry to answer", Duration::from_secs(20), || {
+                if let Ok(Some(_)) = child.try_wait() {
+                    exited = true;
+                    return true;
+                }
+                agent.get(&url).call().is_ok()
+            });
+            if exited {
+                let _ = child.wait();
+                continue;
+            }
+            return Registry {
+                host,
+                tokens,
+                tls,
+                scheme,
+                push_auth,
+                child,
+                agent,
+                dir,
+            };
+        }
+        let log = std::fs::read_to_string(dir.join("registry.log")).unwrap_or_default();
+        panic!("docker-registry did not start: {log}");
+    }
+
+    /// The PEM file of the CA that signed this registry's certificate.
+    pub fn ca_pem(&self) -> &str {
+        &self
+            .tls
+            .as_ref()
+            .expect("registry started without TLS")
+            .ca_pem
+    }
+
+    /// A full image reference in this registry.
+    pub fn image(&self, repo_and_ref: &str) -> String {
+        format!("{}/{repo_and_ref}", self.host)
+    }
+
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http") {
+            path.to_string()
+        } else {
+            format!("{}://{}{path}", self.scheme, self.host)
+        }
+    }
+
+    fn auth_for(&self, repo: &str) -> Option<String> {
+        match &self.push_auth {
+            PushAuth::None => None,
+            PushAuth::Basic(h) => Some(h.clone()),
+            PushAuth::Token { realm, header } => {
+                let url =
+                    format!("{realm}?service={SERVICE}&scope=repository:{repo}:pull,push,delete");
+                let mut resp = self
+                    .agent
+                    .get(&url)
+                    .header("Authorization", header)
+                    .call()
+                    .expect("token for push");
+                assert_eq!(resp.status().as_u16(), 200, "token for push");
+                let v: serde_json::Value =
+                    serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+                Some(format!("Bearer {}", v["token"].as_str().unwrap()))
+            }
+        }
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        auth: &Option<String>,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> (u16, Option<String>, Option<String>) {
+        let url = self.url(path);
+        let mut req = ureq::http::Request::builder().method(method).uri(&url);
+        if let Some(a) = auth {
+            req = req.header("Authorization", a);
+        }
+        if let Some(ct) = content_type {
+            req = req.header("Content-Type", ct);
+        }
+        let req = req.body(body.to_vec()).unwrap();
+        let mut resp = self
+            .agent
+            .run(req)
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let header = |n: &str| {
+            resp.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let (location, digest) = (header("location"), header("docker-content-digest"));
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        assert!(status < 300, "{method} {url}: HTTP {status}: {text}");
+        (status, location, digest)
+    }
+
+    fn put_blob(&self, repo: &str, auth: &Option<String>, data: &[u8]) -> String {
+        let digest = sha256(data);
+        let (_, location, _) = self.send(
+            "POST",
+            &format!("/v2/{repo}/blobs/uploads/"),
+            auth,
+            None,
+            b"",
+        );
+        let location = location.expect("upload location");
+        let sep = if location.contains('?') { '&' } else { '?' };
+        self.send(
+            "PUT",
+            &format!("{location}{sep}digest={digest}"),
+            auth,
+            Some("application/octet-stream"),
+            data,
+        );
+        digest
+    }
+
+    /// Pushes a minimal single-layer image; returns its manifest digest. An
+    /// empty `tag` pushes by digest only.
+    pub fn push(&self, repo: &str, tag: &str) -> String {
+        self.push_manifest(
+            repo,
+            tag,
+            SCHEMA2,
+            "application/vnd.docker.container.image.v1+json",
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            "amd64",
+        )
+    }
+
+    fn push_manifest(
+        &self,
+        repo: &str,
+        tag: &str,
+        media_type: &str,
+        config_type: &str,
+        layer_type: &str,
+        arch: &str,
+    ) -> String {
+        let auth = self.auth_for(repo);
+        // Unique content per image so digests differ between tags.
+        let layer = format!("layer of {repo}:{tag}:{arch}:{media_type}").into_bytes();
+        let layer_digest = self.put_blob(repo, &auth, &layer);
+        let config = serde_json::json!({
+            "architecture": arch, "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]},
+            "history": [{"created_by": format!("kiae test {repo}:{tag}")}],
+        })
+        .to_string()
+        .into_bytes();
+        let config_digest = self.put_blob(repo, &auth, &config);
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": media_type,
+            "config": {"mediaType": config_type, "size": config.len(), "digest": config_digest},
+            "layers": [{"mediaType": layer_type, "size": layer.len(), "digest": layer_digest}],
+        })
+        .to_string()
+        .into_bytes();
+        let digest = sha256(&manifest);
+        let reference = if tag.is_empty() {
+            digest.clone()
+        } else {
+            tag.to_string()
+        };
+        let (_, _, got) = self.send(
+            "PUT",
+            &format!("/v2/{repo}/manifests/{reference}"),
+            &auth,
+            Some(media_type),
+            &manifest,
+        );
+        assert_eq!(got.as_deref(), Some(digest.as_str()));
+        digest
+    }
+
+    /// Pushes an OCI index of two OCI manifests (amd64, arm64) under `tag`; returns the index digest.
+    pub fn push_index(&self, repo: &str, tag: &str) -> String {
+        let mut entries = Vec::new();
+        for arch in ["amd64", "arm64"] {
+            let d = self.push_manifest(
+                repo,
+                "",
+                OCI_MANIFEST,
+                "application/vnd.oci.image.config.v1+json",
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+                arch,
+            );
+            let size = self.manifest_size(repo, &d);
+            entries.push(serde_json::json!({"mediaType": OCI_MANIFEST, "digest": d, "size": size, "platform": {"architecture": arch, "os": "linux"}}));
+        }
+        let index =
+            serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
+                .to_string()
+                .into_bytes();
+        let auth = self.auth_for(repo);
+        let digest = sha256(&index);
+        self.send(
+            "PUT",
+            &format!("/v2/{repo}/manifests/{tag}"),
+            &auth,
+            Some(OCI_INDEX),
+            &index,
+        );
+        digest
+    }
+
+    fn manifest_size(&self, repo: &str, digest: &str) -> usize {
+        let auth = self.auth_for(repo);
+        let mut req = self
+            .agent
+            .get(self.url(&format!("/v2/{repo}/manifests/{digest}")))
+            .header("Accept", OCI_MANIFEST);
+        if let Some(a) = &auth {
+            req = req.header("Authorization", a);
+        }
+        let mut resp = req.call().unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        resp.body_mut().read_to_vec().unwrap().len()
+    }
+
+    /// Deletes a manifest by digest, so the image stops being pullable.
+    pub fn delete(&self, repo: &str, digest: &str) {
+        let auth = self.auth_for(repo);
+        self.send(
+            "DELETE",
+            &format!("/v2/{repo}/manifests/{digest}"),
+            &auth,
+            None,
+            b"",
+        );
+    }
+
+    /// The registry's own log, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
+    }
+
+    /// Stops the registry process (its port then refuses connections).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
