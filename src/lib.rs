@@ -5,8 +5,11 @@
 //! the modules follow that order.
 
 pub mod check_command;
+pub mod backoff;
 pub mod config;
 pub mod credentials;
+pub mod inventory;
+pub mod kube;
 pub mod logger;
 pub mod registry;
 pub mod timestamp;

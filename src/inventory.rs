@@ -1,0 +1,533 @@
+//! What the cluster runs, reduced to what we check: per workload its
+//! containers and images, per namespace its pull secrets and service
+//! accounts. From these it derives the distinct checks (one image plus the
+//! credentials a pod of that workload would use, in the kubelet's order) and
+//! which containers use each check. It tells the scheduler when checks
+//! appear and disappear.
+
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
+use regex::Regex;
+
+use crate::config::RegistryConfig;
+use crate::credentials::{Credential, Keyring};
+use crate::kube::resources::{Kind, Object, ObjectKey, Resource, Workload};
+use crate::kube::watch::Event;
+use crate::registry::Mirrored;
+
+/// Identifies a check for the scheduler and the results table.
+pub type CheckId = u64;
+
+/// One distinct check.
+#[derive(Debug)]
+pub struct CheckSpec {
+    /// Stable for the check's lifetime.
+    pub id: CheckId,
+    /// The reference to check, after mirrors, or why the image is not a reference.
+    pub target: Result<Mirrored, String>,
+    /// Credentials in the order a pod would try them (anonymous comes after).
+    pub credentials: Vec<Arc<Credential>>,
+}
+
+impl CheckSpec {
+    /// The registry host checks are grouped by for per-registry limits.
+    pub fn registry(&self) -> &str {
+        match &self.target {
+            Ok(m) => m.reference.api_host(),
+            Err(_) => "",
+        }
+    }
+}
+
+/// A change the scheduler must act on.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// A check appeared: run it soon.
+    Added(Arc<CheckSpec>),
+    /// No container uses this check any more.
+    Removed(CheckId),
+}
+
+/// Filters and switches from flags.
+#[derive(Debug, Clone, Default)]
+pub struct InventoryConfig {
+    /// References, mirrors and node credentials.
+    pub registry: Option<RegistryConfig>,
+    /// `--ignored-images`: images matching any of these are not checked.
+    pub ignored_images: Vec<Regex>,
+    /// `--allowed-images`: when set, only images matching one of these are checked.
+    pub allowed_images: Vec<Regex>,
+    /// `--force-check-disabled-controllers`: kinds reported even when disabled.
+    pub force_disabled: HashSet<Kind>,
+    /// `--namespace-label` is set: only namespaces the namespace watch reports count.
+    pub filter_namespaces: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct CheckKey {
+    image: String,
+    credentials: Vec<u64>,
+}
+
+/// The key of a workload.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkloadKey {
+    /// Kind.
+    pub kind: Kind,
+    /// Namespace and name.
+    pub key: ObjectKey,
+}
+
+/// Counts for log lines and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Workloads known.
+    pub workloads: usize,
+    /// Workloads reported (enabled or forced, in an allowed namespace).
+    pub reported_workloads: usize,
+    /// Containers of reported workloads with a checked image.
+    pub containers: usize,
+    /// Distinct normalised images among them.
+    pub images: usize,
+    /// Distinct checks (image plus credentials).
+    pub checks: usize,
+    /// Pull secrets known.
+    pub pull_secrets: usize,
+}
+
+/// The inventory. Owned by the inventory thread; read by the metrics renderer.
+pub struct Inventory {
+    config: InventoryConfig,
+    workloads: HashMap<WorkloadKey, Workload>,
+    /// Per reported workload: (container index, check) for each checked container.
+    resolved: HashMap<WorkloadKey, Vec<(usize, CheckId)>>,
+    secrets: HashMap<ObjectKey, Vec<Arc<Credential>>>,
+    service_accounts: HashMap<ObjectKey, Vec<String>>,
+    namespaces: HashSet<String>,
+    checks: HashMap<CheckKey, (CheckId, usize)>,
+    specs: HashMap<CheckId, (Arc<CheckSpec>, CheckKey)>,
+    next_id: CheckId,
+    hasher: RandomState,
+    dirty_workloads: HashSet<WorkloadKey>,
+    dirty_namespaces: HashSet<String>,
+    changes: Vec<Change>,
+}
+
+impl Inventory {
+    /// An empty inventory.
+    pub fn new(config: InventoryConfig) -> Inventory {
+        Inventory {
+            config,
+            workloads: HashMap::new(),
+            resolved: HashMap::new(),
+            secrets: HashMap::new(),
+            service_accounts: HashMap::new(),
+            namespaces: HashSet::new(),
+            checks: HashMap::new(),
+            specs: HashMap::new(),
+            next_id: 1,
+            hasher: RandomState::new(),
+            dirty_workloads: HashSet::new(),
+            dirty_namespaces: HashSet::new(),
+            changes: Vec::new(),
+        }
+    }
+
+    /// Records one watch event. Derived state is updated by [`Inventory::flush`],
+    /// so a burst of events (an initial list) is resolved once.
+    pub fn apply(&mut self, event: Event) {
+        match event {
+            Event::Synced(..) => {}
+            Event::Upsert(_, Object::Workload(w)) => {
+                let key = WorkloadKey { kind: w.kind, key: w.key.clone() };
+                if self.workloads.get(&key) != Some(&w) {
+                    self.workloads.insert(key.clone(), w);
+                    self.dirty_workloads.insert(key);
+                }
+            }
+            Event::Delete(Resource::Workload(kind), key) => {
+                let key = WorkloadKey { kind, key };
+                if self.workloads.remove(&key).is_some() {
+                    self.dirty_workloads.insert(key);
+                }
+            }
+            Event::Upsert(_, Object::PullSecret(s)) => {
+                if self.secrets.get(&s.key) != Some(&s.credentials) {
+                    self.dirty_namespaces.insert(s.key.namespace.clone());
+                    self.secrets.insert(s.key, s.credentials);
+                }
+            }
+            Event::Delete(Resource::DockerConfigJsonSecrets | Resource::DockerCfgSecrets, key) => {
+                if self.secrets.remove(&key).is_some() {
+                    self.dirty_namespaces.insert(key.namespace);
+                }
+            }
+            Event::Upsert(_, Object::ServiceAccount(sa)) => {
+                if self.service_accounts.get(&sa.key) != Some(&sa.pull_secrets) {
+                    self.dirty_namespaces.insert(sa.key.namespace.clone());
+                    self.service_accounts.insert(sa.key, sa.pull_secrets);
+                }
+            }
+            Event::Delete(Resource::ServiceAccounts, key) => {
+                if self.service_accounts.remove(&key).is_some() {
+                    self.dirty_namespaces.insert(key.namespace);
+                }
+            }
+            Event::Upsert(_, Object::Namespace(ns)) => {
+                if self.namespaces.insert(ns.name.clone()) {
+                    self.dirty_namespaces.insert(ns.name);
+                }
+            }
+            Event::Delete(Resource::Namespaces, key) => {
+                if self.namespaces.remove(&key.name) {
+                    self.dirty_namespaces.insert(key.name);
+                }
+            }
+        }
+    }
+
+    /// Resolves what changed since the last flush and returns the check changes.
+    pub fn flush(&mut self) -> Vec<Change> {
+        let mut todo: Vec<WorkloadKey> = self.dirty_workloads.drain().collect();
+        if !self.dirty_namespaces.is_empty() {
+            let dirty = std::mem::take(&mut self.dirty_namespaces);
+            todo.extend(self.workloads.keys().filter(|k| dirty.contains(&k.key.namespace)).cloned());
+            // Workloads already gone but still resolved in those namespaces.
+            todo.extend(self.resolved.keys().filter(|k| dirty.contains(&k.key.namespace)).cloned());
+        }
+        todo.sort();
+        todo.dedup();
+        for key in todo {
+            self.resolve(&key);
+        }
+        std::mem::take(&mut self.changes)
+    }
+
+    fn reported(&self, w: &Workload) -> bool {
+        (w.enabled || self.config.force_disabled.contains(&w.kind))
+            && (!self.config.filter_namespaces || self.namespaces.contains(&w.key.namespace))
+    }
+
+    fn image_selected(&self, image: &str) -> bool {
+        if self.config.ignored_images.iter().any(|r| r.is_match(image)) {
+            return false;
+        }
+        self.config.allowed_images.is_empty() || self.config.allowed_images.iter().any(|r| r.is_match(image))
+    }
+
+    /// The pull secrets a pod of `w` gets: its own, or else its service account's.
+    fn keyring_for(&self, w: &Workload) -> Keyring {
+        let names: &[String] = if !w.pull_secrets.is_empty() {
+            &w.pull_secrets
+        } else {
+            let sa = ObjectKey { namespace: w.key.namespace.clone(), name: w.service_account.clone() };
+            self.service_accounts.get(&sa).map(Vec::as_slice).unwrap_or(&[])
+        };
+        let creds = names
+            .iter()
+            .filter_map(|n| self.secrets.get(&ObjectKey { namespace: w.key.namespace.clone(), name: n.clone() }))
+            .flatten()
+            .cloned();
+        Keyring::new(creds)
+    }
+
+    fn resolve(&mut self, key: &WorkloadKey) {
+        let mut new: Vec<(usize, CheckId)> = Vec::new();
+        if let Some(w) = self.workloads.get(key).filter(|w| self.reported(w)) {
+            let keyring = self.keyring_for(w);
+            let mut wanted: Vec<(usize, CheckKey, Result<Mirrored, String>, Vec<Arc<Credential>>)> = Vec::new();
+            for (i, c) in w.containers.iter().enumerate() {
+                if !self.image_selected(&c.image) {
+                    continue;
+                }
+                let (ck, target, creds) = self.check_for(&c.image, &keyring);
+                wanted.push((i, ck, target, creds));
+            }
+            for (i, ck, target, creds) in wanted {
+                new.push((i, self.acquire(ck, target, creds)));
+            }
+        }
+        let old = if new.is_empty() { self.resolved.remove(key) } else { self.resolved.insert(key.clone(), new) };
+        for (_, id) in old.unwrap_or_default() {
+            self.release(id);
+        }
+    }
+
+    fn check_for(&self, image: &str, keyring: &Keyring) -> (CheckKey, Result<Mirrored, String>, Vec<Arc<Credential>>) {
+        let Some(reg) = &self.config.registry else {
+            return (CheckKey { image: format!("unchecked {image}"), credentials: vec![] }, Err("no registry configuration".into()), vec![]);
+        };
+        match reg.parse_image(image) {
+            Err(e) => (CheckKey { image: format!("invalid {image}"), credentials: vec![] }, Err(e.to_string()), vec![]),
+            Ok(r) => {
+                let m = reg.mirrors.apply(&r);
+                let mut creds = keyring.lookup(&m.reference);
+                for c in reg.node_keyring.lookup(&m.reference) {
+                    if !creds.iter().any(|x| x.same_secret(&c)) {
+                        creds.push(c);
+                    }
+                }
+                let ids = creds
+                    .iter()
+                    .map(|c| {
+                        let mut h = self.hasher.build_hasher();
+                        c.hash_identity(&mut h);
+                        std::hash::Hasher::finish(&h)
+                    })
+                    .collect();
+                (CheckKey { image: m.reference.check_key(), credentials: ids }, Ok(m), creds)
+            }
+        }
+    }
+
+    fn acquire(&mut self, key: CheckKey, target: Result<Mirrored, String>, credentials: Vec<Arc<Credential>>) -> CheckId {
+        if let Some((id, users)) = self.checks.get_mut(&key) {
+            *users += 1;
+            return *id;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let spec = Arc::new(CheckSpec { id, target, credentials });
+        self.checks.insert(key.clone(), (id, 1));
+        self.specs.insert(id, (spec.clone(), key));
+        self.changes.push(Change::Added(spec));
+        id
+    }
+
+    fn release(&mut self, id: CheckId) {
+        let Some((_, key)) = self.specs.get(&id) else { return };
+        let key = key.clone();
+        let gone = match self.checks.get_mut(&key) {
+            Some((_, users)) => {
+                *users -= 1;
+                *users == 0
+            }
+            None => false,
+        };
+        if gone {
+            self.checks.remove(&key);
+            self.specs.remove(&id);
+            self.changes.push(Change::Removed(id));
+        }
+    }
+
+    /// Every check currently needed.
+    pub fn checks(&self) -> impl Iterator<Item = &Arc<CheckSpec>> {
+        self.specs.values().map(|(s, _)| s)
+    }
+
+    /// The check with this id.
+    pub fn check(&self, id: CheckId) -> Option<&Arc<CheckSpec>> {
+        self.specs.get(&id).map(|(s, _)| s)
+    }
+
+    /// Calls `f(workload, container index, check)` for every reported container.
+    pub fn for_each_container(&self, mut f: impl FnMut(&Workload, usize, CheckId)) {
+        for (key, list) in &self.resolved {
+            if let Some(w) = self.workloads.get(key) {
+                for &(i, id) in list {
+                    f(w, i, id);
+                }
+            }
+        }
+    }
+
+    /// Counts for log lines.
+    pub fn summary(&self) -> Summary {
+        let mut images = HashSet::new();
+        let mut containers = 0;
+        for (_, list) in &self.resolved {
+            containers += list.len();
+            for (_, id) in list {
+                if let Some((spec, key)) = self.specs.get(id) {
+                    let _ = spec;
+                    images.insert(key.image.as_str());
+                }
+            }
+        }
+        Summary {
+            workloads: self.workloads.len(),
+            reported_workloads: self.resolved.len(),
+            containers,
+            images: images.len(),
+            checks: self.specs.len(),
+            pull_secrets: self.secrets.len(),
+        }
+    }
+}
+
+/// Parses `~`-separated regular expressions (`--ignored-images`, `--allowed-images`).
+pub fn parse_image_regexes(flag: &str, value: &str) -> Result<Vec<Regex>, String> {
+    value
+        .split('~')
+        .filter(|s| !s.is_empty())
+        .map(|s| Regex::new(s).map_err(|e| format!("--{flag}: {s:?} is not a valid regular expression: {e}")))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kube::resources::{ContainerImage, PullSecret, ServiceAccountInfo};
+    use crate::registry::Mirrors;
+
+    fn config() -> InventoryConfig {
+        InventoryConfig {
+            registry: Some(RegistryConfig {
+                checker: crate::registry::CheckerConfig {
+                    transport: crate::registry::transport::TransportConfig {
+                        skip_verify: false,
+                        extra_roots: vec![],
+                        connect_timeout: std::time::Duration::from_secs(1),
+                        request_timeout: std::time::Duration::from_secs(1),
+                    },
+                    allow_plain_http: false,
+                    plain_http_registries: vec![],
+                    get_fallback_registries: vec![],
+                    retries: 0,
+                    retry_backoff: std::time::Duration::ZERO,
+                },
+                default_registry: "docker.io".into(),
+                mirrors: Mirrors::default(),
+                node_keyring: Keyring::default(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn key(ns: &str, name: &str) -> ObjectKey {
+        ObjectKey { namespace: ns.into(), name: name.into() }
+    }
+
+    fn workload(ns: &str, name: &str, images: &[&str], secrets: &[&str]) -> Event {
+        Event::Upsert(
+            Resource::Workload(Kind::Deployment),
+            Object::Workload(Workload {
+                kind: Kind::Deployment,
+                key: key(ns, name),
+                containers: images.iter().enumerate().map(|(i, im)| ContainerImage { container: format!("c{i}"), image: im.to_string() }).collect(),
+                pull_secrets: secrets.iter().map(|s| s.to_string()).collect(),
+                service_account: "default".into(),
+                enabled: true,
+            }),
+        )
+    }
+
+    fn secret(ns: &str, name: &str, registry: &str, user: &str) -> Event {
+        Event::Upsert(
+            Resource::DockerConfigJsonSecrets,
+            Object::PullSecret(PullSecret {
+                key: key(ns, name),
+                credentials: vec![Arc::new(Credential::new(format!("secret {ns}/{name}"), registry, user, "pw"))],
+            }),
+        )
+    }
+
+    fn added(changes: &[Change]) -> Vec<Arc<CheckSpec>> {
+        changes.iter().filter_map(|c| if let Change::Added(s) = c { Some(s.clone()) } else { None }).collect()
+    }
+
+    #[test]
+    fn same_image_written_twice_is_one_check() {
+        let mut inv = Inventory::new(config());
+        inv.apply(workload("a", "w1", &["nginx", "docker.io/library/nginx:latest"], &[]));
+        inv.apply(workload("b", "w2", &["index.docker.io/library/nginx"], &[]));
+        let changes = inv.flush();
+        assert_eq!(added(&changes).len(), 1);
+        let s = inv.summary();
+        assert_eq!((s.containers, s.images, s.checks), (3, 1, 1));
+    }
+
+    #[test]
+    fn credentials_stay_in_their_namespace() {
+        let mut inv = Inventory::new(config());
+        inv.apply(secret("a", "pull", "r.io", "alice"));
+        inv.apply(workload("a", "w", &["r.io/app:1"], &["pull"]));
+        inv.apply(workload("b", "w", &["r.io/app:1"], &["pull"]));
+        let specs = added(&inv.flush());
+        assert_eq!(specs.len(), 2, "namespace b has no secret named pull: a separate, anonymous check");
+        let mut creds: Vec<usize> = specs.iter().map(|s| s.credentials.len()).collect();
+        creds.sort();
+        assert_eq!(creds, [0, 1]);
+        // The secret appears in b too: b's check now carries b's own credential.
+        inv.apply(secret("b", "pull", "r.io", "bob"));
+        let changes = inv.flush();
+        let new = added(&changes);
+        assert_eq!(new.len(), 1);
+        assert_eq!(new[0].credentials[0].source, "secret b/pull");
+        assert!(changes.iter().any(|c| matches!(c, Change::Removed(_))));
+    }
+
+    #[test]
+    fn service_account_secrets_only_when_the_template_names_none() {
+        let mut inv = Inventory::new(config());
+        inv.apply(secret("a", "sa-pull", "r.io", "sa-user"));
+        inv.apply(secret("a", "own", "r.io", "own-user"));
+        inv.apply(Event::Upsert(
+            Resource::ServiceAccounts,
+            Object::ServiceAccount(ServiceAccountInfo { key: key("a", "default"), pull_secrets: vec!["sa-pull".into()] }),
+        ));
+        inv.apply(workload("a", "uses-sa", &["r.io/x:1"], &[]));
+        inv.apply(workload("a", "own", &["r.io/y:1"], &["own"]));
+        inv.flush();
+        let users = |image: &str| -> Vec<String> {
+            let mut out = vec![];
+            inv.for_each_container(|w, i, id| {
+                if w.containers[i].image == image {
+                    out = inv.check(id).unwrap().credentials.iter().map(|c| c.username.clone()).collect();
+                }
+            });
+            out
+        };
+        assert_eq!(users("r.io/x:1"), ["sa-user"]);
+        assert_eq!(users("r.io/y:1"), ["own-user"]);
+    }
+
+    #[test]
+    fn deletes_and_disabled_workloads_remove_checks() {
+        let mut cfg = config();
+        cfg.force_disabled.insert(Kind::StatefulSet);
+        let mut inv = Inventory::new(cfg);
+        inv.apply(workload("a", "w", &["nginx:1"], &[]));
+        assert_eq!(added(&inv.flush()).len(), 1);
+        inv.apply(Event::Delete(Resource::Workload(Kind::Deployment), key("a", "w")));
+        let changes = inv.flush();
+        assert!(matches!(changes.as_slice(), [Change::Removed(_)]));
+        assert_eq!(inv.summary().checks, 0);
+        let Event::Upsert(r, Object::Workload(mut w)) = workload("a", "w", &["nginx:1"], &[]) else { unreachable!() };
+        w.enabled = false;
+        inv.apply(Event::Upsert(r, Object::Workload(w.clone())));
+        assert!(inv.flush().is_empty(), "a disabled deployment is not reported");
+        w.kind = Kind::StatefulSet;
+        inv.apply(Event::Upsert(Resource::Workload(Kind::StatefulSet), Object::Workload(w)));
+        assert_eq!(added(&inv.flush()).len(), 1, "forced kinds are reported while disabled");
+    }
+
+    #[test]
+    fn bad_images_and_filters() {
+        let mut cfg = config();
+        cfg.ignored_images = parse_image_regexes("ignored-images", "^ignored/~skip").unwrap();
+        let mut inv = Inventory::new(cfg);
+        inv.apply(workload("a", "w", &["Bad:Image:x", "ignored/app", "x/skipme", "ok/app"], &[]));
+        let specs = added(&inv.flush());
+        assert_eq!(specs.len(), 2);
+        assert!(specs.iter().any(|s| s.target.is_err()));
+        assert!(parse_image_regexes("allowed-images", "ok~(unclosed").unwrap_err().contains("--allowed-images"));
+    }
+
+    #[test]
+    fn namespace_label_filter() {
+        let mut cfg = config();
+        cfg.filter_namespaces = true;
+        let mut inv = Inventory::new(cfg);
+        inv.apply(workload("a", "w", &["nginx:1"], &[]));
+        assert!(inv.flush().is_empty());
+        inv.apply(Event::Upsert(Resource::Namespaces, Object::Namespace(key("", "a"))));
+        assert_eq!(added(&inv.flush()).len(), 1);
+        inv.apply(Event::Delete(Resource::Namespaces, key("", "a")));
+        assert!(matches!(inv.flush().as_slice(), [Change::Removed(_)]));
+    }
+}

@@ -1,0 +1,412 @@
+//! What we watch, and the little we keep of each object: workload kinds with
+//! the images and pull-secret references of their pod template, pull
+//! secrets as parsed credentials, service accounts' pull secrets, and
+//! namespace names. Whole objects never leave this module.
+
+use std::fmt;
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::{PodTemplateSpec, Secret, ServiceAccount};
+use serde::Deserialize;
+
+use crate::credentials::{parse_docker_config, ConfigFormat, Credential};
+
+/// A workload kind, as the `kind` label writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// apps/v1 Deployment.
+    Deployment,
+    /// apps/v1 StatefulSet.
+    StatefulSet,
+    /// apps/v1 DaemonSet.
+    DaemonSet,
+    /// batch/v1 CronJob.
+    CronJob,
+}
+
+impl Kind {
+    /// All workload kinds.
+    pub const ALL: [Kind; 4] = [Kind::Deployment, Kind::StatefulSet, Kind::DaemonSet, Kind::CronJob];
+
+    /// The lowercase name used in the `kind` label and in flags.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Deployment => "deployment",
+            Kind::StatefulSet => "statefulset",
+            Kind::DaemonSet => "daemonset",
+            Kind::CronJob => "cronjob",
+        }
+    }
+
+    /// Parses a kind name case-insensitively, singular or plural.
+    pub fn parse(s: &str) -> Option<Kind> {
+        let s = s.trim().to_ascii_lowercase();
+        let s = s.strip_suffix('s').unwrap_or(&s);
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An API resource we list and watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Resource {
+    /// A workload kind.
+    Workload(Kind),
+    /// Secrets of type `kubernetes.io/dockerconfigjson`.
+    DockerConfigJsonSecrets,
+    /// Secrets of type `kubernetes.io/dockercfg`.
+    DockerCfgSecrets,
+    /// ServiceAccounts.
+    ServiceAccounts,
+    /// Namespaces (only with `--namespace-label`).
+    Namespaces,
+}
+
+impl Resource {
+    /// `(path prefix, plural)`: `/apis/apps/v1` and `deployments`.
+    pub fn api(self) -> (&'static str, &'static str) {
+        match self {
+            Resource::Workload(Kind::Deployment) => ("/apis/apps/v1", "deployments"),
+            Resource::Workload(Kind::StatefulSet) => ("/apis/apps/v1", "statefulsets"),
+            Resource::Workload(Kind::DaemonSet) => ("/apis/apps/v1", "daemonsets"),
+            Resource::Workload(Kind::CronJob) => ("/apis/batch/v1", "cronjobs"),
+            Resource::DockerConfigJsonSecrets | Resource::DockerCfgSecrets => ("/api/v1", "secrets"),
+            Resource::ServiceAccounts => ("/api/v1", "serviceaccounts"),
+            Resource::Namespaces => ("/api/v1", "namespaces"),
+        }
+    }
+
+    /// The field selector the server filters with.
+    pub fn field_selector(self) -> Option<&'static str> {
+        match self {
+            Resource::DockerConfigJsonSecrets => Some("type=kubernetes.io/dockerconfigjson"),
+            Resource::DockerCfgSecrets => Some("type=kubernetes.io/dockercfg"),
+            _ => None,
+        }
+    }
+
+    /// Whether objects live in namespaces.
+    pub fn namespaced(self) -> bool {
+        self != Resource::Namespaces
+    }
+
+    /// A name for log lines and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Resource::Workload(Kind::Deployment) => "deployments",
+            Resource::Workload(Kind::StatefulSet) => "statefulsets",
+            Resource::Workload(Kind::DaemonSet) => "daemonsets",
+            Resource::Workload(Kind::CronJob) => "cronjobs",
+            Resource::DockerConfigJsonSecrets => "secrets(dockerconfigjson)",
+            Resource::DockerCfgSecrets => "secrets(dockercfg)",
+            Resource::ServiceAccounts => "serviceaccounts",
+            Resource::Namespaces => "namespaces",
+        }
+    }
+
+    /// Decodes one object of this resource.
+    pub fn decode(self, raw: &str) -> Result<Object, String> {
+        match self {
+            Resource::Workload(kind) => decode_workload(kind, raw).map(Object::Workload),
+            Resource::DockerConfigJsonSecrets | Resource::DockerCfgSecrets => decode_secret(raw).map(Object::PullSecret),
+            Resource::ServiceAccounts => decode_service_account(raw).map(Object::ServiceAccount),
+            Resource::Namespaces => decode_namespace(raw).map(Object::Namespace),
+        }
+    }
+}
+
+/// Identifies an object within a resource.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    /// Empty for cluster-scoped objects.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            f.write_str(&self.name)
+        } else {
+            write!(f, "{}/{}", self.namespace, self.name)
+        }
+    }
+}
+
+/// A container of a pod template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerImage {
+    /// The container's name (the `container` label).
+    pub container: String,
+    /// The image as written (the `image` label).
+    pub image: String,
+}
+
+/// What we keep of a workload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workload {
+    /// Kind.
+    pub kind: Kind,
+    /// Namespace and name.
+    pub key: ObjectKey,
+    /// Init containers first, then containers, as a pod starts them.
+    pub containers: Vec<ContainerImage>,
+    /// `imagePullSecrets` names of the pod template.
+    pub pull_secrets: Vec<String>,
+    /// `serviceAccountName`, `default` when unset.
+    pub service_account: String,
+    /// False for replicas 0, a DaemonSet scheduled nowhere, a suspended CronJob.
+    pub enabled: bool,
+}
+
+/// What we keep of a pull secret: the parsed credentials only.
+#[derive(Debug, Clone)]
+pub struct PullSecret {
+    /// Namespace and name.
+    pub key: ObjectKey,
+    /// Credentials in payload order.
+    pub credentials: Vec<Arc<Credential>>,
+}
+
+/// What we keep of a service account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAccountInfo {
+    /// Namespace and name.
+    pub key: ObjectKey,
+    /// Its `imagePullSecrets` names.
+    pub pull_secrets: Vec<String>,
+}
+
+/// One decoded object.
+#[derive(Debug, Clone)]
+pub enum Object {
+    /// A workload.
+    Workload(Workload),
+    /// A pull secret.
+    PullSecret(PullSecret),
+    /// A service account.
+    ServiceAccount(ServiceAccountInfo),
+    /// A namespace (by name).
+    Namespace(ObjectKey),
+}
+
+/// The metadata fields every watch event and list item has.
+#[derive(Deserialize, Default)]
+pub struct Meta {
+    /// Name (empty in bookmarks).
+    #[serde(default)]
+    pub name: String,
+    /// Namespace.
+    #[serde(default)]
+    pub namespace: String,
+    /// Resource version.
+    #[serde(rename = "resourceVersion", default)]
+    pub resource_version: String,
+}
+
+#[derive(Deserialize)]
+struct WithMeta {
+    #[serde(default)]
+    metadata: Meta,
+}
+
+/// Reads only `metadata` of a raw object.
+pub fn meta(raw: &str) -> Result<Meta, String> {
+    serde_json::from_str::<WithMeta>(raw).map(|w| w.metadata).map_err(|e| format!("malformed object: {e}"))
+}
+
+fn key_of(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> ObjectKey {
+    ObjectKey {
+        namespace: m.namespace.clone().unwrap_or_default(),
+        name: m.name.clone().unwrap_or_default(),
+    }
+}
+
+fn template_parts(t: Option<PodTemplateSpec>) -> (Vec<ContainerImage>, Vec<String>, String) {
+    let Some(spec) = t.and_then(|t| t.spec) else {
+        return (Vec::new(), Vec::new(), "default".into());
+    };
+    let mut containers = Vec::new();
+    for c in spec.init_containers.unwrap_or_default().into_iter().chain(spec.containers) {
+        if let Some(image) = c.image.filter(|i| !i.is_empty()) {
+            containers.push(ContainerImage { container: c.name, image });
+        }
+    }
+    let secrets = spec
+        .image_pull_secrets
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.name)
+        .filter(|n| !n.is_empty())
+        .collect();
+    let sa = spec
+        .service_account_name
+        .filter(|s| !s.is_empty())
+        .or(spec.service_account.filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "default".into());
+    (containers, secrets, sa)
+}
+
+fn decode_workload(kind: Kind, raw: &str) -> Result<Workload, String> {
+    let bad = |e: serde_json::Error| format!("malformed {kind}: {e}");
+    let (key, template, enabled) = match kind {
+        Kind::Deployment => {
+            let d: Deployment = serde_json::from_str(raw).map_err(bad)?;
+            let spec = d.spec.unwrap_or_default();
+            (key_of(&d.metadata), Some(spec.template), spec.replicas.unwrap_or(1) != 0)
+        }
+        Kind::StatefulSet => {
+            let s: StatefulSet = serde_json::from_str(raw).map_err(bad)?;
+            let spec = s.spec.unwrap_or_default();
+            (key_of(&s.metadata), Some(spec.template), spec.replicas.unwrap_or(1) != 0)
+        }
+        Kind::DaemonSet => {
+            let d: DaemonSet = serde_json::from_str(raw).map_err(bad)?;
+            // The API always serialises desiredNumberScheduled; 0 means the
+            // DaemonSet runs on no node, as the Go exporter reads it.
+            let desired = d.status.map(|s| s.desired_number_scheduled).unwrap_or(0);
+            (key_of(&d.metadata), d.spec.map(|s| s.template), desired != 0)
+        }
+        Kind::CronJob => {
+            let c: CronJob = serde_json::from_str(raw).map_err(bad)?;
+            let spec = c.spec.unwrap_or_default();
+            let suspended = spec.suspend.unwrap_or(false);
+            (key_of(&c.metadata), spec.job_template.spec.map(|j| j.template), !suspended)
+        }
+    };
+    if key.name.is_empty() {
+        return Err(format!("malformed {kind}: no metadata.name"));
+    }
+    let (containers, pull_secrets, service_account) = template_parts(template);
+    Ok(Workload {
+        kind,
+        key,
+        containers,
+        pull_secrets,
+        service_account,
+        enabled,
+    })
+}
+
+fn decode_secret(raw: &str) -> Result<PullSecret, String> {
+    let s: Secret = serde_json::from_str(raw).map_err(|e| format!("malformed Secret: {e}"))?;
+    let key = key_of(&s.metadata);
+    let source = format!("secret {key}");
+    let (field, format) = match s.type_.as_deref() {
+        Some("kubernetes.io/dockerconfigjson") => (".dockerconfigjson", ConfigFormat::DockerConfigJson),
+        Some("kubernetes.io/dockercfg") => (".dockercfg", ConfigFormat::DockerCfg),
+        other => return Err(format!("{source}: type {other:?} is not a pull secret type")),
+    };
+    let data = s
+        .data
+        .as_ref()
+        .and_then(|d| d.get(field))
+        .map(|b| b.0.clone())
+        .or_else(|| s.string_data.as_ref().and_then(|d| d.get(field)).map(|v| v.clone().into_bytes()))
+        .ok_or_else(|| format!("{source}: no {field} key"))?;
+    let parsed = parse_docker_config(&source, &data, format).map_err(|e| e.to_string())?;
+    for w in parsed.warnings {
+        log::warn!("{w}");
+    }
+    Ok(PullSecret {
+        key,
+        credentials: parsed.credentials.into_iter().map(Arc::new).collect(),
+    })
+}
+
+fn decode_service_account(raw: &str) -> Result<ServiceAccountInfo, String> {
+    let sa: ServiceAccount = serde_json::from_str(raw).map_err(|e| format!("malformed ServiceAccount: {e}"))?;
+    Ok(ServiceAccountInfo {
+        key: key_of(&sa.metadata),
+        pull_secrets: sa.image_pull_secrets.unwrap_or_default().into_iter().map(|r| r.name).filter(|n| !n.is_empty()).collect(),
+    })
+}
+
+fn decode_namespace(raw: &str) -> Result<ObjectKey, String> {
+    let m = meta(raw)?;
+    if m.name.is_empty() {
+        return Err("malformed Namespace: no metadata.name".into());
+    }
+    Ok(ObjectKey {
+        namespace: String::new(),
+        name: m.name,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployment_with_init_containers_and_secrets() {
+        let raw = r#"{"metadata":{"name":"web","namespace":"t1","resourceVersion":"5"},
+          "spec":{"replicas":2,"selector":{},"template":{"spec":{
+            "initContainers":[{"name":"init","image":"busybox:1"}],
+            "containers":[{"name":"app","image":"nginx:1"},{"name":"noimage"}],
+            "imagePullSecrets":[{"name":"pull"}],"serviceAccountName":"sa"}}}}"#;
+        let Object::Workload(w) = Resource::Workload(Kind::Deployment).decode(raw).unwrap() else { panic!() };
+        assert_eq!(w.key.to_string(), "t1/web");
+        assert_eq!(w.containers.iter().map(|c| c.container.as_str()).collect::<Vec<_>>(), ["init", "app"]);
+        assert_eq!(w.pull_secrets, ["pull"]);
+        assert_eq!(w.service_account, "sa");
+        assert!(w.enabled);
+    }
+
+    #[test]
+    fn disabled_workloads() {
+        let dep = r#"{"metadata":{"name":"d","namespace":"n"},"spec":{"replicas":0,"selector":{},"template":{}}}"#;
+        let ds0 = r#"{"metadata":{"name":"d","namespace":"n"},"spec":{"selector":{},"template":{}},"status":{"currentNumberScheduled":0,"numberMisscheduled":0,"desiredNumberScheduled":0,"numberReady":0}}"#;
+        let ds1 = r#"{"metadata":{"name":"d","namespace":"n"},"spec":{"selector":{},"template":{}},"status":{"currentNumberScheduled":1,"numberMisscheduled":0,"desiredNumberScheduled":1,"numberReady":0}}"#;
+        let cj = r#"{"metadata":{"name":"c","namespace":"n"},"spec":{"schedule":"* * * * *","suspend":true,"jobTemplate":{"spec":{"template":{"spec":{"containers":[{"name":"c","image":"x"}]}}}}}}"#;
+        let enabled = |kind, raw| match Resource::Workload(kind).decode(raw).unwrap() {
+            Object::Workload(w) => w.enabled,
+            _ => panic!(),
+        };
+        assert!(!enabled(Kind::Deployment, dep));
+        assert!(!enabled(Kind::StatefulSet, dep));
+        assert!(!enabled(Kind::DaemonSet, ds0));
+        assert!(enabled(Kind::DaemonSet, ds1));
+        assert!(!enabled(Kind::CronJob, cj));
+        let Object::Workload(w) = Resource::Workload(Kind::CronJob).decode(cj).unwrap() else { panic!() };
+        assert_eq!(w.containers[0].image, "x");
+    }
+
+    #[test]
+    fn malformed_objects_are_errors() {
+        for raw in ["", "[]", r#"{"metadata":{"name":5}}"#, r#"{"metadata":{"namespace":"n"},"spec":{}}"#, r#"{"spec":{"replicas":"two"}}"#] {
+            assert!(Resource::Workload(Kind::Deployment).decode(raw).is_err(), "{raw}");
+        }
+        let garbage = r#"{"metadata":{"name":"s","namespace":"n"},"type":"kubernetes.io/dockerconfigjson","data":{".dockerconfigjson":"aHVudGVyMg=="}}"#;
+        let e = Resource::DockerConfigJsonSecrets.decode(garbage).unwrap_err();
+        assert!(e.contains("secret n/s") && !e.contains("hunter2"), "{e}");
+        let missing = r#"{"metadata":{"name":"s","namespace":"n"},"type":"kubernetes.io/dockercfg","data":{}}"#;
+        assert!(Resource::DockerCfgSecrets.decode(missing).is_err());
+    }
+
+    #[test]
+    fn pull_secret_and_service_account() {
+        // {"auths":{"reg.example.com":{"username":"u","password":"p","auth":"dTpw"}}}
+        let raw = r#"{"metadata":{"name":"pull","namespace":"t1"},"data":{".dockerconfigjson":"eyJhdXRocyI6eyJyZWcuZXhhbXBsZS5jb20iOnsidXNlcm5hbWUiOiJ1IiwicGFzc3dvcmQiOiJwIiwiYXV0aCI6ImRUcHcifX19"},"type":"kubernetes.io/dockerconfigjson"}"#;
+        let Object::PullSecret(s) = Resource::DockerConfigJsonSecrets.decode(raw).unwrap() else { panic!() };
+        assert_eq!(s.credentials.len(), 1);
+        assert_eq!(s.credentials[0].describe(), "secret t1/pull (reg.example.com)");
+        let sa = r#"{"metadata":{"name":"default","namespace":"t1"},"imagePullSecrets":[{"name":"pull"}]}"#;
+        let Object::ServiceAccount(a) = Resource::ServiceAccounts.decode(sa).unwrap() else { panic!() };
+        assert_eq!(a.pull_secrets, ["pull"]);
+    }
+
+    #[test]
+    fn kinds_parse() {
+        assert_eq!(Kind::parse("Deployment"), Some(Kind::Deployment));
+        assert_eq!(Kind::parse("cronjobs"), Some(Kind::CronJob));
+        assert_eq!(Kind::parse("pod"), None);
+    }
+}

@@ -1,0 +1,451 @@
+//! One list/watch loop per watched resource (and namespace), each on its own
+//! thread, as client-go's reflector does it: a paginated list, then a watch
+//! from the list's resourceVersion; resume from the last seen version when a
+//! stream ends or breaks, relist on 410 Gone or an ERROR event. Events go to
+//! the inventory over a channel; objects deleted while we were away are
+//! found by comparing a relist with what we knew.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::client::{ApiClient, ApiError};
+use super::resources::{meta, Object, ObjectKey, PullSecret, Resource};
+use crate::backoff::Backoff;
+
+/// What a watch loop tells the inventory.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// An object exists in this state (added, modified, or seen in a relist).
+    Upsert(Resource, Object),
+    /// An object is gone.
+    Delete(Resource, ObjectKey),
+    /// The stream's first full list has been delivered.
+    Synced(Resource, Option<String>),
+}
+
+/// One list/watch stream: a resource, optionally in one namespace.
+#[derive(Debug, Clone)]
+pub struct Stream {
+    /// What to watch.
+    pub resource: Resource,
+    /// `None` for all namespaces.
+    pub namespace: Option<String>,
+    /// A label selector the server filters with.
+    pub label_selector: Option<String>,
+}
+
+impl Stream {
+    /// For log lines: `deployments in namespace a`, `secrets(dockercfg)`.
+    pub fn describe(&self) -> String {
+        match &self.namespace {
+            Some(ns) if self.resource.namespaced() => format!("{} in namespace {ns}", self.resource.name()),
+            _ => self.resource.name().to_string(),
+        }
+    }
+
+    /// The request path with these query parameters plus the selectors.
+    pub fn path(&self, params: &[(&str, &str)]) -> String {
+        let (prefix, plural) = self.resource.api();
+        let mut path = match &self.namespace {
+            Some(ns) if self.resource.namespaced() => format!("{prefix}/namespaces/{ns}/{plural}"),
+            _ => format!("{prefix}/{plural}"),
+        };
+        let mut all: Vec<(&str, &str)> = params.to_vec();
+        if let Some(f) = self.resource.field_selector() {
+            all.push(("fieldSelector", f));
+        }
+        if let Some(l) = &self.label_selector {
+            all.push(("labelSelector", l));
+        }
+        for (i, (k, v)) in all.iter().enumerate() {
+            path.push(if i == 0 { '?' } else { '&' });
+            path.push_str(k);
+            path.push('=');
+            path.push_str(&encode(v));
+        }
+        path
+    }
+}
+
+fn encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+/// Loop settings.
+#[derive(Debug, Clone)]
+pub struct WatchOptions {
+    /// Items per list page.
+    pub page_size: u32,
+    /// Minimum server-side watch timeout; each watch asks for 1-2x this, as client-go does.
+    pub watch_timeout: Duration,
+    /// Limit for one list page request.
+    pub list_timeout: Duration,
+}
+
+impl Default for WatchOptions {
+    fn default() -> Self {
+        WatchOptions {
+            page_size: 500,
+            watch_timeout: Duration::from_secs(300),
+            list_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Shared view of one loop, for health, readiness and metrics.
+#[derive(Debug, Default)]
+pub struct StreamState {
+    /// The first list has been delivered.
+    pub synced: AtomicBool,
+    /// The thread is running (cleared when it ends, also by a panic).
+    pub alive: AtomicBool,
+    /// Objects currently known.
+    pub objects: AtomicUsize,
+}
+
+struct AliveGuard<'a>(&'a AtomicBool);
+
+impl Drop for AliveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+/// How a watch request ended without error.
+enum WatchEnd {
+    /// The server closed the stream (its timeout): watch again from the last version.
+    Closed,
+    /// The version is gone or the server reported an error: list again.
+    Relist(String),
+}
+
+#[derive(Deserialize)]
+struct ListPage<'a> {
+    #[serde(default)]
+    metadata: ListMeta,
+    #[serde(borrow, default)]
+    items: Option<Vec<&'a RawValue>>,
+}
+
+#[derive(Deserialize, Default)]
+struct ListMeta {
+    #[serde(rename = "resourceVersion", default)]
+    resource_version: String,
+    #[serde(rename = "continue", default)]
+    continue_: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(borrow)]
+    object: &'a RawValue,
+}
+
+#[derive(Deserialize, Default)]
+struct StatusObject {
+    #[serde(default)]
+    code: u16,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// Longest watch event line we accept (objects are at most ~1.5 MiB in etcd).
+const MAX_EVENT_LINE: usize = 16 << 20;
+
+/// The loop state of one stream.
+struct Loop<'a> {
+    client: &'a ApiClient,
+    stream: &'a Stream,
+    opts: &'a WatchOptions,
+    tx: &'a Sender<Event>,
+    state: &'a StreamState,
+    known: HashSet<ObjectKey>,
+}
+
+/// Runs the loop until `stop` is set or the inventory hangs up.
+pub fn run(client: &ApiClient, stream: &Stream, opts: &WatchOptions, tx: &Sender<Event>, state: &StreamState, stop: &AtomicBool) {
+    state.alive.store(true, Ordering::SeqCst);
+    let _guard = AliveGuard(&state.alive);
+    let mut l = Loop {
+        client,
+        stream,
+        opts,
+        tx,
+        state,
+        known: HashSet::new(),
+    };
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    let what = stream.describe();
+    log::info!("watching {what}");
+    'list: while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        let mut rv = match l.list() {
+            Ok(rv) => rv,
+            Err(Stop::HungUp) => return,
+            Err(Stop::Failed) => {
+                let d = backoff.next_delay();
+                std::thread::sleep(d);
+                continue;
+            }
+        };
+        if !state.synced.swap(true, Ordering::SeqCst) {
+            log::info!("listed {what}: {} objects in {:.1?}", l.known.len(), started.elapsed());
+            if tx.send(Event::Synced(stream.resource, stream.namespace.clone())).is_err() {
+                return;
+            }
+        }
+        backoff.reset();
+        while !stop.load(Ordering::Relaxed) {
+            match l.watch(&mut rv) {
+                Ok(WatchEnd::Closed) => {
+                    log::debug!("watch of {what} ended; resuming from resourceVersion {rv}");
+                    backoff.reset();
+                }
+                Ok(WatchEnd::Relist(why)) => {
+                    log::info!("watch of {what}: {why}; listing again");
+                    continue 'list;
+                }
+                Err(Stop::HungUp) => return,
+                Err(Stop::Failed) => {
+                    let d = backoff.next_delay();
+                    log::warn!("watch of {what} failed; resuming from resourceVersion {rv} in {d:.1?}");
+                    std::thread::sleep(d);
+                }
+            }
+        }
+    }
+}
+
+/// Why a list or watch request stopped early.
+enum Stop {
+    /// The inventory is gone: the process is shutting down.
+    HungUp,
+    /// The request failed; the reason has been logged.
+    Failed,
+}
+
+impl Loop<'_> {
+    fn send(&self, e: Event) -> Result<(), Stop> {
+        self.tx.send(e).map_err(|_| Stop::HungUp)
+    }
+
+    /// Lists every page; sends each object, then deletes for objects that
+    /// vanished since the last list. Returns the list's resourceVersion.
+    fn list(&mut self) -> Result<String, Stop> {
+        let what = self.stream.describe();
+        let limit = self.opts.page_size.to_string();
+        'restart: loop {
+            let mut seen: HashSet<ObjectKey> = HashSet::with_capacity(self.known.len());
+            let mut cont: Option<String> = None;
+            let mut rv;
+            loop {
+                let mut params = vec![("limit", limit.as_str())];
+                if let Some(c) = &cont {
+                    params.push(("continue", c.as_str()));
+                }
+                let body = match self.client.get_body(&self.stream.path(&params), self.opts.list_timeout) {
+                    Ok(b) => b,
+                    Err(ApiError::Status { code: 410, .. }) if cont.is_some() => {
+                        log::info!("list of {what}: continue token expired (410); listing from the start");
+                        continue 'restart;
+                    }
+                    Err(e) => {
+                        log_list_error(&what, &e);
+                        return Err(Stop::Failed);
+                    }
+                };
+                let page: ListPage = match serde_json::from_slice(&body) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        log::warn!("list of {what}: malformed answer: {e}");
+                        return Err(Stop::Failed);
+                    }
+                };
+                rv = page.metadata.resource_version;
+                for raw in page.items.unwrap_or_default() {
+                    if let Some(key) = self.apply(raw.get(), true)? {
+                        seen.insert(key);
+                    }
+                }
+                cont = page.metadata.continue_.filter(|c| !c.is_empty());
+                if cont.is_none() {
+                    break;
+                }
+            }
+            let gone: Vec<ObjectKey> = self.known.difference(&seen).cloned().collect();
+            for key in gone {
+                log::debug!("{what}: {key} was deleted while we were not watching");
+                self.send(Event::Delete(self.stream.resource, key))?;
+            }
+            self.known = seen;
+            self.state.objects.store(self.known.len(), Ordering::Relaxed);
+            return Ok(rv);
+        }
+    }
+
+    /// Decodes and sends one object; returns its key (None if unusable).
+    fn apply(&mut self, raw: &str, listing: bool) -> Result<Option<ObjectKey>, Stop> {
+        let what = self.stream.resource.name();
+        let m = match meta(raw) {
+            Ok(m) if !m.name.is_empty() => m,
+            Ok(_) => {
+                log::warn!("{what}: skipping an object without metadata.name");
+                return Ok(None);
+            }
+            Err(e) => {
+                log::warn!("{what}: skipping: {e}");
+                return Ok(None);
+            }
+        };
+        let key = ObjectKey { namespace: m.namespace, name: m.name };
+        match self.stream.resource.decode(raw) {
+            Ok(obj) => self.send(Event::Upsert(self.stream.resource, obj))?,
+            Err(e) => {
+                log::warn!("{what}: skipping {key}: {e}");
+                // A pull secret that cannot be read gives no credentials, as
+                // for the kubelet; other kinds keep their last good state.
+                if matches!(self.stream.resource, Resource::DockerConfigJsonSecrets | Resource::DockerCfgSecrets) {
+                    let empty = PullSecret { key: key.clone(), credentials: Vec::new() };
+                    self.send(Event::Upsert(self.stream.resource, Object::PullSecret(empty)))?;
+                }
+            }
+        }
+        if !listing {
+            self.known.insert(key.clone());
+            self.state.objects.store(self.known.len(), Ordering::Relaxed);
+        }
+        Ok(Some(key))
+    }
+
+    /// One watch request, from `rv`, which advances with every event.
+    fn watch(&mut self, rv: &mut String) -> Result<WatchEnd, Stop> {
+        let what = self.stream.describe();
+        let failed = |why: String| {
+            log::warn!("watch of {what}: {why}");
+            Stop::Failed
+        };
+        let timeout = self.opts.watch_timeout.mul_f64(1.0 + crate::backoff::random_unit());
+        let secs = timeout.as_secs().max(1).to_string();
+        let params = [("allowWatchBookmarks", "true"), ("resourceVersion", rv.as_str()), ("timeoutSeconds", secs.as_str()), ("watch", "1")];
+        let path = self.stream.path(&params);
+        // The server ends the stream after timeoutSeconds; allow for slack.
+        let resp = match self.client.get(&path, timeout + Duration::from_secs(30)) {
+            Ok(r) => r,
+            Err(ApiError::Status { code: 410, message, .. }) => return Ok(WatchEnd::Relist(format!("resourceVersion too old (410: {message})"))),
+            Err(e) => return Err(failed(e.to_string())),
+        };
+        let mut reader = BufReader::with_capacity(64 << 10, resp.into_body().into_reader());
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = (&mut reader).take(MAX_EVENT_LINE as u64).read_until(b'\n', &mut line).map_err(|e| failed(format!("stream broken: {e}")))?;
+            if n == 0 {
+                return Ok(WatchEnd::Closed);
+            }
+            if line.len() >= MAX_EVENT_LINE && !line.ends_with(b"\n") {
+                return Err(failed("watch event larger than 16 MiB".into()));
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let event: RawEvent = match serde_json::from_slice(&line) {
+                Ok(e) => e,
+                Err(e) => return Err(failed(format!("malformed watch event: {e}"))),
+            };
+            let raw = event.object.get();
+            match event.kind {
+                "ADDED" | "MODIFIED" => {
+                    if self.apply(raw, false)?.is_some() {
+                        bump(rv, raw);
+                    }
+                }
+                "DELETED" => {
+                    let Ok(m) = meta(raw) else { continue };
+                    let key = ObjectKey { namespace: m.namespace, name: m.name };
+                    self.known.remove(&key);
+                    self.state.objects.store(self.known.len(), Ordering::Relaxed);
+                    self.send(Event::Delete(self.stream.resource, key))?;
+                    if !m.resource_version.is_empty() {
+                        *rv = m.resource_version;
+                    }
+                }
+                "BOOKMARK" => bump(rv, raw),
+                "ERROR" => {
+                    let s: StatusObject = serde_json::from_str(raw).unwrap_or_default();
+                    return Ok(WatchEnd::Relist(format!("server sent an ERROR event ({} {}: {})", s.code, s.reason, s.message)));
+                }
+                other => log::warn!("{}: ignoring watch event of unknown type {other:?}", self.stream.describe()),
+            }
+        }
+    }
+}
+
+fn bump(rv: &mut String, raw: &str) {
+    if let Ok(m) = meta(raw) {
+        if !m.resource_version.is_empty() {
+            *rv = m.resource_version;
+        }
+    }
+}
+
+fn log_list_error(what: &str, e: &ApiError) {
+    match e.code() {
+        Some(401) => log::error!("list of {what}: unauthorized (401): the credentials were rejected; check the kubeconfig or service account token"),
+        Some(403) => log::error!("list of {what}: forbidden (403): {e}; grant list/watch on it (see deploy/) or turn this source off"),
+        _ => log::warn!("list of {what} failed: {e}"),
+    }
+}
+
+/// Starts one thread per stream.
+pub fn spawn_all(
+    client: Arc<ApiClient>,
+    streams: Vec<Stream>,
+    opts: WatchOptions,
+    tx: Sender<Event>,
+    stop: Arc<AtomicBool>,
+) -> Vec<(Stream, Arc<StreamState>)> {
+    streams
+        .into_iter()
+        .map(|stream| {
+            let state = Arc::new(StreamState::default());
+            state.alive.store(true, Ordering::SeqCst);
+            let (c, s, o, t, st, stop) = (client.clone(), stream.clone(), opts.clone(), tx.clone(), state.clone(), stop.clone());
+            let name = format!("watch-{}", stream.resource.name());
+            let spawned = std::thread::Builder::new().name(name).spawn(move || run(&c, &s, &o, &t, &st, &stop));
+            if let Err(e) = spawned {
+                log::error!("cannot start the watch of {}: {e}", stream.describe());
+                state.alive.store(false, Ordering::SeqCst);
+            }
+            (stream, state)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kube::resources::Kind;
+
+    #[test]
+    fn paths() {
+        let s = Stream { resource: Resource::Workload(Kind::Deployment), namespace: None, label_selector: None };
+        assert_eq!(s.path(&[("limit", "500")]), "/apis/apps/v1/deployments?limit=500");
+        let s = Stream { resource: Resource::DockerCfgSecrets, namespace: Some("a".into()), label_selector: None };
+        assert_eq!(s.path(&[("watch", "1")]), "/api/v1/namespaces/a/secrets?watch=1&fieldSelector=type%3Dkubernetes.io%2Fdockercfg");
+        let s = Stream { resource: Resource::Namespaces, namespace: Some("a".into()), label_selector: Some("team=x".into()) };
+        assert_eq!(s.path(&[]), "/api/v1/namespaces?labelSelector=team%3Dx");
+    }
+}
