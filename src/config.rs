@@ -65,6 +65,46 @@ pub struct Args {
     #[argh(option, default = "String::from(\"info\")")]
     pub log_level: String,
 
+    /// kubeconfig file. Defaults to $KUBECONFIG, then ~/.kube/config, then the in-cluster service account.
+    #[argh(option)]
+    pub kubeconfig: Option<String>,
+
+    /// kubeconfig context. Defaults to the current-context.
+    #[argh(option)]
+    pub context: Option<String>,
+
+    /// watch only this namespace (needs only namespaced Roles); repeatable. Defaults to all namespaces.
+    #[argh(option)]
+    pub namespace: Vec<String>,
+
+    /// do not read Secrets: images are checked anonymously or with --docker-config. Defaults to false.
+    #[argh(switch)]
+    pub no_secrets: bool,
+
+    /// check only namespaces that have this label (a label selector such as `key` or `key=value`). Defaults to all namespaces.
+    #[argh(option)]
+    pub namespace_label: Option<String>,
+
+    /// regular expressions of images not to check, separated by `~`. Defaults to none.
+    #[argh(option)]
+    pub ignored_images: Option<String>,
+
+    /// regular expressions separated by `~`: when set, only matching images are checked. Defaults to all images.
+    #[argh(option)]
+    pub allowed_images: Option<String>,
+
+    /// comma-separated kinds (deployment, statefulset, daemonset, cronjob) or `*` reported even when disabled (no replicas, suspended); repeatable. Defaults to none.
+    #[argh(option)]
+    pub force_check_disabled_controllers: Vec<String>,
+
+    /// minimum server-side timeout of a watch request; each watch asks for 1-2x this. Defaults to 5m.
+    #[argh(option, default = "String::from(\"5m\")")]
+    pub watch_timeout: String,
+
+    /// objects per list page. Defaults to 500.
+    #[argh(option, default = "500")]
+    pub page_size: u32,
+
     /// print the version and exit.
     #[argh(switch)]
     pub version: bool,
@@ -173,11 +213,88 @@ pub enum Command {
     Serve,
 }
 
+/// The Kubernetes side, validated.
+#[derive(Debug, Clone)]
+pub struct KubeOptions {
+    /// `--kubeconfig`.
+    pub kubeconfig: Option<String>,
+    /// `--context`.
+    pub context: Option<String>,
+    /// `--namespace`; empty for all.
+    pub namespaces: Vec<String>,
+    /// `--no-secrets`.
+    pub no_secrets: bool,
+    /// `--namespace-label`.
+    pub namespace_label: Option<String>,
+    /// Loop settings.
+    pub watch: crate::kube::watch::WatchOptions,
+    /// `--ignored-images`.
+    pub ignored_images: Vec<regex::Regex>,
+    /// `--allowed-images`.
+    pub allowed_images: Vec<regex::Regex>,
+    /// `--force-check-disabled-controllers`.
+    pub force_disabled: std::collections::HashSet<crate::kube::resources::Kind>,
+}
+
+impl KubeOptions {
+    /// The list/watch streams these options ask for.
+    pub fn streams(&self) -> Vec<crate::kube::watch::Stream> {
+        use crate::kube::resources::{Kind, Resource};
+        use crate::kube::watch::Stream;
+        let mut resources: Vec<Resource> =
+            Kind::ALL.iter().map(|k| Resource::Workload(*k)).collect();
+        resources.push(Resource::ServiceAccounts);
+        if !self.no_secrets {
+            resources.push(Resource::DockerConfigJsonSecrets);
+            resources.push(Resource::DockerCfgSecrets);
+        }
+        let mut streams = Vec::new();
+        for r in resources {
+            if self.namespaces.is_empty() {
+                streams.push(Stream {
+                    resource: r,
+                    namespace: None,
+                    label_selector: None,
+                });
+            } else {
+                for ns in &self.namespaces {
+                    streams.push(Stream {
+                        resource: r,
+                        namespace: Some(ns.clone()),
+                        label_selector: None,
+                    });
+                }
+            }
+        }
+        if let Some(l) = &self.namespace_label {
+            streams.push(Stream {
+                resource: Resource::Namespaces,
+                namespace: None,
+                label_selector: Some(l.clone()),
+            });
+        }
+        streams
+    }
+
+    /// The inventory's filters.
+    pub fn inventory_config(&self, registry: &RegistryConfig) -> crate::inventory::InventoryConfig {
+        crate::inventory::InventoryConfig {
+            registry: Some(registry.clone()),
+            ignored_images: self.ignored_images.clone(),
+            allowed_images: self.allowed_images.clone(),
+            force_disabled: self.force_disabled.clone(),
+            filter_namespaces: self.namespace_label.is_some(),
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// What to do.
     pub command: Command,
+    /// Kubernetes side.
+    pub kube: KubeOptions,
     /// Registry side.
     pub registry: RegistryConfig,
     /// Output format of `check`.
@@ -290,6 +407,61 @@ fn read_docker_configs(paths: &[String]) -> Result<Keyring, ConfigError> {
     Ok(Keyring::new(creds))
 }
 
+fn kube_options(args: &Args) -> Result<KubeOptions, ConfigError> {
+    use crate::kube::resources::Kind;
+    let mut force_disabled = std::collections::HashSet::new();
+    for k in list(&args.force_check_disabled_controllers) {
+        if k == "*" {
+            force_disabled.extend(Kind::ALL);
+        } else {
+            let kind = Kind::parse(&k).ok_or_else(|| {
+                ConfigError(format!("--force-check-disabled-controllers {k:?}: expected deployment, statefulset, daemonset, cronjob or *"))
+            })?;
+            force_disabled.insert(kind);
+        }
+    }
+    let regexes = |flag: &str, v: &Option<String>| {
+        crate::inventory::parse_image_regexes(flag, v.as_deref().unwrap_or("")).map_err(ConfigError)
+    };
+    let mut namespaces = Vec::new();
+    for ns in list(&args.namespace) {
+        let ok = !ns.is_empty()
+            && ns.len() <= 63
+            && ns
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !ok {
+            return Err(ConfigError(format!(
+                "--namespace {ns:?}: not a valid namespace name"
+            )));
+        }
+        if !namespaces.contains(&ns) {
+            namespaces.push(ns);
+        }
+    }
+    if args.page_size == 0 {
+        return Err(ConfigError("--page-size: must be at least 1".into()));
+    }
+    Ok(KubeOptions {
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone(),
+        namespaces,
+        no_secrets: args.no_secrets,
+        namespace_label: args
+            .namespace_label
+            .clone()
+            .filter(|l| !l.trim().is_empty()),
+        watch: crate::kube::watch::WatchOptions {
+            page_size: args.page_size,
+            watch_timeout: duration_flag("watch-timeout", &args.watch_timeout)?,
+            list_timeout: Duration::from_secs(60),
+        },
+        ignored_images: regexes("ignored-images", &args.ignored_images)?,
+        allowed_images: regexes("allowed-images", &args.allowed_images)?,
+        force_disabled,
+    })
+}
+
 impl Config {
     /// Validates raw arguments.
     pub fn from_args(args: Args) -> Result<Config, ConfigError> {
@@ -348,8 +520,10 @@ impl Config {
         };
         let mirrors = Mirrors::parse(&args.image_mirror).map_err(ConfigError)?;
         let node_keyring = read_docker_configs(&args.docker_config)?;
+        let kube = kube_options(&args)?;
         Ok(Config {
             command,
+            kube,
             registry: RegistryConfig {
                 checker: CheckerConfig {
                     transport: TransportConfig {
@@ -444,6 +618,16 @@ mod tests {
                 "--default-registry",
             ),
             (&["--log-level", "loud"][..], "--log-level"),
+            (
+                &["--ignored-images", "ok~(unclosed"][..],
+                "--ignored-images",
+            ),
+            (
+                &["--force-check-disabled-controllers", "pods"][..],
+                "--force-check-disabled-controllers",
+            ),
+            (&["--namespace", "Bad_NS"][..], "--namespace"),
+            (&["--watch-timeout", "0s"][..], "--watch-timeout"),
         ] {
             let e = config(args).unwrap_err();
             assert!(e.0.contains(flag), "{args:?}: {e}");

@@ -72,6 +72,13 @@ struct CheckKey {
     credentials: Vec<u64>,
 }
 
+/// What one container needs checked.
+struct Resolution {
+    key: CheckKey,
+    target: Result<Mirrored, String>,
+    credentials: Vec<Arc<Credential>>,
+}
+
 /// The key of a workload.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WorkloadKey {
@@ -142,7 +149,10 @@ impl Inventory {
         match event {
             Event::Synced(..) => {}
             Event::Upsert(_, Object::Workload(w)) => {
-                let key = WorkloadKey { kind: w.kind, key: w.key.clone() };
+                let key = WorkloadKey {
+                    kind: w.kind,
+                    key: w.key.clone(),
+                };
                 if self.workloads.get(&key) != Some(&w) {
                     self.workloads.insert(key.clone(), w);
                     self.dirty_workloads.insert(key);
@@ -194,9 +204,19 @@ impl Inventory {
         let mut todo: Vec<WorkloadKey> = self.dirty_workloads.drain().collect();
         if !self.dirty_namespaces.is_empty() {
             let dirty = std::mem::take(&mut self.dirty_namespaces);
-            todo.extend(self.workloads.keys().filter(|k| dirty.contains(&k.key.namespace)).cloned());
+            todo.extend(
+                self.workloads
+                    .keys()
+                    .filter(|k| dirty.contains(&k.key.namespace))
+                    .cloned(),
+            );
             // Workloads already gone but still resolved in those namespaces.
-            todo.extend(self.resolved.keys().filter(|k| dirty.contains(&k.key.namespace)).cloned());
+            todo.extend(
+                self.resolved
+                    .keys()
+                    .filter(|k| dirty.contains(&k.key.namespace))
+                    .cloned(),
+            );
         }
         todo.sort();
         todo.dedup();
@@ -215,7 +235,8 @@ impl Inventory {
         if self.config.ignored_images.iter().any(|r| r.is_match(image)) {
             return false;
         }
-        self.config.allowed_images.is_empty() || self.config.allowed_images.iter().any(|r| r.is_match(image))
+        self.config.allowed_images.is_empty()
+            || self.config.allowed_images.iter().any(|r| r.is_match(image))
     }
 
     /// The pull secrets a pod of `w` gets: its own, or else its service account's.
@@ -223,12 +244,23 @@ impl Inventory {
         let names: &[String] = if !w.pull_secrets.is_empty() {
             &w.pull_secrets
         } else {
-            let sa = ObjectKey { namespace: w.key.namespace.clone(), name: w.service_account.clone() };
-            self.service_accounts.get(&sa).map(Vec::as_slice).unwrap_or(&[])
+            let sa = ObjectKey {
+                namespace: w.key.namespace.clone(),
+                name: w.service_account.clone(),
+            };
+            self.service_accounts
+                .get(&sa)
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
         };
         let creds = names
             .iter()
-            .filter_map(|n| self.secrets.get(&ObjectKey { namespace: w.key.namespace.clone(), name: n.clone() }))
+            .filter_map(|n| {
+                self.secrets.get(&ObjectKey {
+                    namespace: w.key.namespace.clone(),
+                    name: n.clone(),
+                })
+            })
             .flatten()
             .cloned();
         Keyring::new(creds)
@@ -238,30 +270,41 @@ impl Inventory {
         let mut new: Vec<(usize, CheckId)> = Vec::new();
         if let Some(w) = self.workloads.get(key).filter(|w| self.reported(w)) {
             let keyring = self.keyring_for(w);
-            let mut wanted: Vec<(usize, CheckKey, Result<Mirrored, String>, Vec<Arc<Credential>>)> = Vec::new();
-            for (i, c) in w.containers.iter().enumerate() {
-                if !self.image_selected(&c.image) {
-                    continue;
-                }
-                let (ck, target, creds) = self.check_for(&c.image, &keyring);
-                wanted.push((i, ck, target, creds));
-            }
-            for (i, ck, target, creds) in wanted {
-                new.push((i, self.acquire(ck, target, creds)));
+            let wanted: Vec<(usize, Resolution)> = w
+                .containers
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| self.image_selected(&c.image))
+                .map(|(i, c)| (i, self.check_for(&c.image, &keyring)))
+                .collect();
+            for (i, r) in wanted {
+                new.push((i, self.acquire(r)));
             }
         }
-        let old = if new.is_empty() { self.resolved.remove(key) } else { self.resolved.insert(key.clone(), new) };
+        let old = if new.is_empty() {
+            self.resolved.remove(key)
+        } else {
+            self.resolved.insert(key.clone(), new)
+        };
         for (_, id) in old.unwrap_or_default() {
             self.release(id);
         }
     }
 
-    fn check_for(&self, image: &str, keyring: &Keyring) -> (CheckKey, Result<Mirrored, String>, Vec<Arc<Credential>>) {
+    fn check_for(&self, image: &str, keyring: &Keyring) -> Resolution {
+        let invalid = |why: String| Resolution {
+            key: CheckKey {
+                image: format!("invalid {image}"),
+                credentials: vec![],
+            },
+            target: Err(why),
+            credentials: vec![],
+        };
         let Some(reg) = &self.config.registry else {
-            return (CheckKey { image: format!("unchecked {image}"), credentials: vec![] }, Err("no registry configuration".into()), vec![]);
+            return invalid("no registry configuration".into());
         };
         match reg.parse_image(image) {
-            Err(e) => (CheckKey { image: format!("invalid {image}"), credentials: vec![] }, Err(e.to_string()), vec![]),
+            Err(e) => invalid(e.to_string()),
             Ok(r) => {
                 let m = reg.mirrors.apply(&r);
                 let mut creds = keyring.lookup(&m.reference);
@@ -278,19 +321,35 @@ impl Inventory {
                         std::hash::Hasher::finish(&h)
                     })
                     .collect();
-                (CheckKey { image: m.reference.check_key(), credentials: ids }, Ok(m), creds)
+                Resolution {
+                    key: CheckKey {
+                        image: m.reference.check_key(),
+                        credentials: ids,
+                    },
+                    target: Ok(m),
+                    credentials: creds,
+                }
             }
         }
     }
 
-    fn acquire(&mut self, key: CheckKey, target: Result<Mirrored, String>, credentials: Vec<Arc<Credential>>) -> CheckId {
+    fn acquire(&mut self, r: Resolution) -> CheckId {
+        let Resolution {
+            key,
+            target,
+            credentials,
+        } = r;
         if let Some((id, users)) = self.checks.get_mut(&key) {
             *users += 1;
             return *id;
         }
         let id = self.next_id;
         self.next_id += 1;
-        let spec = Arc::new(CheckSpec { id, target, credentials });
+        let spec = Arc::new(CheckSpec {
+            id,
+            target,
+            credentials,
+        });
         self.checks.insert(key.clone(), (id, 1));
         self.specs.insert(id, (spec.clone(), key));
         self.changes.push(Change::Added(spec));
@@ -298,7 +357,9 @@ impl Inventory {
     }
 
     fn release(&mut self, id: CheckId) {
-        let Some((_, key)) = self.specs.get(&id) else { return };
+        let Some((_, key)) = self.specs.get(&id) else {
+            return;
+        };
         let key = key.clone();
         let gone = match self.checks.get_mut(&key) {
             Some((_, users)) => {
@@ -339,11 +400,10 @@ impl Inventory {
     pub fn summary(&self) -> Summary {
         let mut images = HashSet::new();
         let mut containers = 0;
-        for (_, list) in &self.resolved {
+        for list in self.resolved.values() {
             containers += list.len();
             for (_, id) in list {
-                if let Some((spec, key)) = self.specs.get(id) {
-                    let _ = spec;
+                if let Some((_, key)) = self.specs.get(id) {
                     images.insert(key.image.as_str());
                 }
             }
@@ -364,7 +424,10 @@ pub fn parse_image_regexes(flag: &str, value: &str) -> Result<Vec<Regex>, String
     value
         .split('~')
         .filter(|s| !s.is_empty())
-        .map(|s| Regex::new(s).map_err(|e| format!("--{flag}: {s:?} is not a valid regular expression: {e}")))
+        .map(|s| {
+            Regex::new(s)
+                .map_err(|e| format!("--{flag}: {s:?} is not a valid regular expression: {e}"))
+        })
         .collect()
 }
 
@@ -399,7 +462,10 @@ mod tests {
     }
 
     fn key(ns: &str, name: &str) -> ObjectKey {
-        ObjectKey { namespace: ns.into(), name: name.into() }
+        ObjectKey {
+            namespace: ns.into(),
+            name: name.into(),
+        }
     }
 
     fn workload(ns: &str, name: &str, images: &[&str], secrets: &[&str]) -> Event {
@@ -408,7 +474,14 @@ mod tests {
             Object::Workload(Workload {
                 kind: Kind::Deployment,
                 key: key(ns, name),
-                containers: images.iter().enumerate().map(|(i, im)| ContainerImage { container: format!("c{i}"), image: im.to_string() }).collect(),
+                containers: images
+                    .iter()
+                    .enumerate()
+                    .map(|(i, im)| ContainerImage {
+                        container: format!("c{i}"),
+                        image: im.to_string(),
+                    })
+                    .collect(),
                 pull_secrets: secrets.iter().map(|s| s.to_string()).collect(),
                 service_account: "default".into(),
                 enabled: true,
@@ -421,19 +494,38 @@ mod tests {
             Resource::DockerConfigJsonSecrets,
             Object::PullSecret(PullSecret {
                 key: key(ns, name),
-                credentials: vec![Arc::new(Credential::new(format!("secret {ns}/{name}"), registry, user, "pw"))],
+                credentials: vec![Arc::new(Credential::new(
+                    format!("secret {ns}/{name}"),
+                    registry,
+                    user,
+                    "pw",
+                ))],
             }),
         )
     }
 
     fn added(changes: &[Change]) -> Vec<Arc<CheckSpec>> {
-        changes.iter().filter_map(|c| if let Change::Added(s) = c { Some(s.clone()) } else { None }).collect()
+        changes
+            .iter()
+            .filter_map(|c| {
+                if let Change::Added(s) = c {
+                    Some(s.clone())
+                } else {
+                    None
+                }
+            })
+            .collect()
     }
 
     #[test]
     fn same_image_written_twice_is_one_check() {
         let mut inv = Inventory::new(config());
-        inv.apply(workload("a", "w1", &["nginx", "docker.io/library/nginx:latest"], &[]));
+        inv.apply(workload(
+            "a",
+            "w1",
+            &["nginx", "docker.io/library/nginx:latest"],
+            &[],
+        ));
         inv.apply(workload("b", "w2", &["index.docker.io/library/nginx"], &[]));
         let changes = inv.flush();
         assert_eq!(added(&changes).len(), 1);
@@ -448,7 +540,11 @@ mod tests {
         inv.apply(workload("a", "w", &["r.io/app:1"], &["pull"]));
         inv.apply(workload("b", "w", &["r.io/app:1"], &["pull"]));
         let specs = added(&inv.flush());
-        assert_eq!(specs.len(), 2, "namespace b has no secret named pull: a separate, anonymous check");
+        assert_eq!(
+            specs.len(),
+            2,
+            "namespace b has no secret named pull: a separate, anonymous check"
+        );
         let mut creds: Vec<usize> = specs.iter().map(|s| s.credentials.len()).collect();
         creds.sort();
         assert_eq!(creds, [0, 1]);
@@ -468,7 +564,10 @@ mod tests {
         inv.apply(secret("a", "own", "r.io", "own-user"));
         inv.apply(Event::Upsert(
             Resource::ServiceAccounts,
-            Object::ServiceAccount(ServiceAccountInfo { key: key("a", "default"), pull_secrets: vec!["sa-pull".into()] }),
+            Object::ServiceAccount(ServiceAccountInfo {
+                key: key("a", "default"),
+                pull_secrets: vec!["sa-pull".into()],
+            }),
         ));
         inv.apply(workload("a", "uses-sa", &["r.io/x:1"], &[]));
         inv.apply(workload("a", "own", &["r.io/y:1"], &["own"]));
@@ -477,7 +576,13 @@ mod tests {
             let mut out = vec![];
             inv.for_each_container(|w, i, id| {
                 if w.containers[i].image == image {
-                    out = inv.check(id).unwrap().credentials.iter().map(|c| c.username.clone()).collect();
+                    out = inv
+                        .check(id)
+                        .unwrap()
+                        .credentials
+                        .iter()
+                        .map(|c| c.username.clone())
+                        .collect();
                 }
             });
             out
@@ -493,17 +598,33 @@ mod tests {
         let mut inv = Inventory::new(cfg);
         inv.apply(workload("a", "w", &["nginx:1"], &[]));
         assert_eq!(added(&inv.flush()).len(), 1);
-        inv.apply(Event::Delete(Resource::Workload(Kind::Deployment), key("a", "w")));
+        inv.apply(Event::Delete(
+            Resource::Workload(Kind::Deployment),
+            key("a", "w"),
+        ));
         let changes = inv.flush();
         assert!(matches!(changes.as_slice(), [Change::Removed(_)]));
         assert_eq!(inv.summary().checks, 0);
-        let Event::Upsert(r, Object::Workload(mut w)) = workload("a", "w", &["nginx:1"], &[]) else { unreachable!() };
+        let Event::Upsert(r, Object::Workload(mut w)) = workload("a", "w", &["nginx:1"], &[])
+        else {
+            unreachable!()
+        };
         w.enabled = false;
         inv.apply(Event::Upsert(r, Object::Workload(w.clone())));
-        assert!(inv.flush().is_empty(), "a disabled deployment is not reported");
+        assert!(
+            inv.flush().is_empty(),
+            "a disabled deployment is not reported"
+        );
         w.kind = Kind::StatefulSet;
-        inv.apply(Event::Upsert(Resource::Workload(Kind::StatefulSet), Object::Workload(w)));
-        assert_eq!(added(&inv.flush()).len(), 1, "forced kinds are reported while disabled");
+        inv.apply(Event::Upsert(
+            Resource::Workload(Kind::StatefulSet),
+            Object::Workload(w),
+        ));
+        assert_eq!(
+            added(&inv.flush()).len(),
+            1,
+            "forced kinds are reported while disabled"
+        );
     }
 
     #[test]
@@ -511,11 +632,18 @@ mod tests {
         let mut cfg = config();
         cfg.ignored_images = parse_image_regexes("ignored-images", "^ignored/~skip").unwrap();
         let mut inv = Inventory::new(cfg);
-        inv.apply(workload("a", "w", &["Bad:Image:x", "ignored/app", "x/skipme", "ok/app"], &[]));
+        inv.apply(workload(
+            "a",
+            "w",
+            &["Bad:Image:x", "ignored/app", "x/skipme", "ok/app"],
+            &[],
+        ));
         let specs = added(&inv.flush());
         assert_eq!(specs.len(), 2);
         assert!(specs.iter().any(|s| s.target.is_err()));
-        assert!(parse_image_regexes("allowed-images", "ok~(unclosed").unwrap_err().contains("--allowed-images"));
+        assert!(parse_image_regexes("allowed-images", "ok~(unclosed")
+            .unwrap_err()
+            .contains("--allowed-images"));
     }
 
     #[test]
@@ -525,9 +653,88 @@ mod tests {
         let mut inv = Inventory::new(cfg);
         inv.apply(workload("a", "w", &["nginx:1"], &[]));
         assert!(inv.flush().is_empty());
-        inv.apply(Event::Upsert(Resource::Namespaces, Object::Namespace(key("", "a"))));
+        inv.apply(Event::Upsert(
+            Resource::Namespaces,
+            Object::Namespace(key("", "a")),
+        ));
         assert_eq!(added(&inv.flush()).len(), 1);
         inv.apply(Event::Delete(Resource::Namespaces, key("", "a")));
         assert!(matches!(inv.flush().as_slice(), [Change::Removed(_)]));
+    }
+}
+
+/// Counts streams whose first list has arrived.
+#[derive(Debug, Default)]
+pub struct SyncProgress {
+    /// Streams expected.
+    pub expected: usize,
+    /// Streams whose first list has been applied.
+    pub synced: std::sync::atomic::AtomicUsize,
+}
+
+impl SyncProgress {
+    /// Whether every stream has delivered its first list.
+    pub fn done(&self) -> bool {
+        self.synced.load(std::sync::atomic::Ordering::SeqCst) >= self.expected
+    }
+}
+
+/// The inventory thread: applies watch events in batches and forwards check
+/// changes. Returns when every watch loop has hung up.
+pub fn run(
+    rx: crossbeam_channel::Receiver<Event>,
+    inventory: Arc<std::sync::RwLock<Inventory>>,
+    changes: Option<crossbeam_channel::Sender<Change>>,
+    progress: Arc<SyncProgress>,
+) {
+    let started = std::time::Instant::now();
+    let mut announced = false;
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        // Apply what is already queued in one go: an initial list is resolved once.
+        while batch.len() < 50_000 {
+            match rx.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
+        }
+        let synced = batch
+            .iter()
+            .filter(|e| matches!(e, Event::Synced(..)))
+            .count();
+        let out = {
+            let mut inv = inventory.write().unwrap_or_else(|e| e.into_inner());
+            for e in batch {
+                inv.apply(e);
+            }
+            inv.flush()
+        };
+        if let Some(tx) = &changes {
+            for c in out {
+                let _ = tx.send(c);
+            }
+        }
+        if synced > 0 {
+            progress
+                .synced
+                .fetch_add(synced, std::sync::atomic::Ordering::SeqCst);
+        }
+        if !announced && progress.done() {
+            announced = true;
+            let s = inventory
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .summary();
+            log::info!(
+                "initial sync done in {:.1?}: {} workloads ({} reported), {} containers, {} distinct images, {} distinct checks, {} pull secrets",
+                started.elapsed(),
+                s.workloads,
+                s.reported_workloads,
+                s.containers,
+                s.images,
+                s.checks,
+                s.pull_secrets
+            );
+        }
     }
 }

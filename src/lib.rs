@@ -4,8 +4,8 @@
 //! Data flows kube -> inventory -> scheduler -> registry -> metrics/server;
 //! the modules follow that order.
 
-pub mod check_command;
 pub mod backoff;
+pub mod check_command;
 pub mod config;
 pub mod credentials;
 pub mod inventory;

@@ -7,7 +7,9 @@ use std::net::ToSocketAddrs;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-use ureq::tls::{Certificate, ClientCert as UreqClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
+use ureq::tls::{
+    Certificate, ClientCert as UreqClientCert, PemItem, PrivateKey, RootCerts, TlsConfig,
+};
 
 use super::config::{Auth, ClientCert, ClusterConfig};
 use super::exec::{self, ExecCredential};
@@ -43,8 +45,16 @@ impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ApiError::Transport(m) => write!(f, "{m}"),
-            ApiError::Status { code, reason, message } if reason.is_empty() => write!(f, "HTTP {code}: {message}"),
-            ApiError::Status { code, reason, message } => write!(f, "HTTP {code} {reason}: {message}"),
+            ApiError::Status {
+                code,
+                reason,
+                message,
+            } if reason.is_empty() => write!(f, "HTTP {code}: {message}"),
+            ApiError::Status {
+                code,
+                reason,
+                message,
+            } => write!(f, "HTTP {code} {reason}: {message}"),
             ApiError::Auth(m) => write!(f, "credentials: {m}"),
             ApiError::Decode(m) => write!(f, "bad answer: {m}"),
         }
@@ -73,11 +83,17 @@ struct StatusBody {
 pub fn status_error(code: u16, body: &[u8]) -> ApiError {
     let s: StatusBody = serde_json::from_slice(body).unwrap_or_default();
     let message = if s.message.is_empty() {
-        String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_string()
+        String::from_utf8_lossy(&body[..body.len().min(200)])
+            .trim()
+            .to_string()
     } else {
         s.message
     };
-    ApiError::Status { code, reason: s.reason, message }
+    ApiError::Status {
+        code,
+        reason: s.reason,
+        message,
+    }
 }
 
 enum AuthState {
@@ -111,7 +127,11 @@ impl ApiClient {
             Auth::Token(t) => AuthState::Header(format!("Bearer {t}")),
             Auth::Basic { username, password } => {
                 use base64::Engine;
-                AuthState::Header(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))))
+                AuthState::Header(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD
+                        .encode(format!("{username}:{password}"))
+                ))
             }
             Auth::TokenFile(p) => AuthState::TokenFile {
                 path: p.clone(),
@@ -138,7 +158,11 @@ impl ApiClient {
     }
 
     /// GET `path_and_query`; on 401 refreshes the credentials once and retries.
-    pub fn get(&self, path_and_query: &str, timeout: Duration) -> Result<ureq::http::Response<ureq::Body>, ApiError> {
+    pub fn get(
+        &self,
+        path_and_query: &str,
+        timeout: Duration,
+    ) -> Result<ureq::http::Response<ureq::Body>, ApiError> {
         let mut refreshed = false;
         loop {
             let (authorization, agent) = self.prepare(refreshed)?;
@@ -162,7 +186,11 @@ impl ApiClient {
             }
             if code >= 400 {
                 let mut body = Vec::new();
-                let _ = resp.into_body().into_reader().take(64 << 10).read_to_end(&mut body);
+                let _ = resp
+                    .into_body()
+                    .into_reader()
+                    .take(64 << 10)
+                    .read_to_end(&mut body);
                 return Err(status_error(code, &body));
             }
             return Ok(resp);
@@ -176,17 +204,26 @@ impl ApiClient {
             .into_with_config()
             .limit(LIST_BODY_LIMIT)
             .read_to_vec()
-            .map_err(|e| ApiError::Transport(format!("{}: reading answer: {e}", self.config.server)))
+            .map_err(|e| {
+                ApiError::Transport(format!("{}: reading answer: {e}", self.config.server))
+            })
     }
 
     fn refreshable(&self) -> bool {
-        matches!(self.auth, AuthState::TokenFile { .. } | AuthState::Exec { .. })
+        matches!(
+            self.auth,
+            AuthState::TokenFile { .. } | AuthState::Exec { .. }
+        )
     }
 
     fn invalidate(&self) {
         match &self.auth {
-            AuthState::TokenFile { cached, .. } => *cached.lock().unwrap_or_else(|e| e.into_inner()) = None,
-            AuthState::Exec { cached, .. } => *cached.lock().unwrap_or_else(|e| e.into_inner()) = None,
+            AuthState::TokenFile { cached, .. } => {
+                *cached.lock().unwrap_or_else(|e| e.into_inner()) = None
+            }
+            AuthState::Exec { cached, .. } => {
+                *cached.lock().unwrap_or_else(|e| e.into_inner()) = None
+            }
             _ => {}
         }
     }
@@ -199,13 +236,20 @@ impl ApiClient {
             AuthState::Header(h) => Some(h.clone()),
             AuthState::TokenFile { path, cached } => {
                 let mut c = cached.lock().unwrap_or_else(|e| e.into_inner());
-                let fresh = c.as_ref().is_some_and(|(_, at)| at.elapsed() < TOKEN_FILE_REFRESH);
+                let fresh = c
+                    .as_ref()
+                    .is_some_and(|(_, at)| at.elapsed() < TOKEN_FILE_REFRESH);
                 if !fresh {
                     match std::fs::read_to_string(path) {
                         Ok(t) => *c = Some((t.trim().to_string(), Instant::now())),
                         // Keep using the last token if the file is briefly missing mid-rotation.
-                        Err(e) if c.is_none() => return Err(ApiError::Auth(format!("{}: {e}", path.display()))),
-                        Err(e) => log::warn!("re-reading token file {}: {e}; keeping the previous token", path.display()),
+                        Err(e) if c.is_none() => {
+                            return Err(ApiError::Auth(format!("{}: {e}", path.display())))
+                        }
+                        Err(e) => log::warn!(
+                            "re-reading token file {}: {e}; keeping the previous token",
+                            path.display()
+                        ),
                     }
                 }
                 c.as_ref().map(|(t, _)| format!("Bearer {t}"))
@@ -224,10 +268,17 @@ impl ApiClient {
                         tls_server_name: self.config.tls_server_name.as_deref(),
                     };
                     let cred = exec::run(config, &info).map_err(ApiError::Auth)?;
-                    log::info!("credential plugin {} returned a credential{}", config.command, match cred.expires {
-                        Some(t) => format!(" valid until {}", crate::timestamp::format_rfc3339_millis(t)),
-                        None => String::new(),
-                    });
+                    log::info!(
+                        "credential plugin {} returned a credential{}",
+                        config.command,
+                        match cred.expires {
+                            Some(t) => format!(
+                                " valid until {}",
+                                crate::timestamp::format_rfc3339_millis(t)
+                            ),
+                            None => String::new(),
+                        }
+                    );
                     *c = Some(cred);
                 }
                 let cred = c.as_ref().expect("set above");
@@ -247,14 +298,25 @@ impl ApiClient {
 
 /// The request base URL and the real `host:port` to connect to.
 fn split_server(config: &ClusterConfig) -> Result<(String, String), String> {
-    let (scheme, rest) = config.server.split_once("://").ok_or_else(|| format!("server {:?} has no scheme", config.server))?;
+    let (scheme, rest) = config
+        .server
+        .split_once("://")
+        .ok_or_else(|| format!("server {:?} has no scheme", config.server))?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
     let default_port = if scheme == "https" { 443 } else { 80 };
-    let has_port = authority.rsplit_once(':').is_some_and(|(h, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && (!h.contains(':') || h.ends_with(']')));
-    let real = if has_port { authority.to_string() } else { format!("{authority}:{default_port}") };
+    let has_port = authority.rsplit_once(':').is_some_and(|(h, p)| {
+        !p.is_empty()
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && (!h.contains(':') || h.ends_with(']'))
+    });
+    let real = if has_port {
+        authority.to_string()
+    } else {
+        format!("{authority}:{default_port}")
+    };
     let base = match &config.tls_server_name {
         // Connect to the real address but verify (and send SNI for) the
         // configured name: the URL carries the name, the resolver the address.
@@ -283,7 +345,12 @@ impl ureq::unversioned::resolver::Resolver for ServerNameResolver {
     ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
         if uri.host() == Some(self.name.as_str()) {
             let mut out = self.empty();
-            for a in self.real.to_socket_addrs().map_err(ureq::Error::Io)?.take(16) {
+            for a in self
+                .real
+                .to_socket_addrs()
+                .map_err(ureq::Error::Io)?
+                .take(16)
+            {
                 out.push(a);
             }
             if out.is_empty() {
@@ -298,9 +365,8 @@ impl ureq::unversioned::resolver::Resolver for ServerNameResolver {
 fn pem_certs(pem: &[u8], what: &str) -> Result<Vec<Certificate<'static>>, String> {
     let mut out = Vec::new();
     for item in ureq::tls::parse_pem(pem) {
-        match item.map_err(|e| format!("{what}: not valid PEM ({e})"))? {
-            PemItem::Certificate(c) => out.push(c),
-            _ => {}
+        if let PemItem::Certificate(c) = item.map_err(|e| format!("{what}: not valid PEM ({e})"))? {
+            out.push(c);
         }
     }
     if out.is_empty() {
@@ -321,11 +387,17 @@ fn pem_key(pem: &[u8]) -> Result<PrivateKey<'static>, String> {
 fn build_agent(config: &ClusterConfig, cert: Option<&ClientCert>) -> Result<ureq::Agent, String> {
     let mut tls = TlsConfig::builder().disable_verification(config.insecure);
     if let Some(ca) = &config.ca_pem {
-        tls = tls.root_certs(RootCerts::new_with_certs(&pem_certs(ca, "certificate authority")?));
+        tls = tls.root_certs(RootCerts::new_with_certs(&pem_certs(
+            ca,
+            "certificate authority",
+        )?));
     }
     if let Some(c) = cert {
         let chain = pem_certs(&c.cert_pem, "client certificate")?;
-        tls = tls.client_cert(Some(UreqClientCert::new_with_certs(&chain, pem_key(&c.key_pem)?)));
+        tls = tls.client_cert(Some(UreqClientCert::new_with_certs(
+            &chain,
+            pem_key(&c.key_pem)?,
+        )));
     }
     let mut builder = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -334,7 +406,9 @@ fn build_agent(config: &ClusterConfig, cert: Option<&ClientCert>) -> Result<ureq
         .user_agent(crate::registry::transport::USER_AGENT)
         .max_redirects(0);
     if let Some(p) = &config.proxy_url {
-        builder = builder.proxy(Some(ureq::Proxy::new(p).map_err(|e| format!("proxy-url {p:?}: {e}"))?));
+        builder = builder.proxy(Some(
+            ureq::Proxy::new(p).map_err(|e| format!("proxy-url {p:?}: {e}"))?,
+        ));
     }
     let agent_config = builder.build();
     let (_, real) = split_server(config)?;
@@ -342,7 +416,10 @@ fn build_agent(config: &ClusterConfig, cert: Option<&ClientCert>) -> Result<ureq
         Some(name) if config.server.starts_with("https://") => Ok(ureq::Agent::with_parts(
             agent_config,
             ureq::unversioned::transport::DefaultConnector::default(),
-            ServerNameResolver { name: name.clone(), real },
+            ServerNameResolver {
+                name: name.clone(),
+                real,
+            },
         )),
         _ => Ok(agent_config.new_agent()),
     }
@@ -367,17 +444,44 @@ mod tests {
 
     #[test]
     fn server_urls() {
-        assert_eq!(split_server(&cfg("https://10.0.0.1:6443", None)).unwrap(), ("https://10.0.0.1:6443".into(), "10.0.0.1:6443".into()));
-        assert_eq!(split_server(&cfg("https://k.example", None)).unwrap().1, "k.example:443");
-        assert_eq!(split_server(&cfg("https://[::1]:6443/prefix", None)).unwrap(), ("https://[::1]:6443/prefix".into(), "[::1]:6443".into()));
-        assert_eq!(split_server(&cfg("https://[::1]", None)).unwrap().1, "[::1]:443");
-        assert_eq!(split_server(&cfg("https://10.0.0.1:6443", Some("kubernetes"))).unwrap().0, "https://kubernetes:6443");
+        assert_eq!(
+            split_server(&cfg("https://10.0.0.1:6443", None)).unwrap(),
+            ("https://10.0.0.1:6443".into(), "10.0.0.1:6443".into())
+        );
+        assert_eq!(
+            split_server(&cfg("https://k.example", None)).unwrap().1,
+            "k.example:443"
+        );
+        assert_eq!(
+            split_server(&cfg("https://[::1]:6443/prefix", None)).unwrap(),
+            ("https://[::1]:6443/prefix".into(), "[::1]:6443".into())
+        );
+        assert_eq!(
+            split_server(&cfg("https://[::1]", None)).unwrap().1,
+            "[::1]:443"
+        );
+        assert_eq!(
+            split_server(&cfg("https://10.0.0.1:6443", Some("kubernetes")))
+                .unwrap()
+                .0,
+            "https://kubernetes:6443"
+        );
     }
 
     #[test]
     fn status_errors() {
         let e = status_error(403, br#"{"kind":"Status","reason":"Forbidden","message":"deployments.apps is forbidden","code":403}"#);
-        assert_eq!(e, ApiError::Status { code: 403, reason: "Forbidden".into(), message: "deployments.apps is forbidden".into() });
-        assert_eq!(status_error(502, b"bad gateway").to_string(), "HTTP 502: bad gateway");
+        assert_eq!(
+            e,
+            ApiError::Status {
+                code: 403,
+                reason: "Forbidden".into(),
+                message: "deployments.apps is forbidden".into()
+            }
+        );
+        assert_eq!(
+            status_error(502, b"bad gateway").to_string(),
+            "HTTP 502: bad gateway"
+        );
     }
 }

@@ -206,7 +206,12 @@ pub fn yaml_to_json(y: &yaml_rust2::Yaml) -> serde_json::Value {
     use serde_json::Value;
     use yaml_rust2::Yaml;
     match y {
-        Yaml::Real(s) => s.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Value::Number).unwrap_or(Value::String(s.clone())),
+        Yaml::Real(s) => s
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number)
+            .unwrap_or(Value::String(s.clone())),
         Yaml::Integer(i) => Value::from(*i),
         Yaml::String(s) => Value::String(s.clone()),
         Yaml::Boolean(b) => Value::Bool(*b),
@@ -235,11 +240,18 @@ pub fn parse_yaml_documents(text: &str) -> Result<Vec<serde_json::Value>, String
 }
 
 fn load_file(path: &Path) -> Result<Kubeconfig, KubeConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| KubeConfigError(format!("kubeconfig {}: {e}", path.display())))?;
-    let docs = parse_yaml_documents(&text).map_err(|e| KubeConfigError(format!("kubeconfig {}: not valid YAML: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| KubeConfigError(format!("kubeconfig {}: {e}", path.display())))?;
+    let docs = parse_yaml_documents(&text).map_err(|e| {
+        KubeConfigError(format!(
+            "kubeconfig {}: not valid YAML: {e}",
+            path.display()
+        ))
+    })?;
     match docs.into_iter().next() {
         None | Some(serde_json::Value::Null) => Ok(Kubeconfig::default()),
-        Some(v) => serde_json::from_value(v).map_err(|e| KubeConfigError(format!("kubeconfig {}: {e}", path.display()))),
+        Some(v) => serde_json::from_value(v)
+            .map_err(|e| KubeConfigError(format!("kubeconfig {}: {e}", path.display()))),
     }
 }
 
@@ -261,54 +273,91 @@ fn load_merged(paths: &[PathBuf], context: Option<&str>) -> Result<ClusterConfig
         let kc = load_file(path)?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         for n in kc.clusters {
-            let located = Located { value: n.value.unwrap_or_default(), dir: dir.clone(), file: path.clone() };
+            let located = Located {
+                value: n.value.unwrap_or_default(),
+                dir: dir.clone(),
+                file: path.clone(),
+            };
             clusters.entry(n.name).or_insert(located);
         }
         for n in kc.contexts {
-            let located = Located { value: n.value.unwrap_or_default(), dir: dir.clone(), file: path.clone() };
+            let located = Located {
+                value: n.value.unwrap_or_default(),
+                dir: dir.clone(),
+                file: path.clone(),
+            };
             contexts.entry(n.name).or_insert(located);
         }
         for n in kc.users {
-            let located = Located { value: n.value.unwrap_or_default(), dir: dir.clone(), file: path.clone() };
+            let located = Located {
+                value: n.value.unwrap_or_default(),
+                dir: dir.clone(),
+                file: path.clone(),
+            };
             users.entry(n.name).or_insert(located);
         }
         if current.is_none() {
             current = kc.current_context.filter(|c| !c.is_empty());
         }
     }
-    let files = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
+    let files = paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
     let context_name = match context.map(str::to_string).or(current) {
         Some(c) => c,
-        None => return err(format!("kubeconfig {files}: current-context is not set and --context was not given")),
+        None => {
+            return err(format!(
+                "kubeconfig {files}: current-context is not set and --context was not given"
+            ))
+        }
     };
     let Some(ctx) = contexts.get(&context_name) else {
-        return err(format!("kubeconfig {files}: context {context_name:?} not found"));
+        return err(format!(
+            "kubeconfig {files}: context {context_name:?} not found"
+        ));
     };
     let cfile = ctx.file.display().to_string();
     let cluster_name = ctx.value.cluster.clone().unwrap_or_default();
     let Some(cluster) = clusters.get(&cluster_name) else {
-        return err(format!("kubeconfig {cfile}: context {context_name:?}: cluster {cluster_name:?} not found"));
+        return err(format!(
+            "kubeconfig {cfile}: context {context_name:?}: cluster {cluster_name:?} not found"
+        ));
     };
     let user = match ctx.value.user.as_deref().filter(|u| !u.is_empty()) {
         None => None,
         Some(u) => match users.get(u) {
             Some(l) => Some(l),
-            None => return err(format!("kubeconfig {cfile}: context {context_name:?}: user {u:?} not found")),
+            None => {
+                return err(format!(
+                    "kubeconfig {cfile}: context {context_name:?}: user {u:?} not found"
+                ))
+            }
         },
     };
     let file = cluster.file.display().to_string();
     let c = &cluster.value;
     let Some(server) = c.server.clone().filter(|s| !s.is_empty()) else {
-        return err(format!("kubeconfig {file}: cluster {cluster_name:?}: server is not set"));
+        return err(format!(
+            "kubeconfig {file}: cluster {cluster_name:?}: server is not set"
+        ));
     };
     if !(server.starts_with("https://") || server.starts_with("http://")) {
         return err(format!("kubeconfig {file}: cluster {cluster_name:?}: server {server:?} must start with https:// or http://"));
     }
     let ca_pem = match (&c.certificate_authority_data, &c.certificate_authority) {
-        (Some(data), _) if !data.is_empty() => {
-            Some(decode_data(data).map_err(|e| KubeConfigError(format!("kubeconfig {file}: cluster {cluster_name:?}: certificate-authority-data: {e}")))?)
-        }
-        (_, Some(path)) if !path.is_empty() => Some(read_relative(&cluster.dir, path, &file, &format!("cluster {cluster_name:?}: certificate-authority"))?),
+        (Some(data), _) if !data.is_empty() => Some(decode_data(data).map_err(|e| {
+            KubeConfigError(format!(
+                "kubeconfig {file}: cluster {cluster_name:?}: certificate-authority-data: {e}"
+            ))
+        })?),
+        (_, Some(path)) if !path.is_empty() => Some(read_relative(
+            &cluster.dir,
+            path,
+            &file,
+            &format!("cluster {cluster_name:?}: certificate-authority"),
+        )?),
         _ => None,
     };
     let mut client_cert = None;
@@ -317,16 +366,28 @@ fn load_merged(paths: &[PathBuf], context: Option<&str>) -> Result<ClusterConfig
         let ufile = user.file.display().to_string();
         let uname = ctx.value.user.clone().unwrap_or_default();
         let u = &user.value;
-        let field = |data: &Option<String>, path: &Option<String>, what: &str| -> Result<Option<Vec<u8>>, KubeConfigError> {
+        let field = |data: &Option<String>,
+                     path: &Option<String>,
+                     what: &str|
+         -> Result<Option<Vec<u8>>, KubeConfigError> {
             match (data, path) {
-                (Some(d), _) if !d.is_empty() => decode_data(d)
-                    .map(Some)
-                    .map_err(|e| KubeConfigError(format!("kubeconfig {ufile}: user {uname:?}: {what}-data: {e}"))),
-                (_, Some(p)) if !p.is_empty() => read_relative(&user.dir, p, &ufile, &format!("user {uname:?}: {what}")).map(Some),
+                (Some(d), _) if !d.is_empty() => decode_data(d).map(Some).map_err(|e| {
+                    KubeConfigError(format!(
+                        "kubeconfig {ufile}: user {uname:?}: {what}-data: {e}"
+                    ))
+                }),
+                (_, Some(p)) if !p.is_empty() => {
+                    read_relative(&user.dir, p, &ufile, &format!("user {uname:?}: {what}"))
+                        .map(Some)
+                }
                 _ => Ok(None),
             }
         };
-        let cert = field(&u.client_certificate_data, &u.client_certificate, "client-certificate")?;
+        let cert = field(
+            &u.client_certificate_data,
+            &u.client_certificate,
+            "client-certificate",
+        )?;
         let key = field(&u.client_key_data, &u.client_key, "client-key")?;
         client_cert = match (cert, key) {
             (Some(cert_pem), Some(key_pem)) => Some(ClientCert { cert_pem, key_pem }),
@@ -338,7 +399,9 @@ fn load_merged(paths: &[PathBuf], context: Option<&str>) -> Result<ClusterConfig
         } else if let Some(p) = u.token_file.clone().filter(|t| !t.is_empty()) {
             Auth::TokenFile(resolve(&user.dir, &p))
         } else if let Some(e) = &u.exec {
-            Auth::Exec(exec_config(e, &user.dir).map_err(|m| KubeConfigError(format!("kubeconfig {ufile}: user {uname:?}: exec: {m}")))?)
+            Auth::Exec(exec_config(e, &user.dir).map_err(|m| {
+                KubeConfigError(format!("kubeconfig {ufile}: user {uname:?}: exec: {m}"))
+            })?)
         } else if let (Some(username), Some(password)) = (u.username.clone(), u.password.clone()) {
             Auth::Basic { username, password }
         } else if u.auth_provider.is_some() {
@@ -362,10 +425,19 @@ fn load_merged(paths: &[PathBuf], context: Option<&str>) -> Result<ClusterConfig
 }
 
 fn exec_config(e: &Exec, dir: &Path) -> Result<ExecConfig, String> {
-    let command = e.command.clone().filter(|c| !c.is_empty()).ok_or("command is not set")?;
+    let command = e
+        .command
+        .clone()
+        .filter(|c| !c.is_empty())
+        .ok_or("command is not set")?;
     let api_version = e.api_version.clone().unwrap_or_default();
-    if !matches!(api_version.as_str(), "client.authentication.k8s.io/v1" | "client.authentication.k8s.io/v1beta1") {
-        return Err(format!("apiVersion {api_version:?} is not client.authentication.k8s.io/v1 or v1beta1"));
+    if !matches!(
+        api_version.as_str(),
+        "client.authentication.k8s.io/v1" | "client.authentication.k8s.io/v1beta1"
+    ) {
+        return Err(format!(
+            "apiVersion {api_version:?} is not client.authentication.k8s.io/v1 or v1beta1"
+        ));
     }
     if e.interactive_mode.as_deref() == Some("Always") {
         return Err("interactiveMode Always needs a terminal, and the exporter has none".into());
@@ -373,7 +445,13 @@ fn exec_config(e: &Exec, dir: &Path) -> Result<ExecConfig, String> {
     Ok(ExecConfig {
         command,
         args: e.args.clone().unwrap_or_default(),
-        env: e.env.clone().unwrap_or_default().into_iter().map(|v| (v.name, v.value)).collect(),
+        env: e
+            .env
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| (v.name, v.value))
+            .collect(),
         api_version,
         provide_cluster_info: e.provide_cluster_info,
         install_hint: e.install_hint.clone(),
@@ -383,7 +461,9 @@ fn exec_config(e: &Exec, dir: &Path) -> Result<ExecConfig, String> {
 
 fn decode_data(data: &str) -> Result<Vec<u8>, String> {
     let clean: String = data.chars().filter(|c| !c.is_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD.decode(clean).map_err(|_| "not valid base64".to_string())
+    base64::engine::general_purpose::STANDARD
+        .decode(clean)
+        .map_err(|_| "not valid base64".to_string())
 }
 
 fn resolve(dir: &Path, path: &str) -> PathBuf {
@@ -395,26 +475,45 @@ fn resolve(dir: &Path, path: &str) -> PathBuf {
     }
 }
 
-fn read_relative(dir: &Path, path: &str, file: &str, what: &str) -> Result<Vec<u8>, KubeConfigError> {
+fn read_relative(
+    dir: &Path,
+    path: &str,
+    file: &str,
+    what: &str,
+) -> Result<Vec<u8>, KubeConfigError> {
     let p = resolve(dir, path);
-    std::fs::read(&p).map_err(|e| KubeConfigError(format!("kubeconfig {file}: {what}: {}: {e}", p.display())))
+    std::fs::read(&p)
+        .map_err(|e| KubeConfigError(format!("kubeconfig {file}: {what}: {}: {e}", p.display())))
 }
 
 /// The in-cluster configuration, when the service environment is set.
 pub fn in_cluster() -> Result<Option<ClusterConfig>, KubeConfigError> {
-    let (Ok(host), Ok(port)) = (std::env::var("KUBERNETES_SERVICE_HOST"), std::env::var("KUBERNETES_SERVICE_PORT")) else {
+    let (Ok(host), Ok(port)) = (
+        std::env::var("KUBERNETES_SERVICE_HOST"),
+        std::env::var("KUBERNETES_SERVICE_PORT"),
+    ) else {
         return Ok(None);
     };
     if host.is_empty() || port.is_empty() {
         return Ok(None);
     }
-    let dir = std::env::var(SERVICE_ACCOUNT_DIR_ENV).map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(SERVICE_ACCOUNT_DIR));
-    let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host };
+    let dir = std::env::var(SERVICE_ACCOUNT_DIR_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(SERVICE_ACCOUNT_DIR));
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host
+    };
     let ca = dir.join("ca.crt");
-    let ca_pem = std::fs::read(&ca).map_err(|e| KubeConfigError(format!("in-cluster configuration: {}: {e}", ca.display())))?;
+    let ca_pem = std::fs::read(&ca)
+        .map_err(|e| KubeConfigError(format!("in-cluster configuration: {}: {e}", ca.display())))?;
     let token = dir.join("token");
     if let Err(e) = std::fs::metadata(&token) {
-        return err(format!("in-cluster configuration: {}: {e}", token.display()));
+        return err(format!(
+            "in-cluster configuration: {}: {e}",
+            token.display()
+        ));
     }
     Ok(Some(ClusterConfig {
         server: format!("https://{host}:{port}"),
@@ -429,12 +528,17 @@ pub fn in_cluster() -> Result<Option<ClusterConfig>, KubeConfigError> {
 }
 
 /// Finds the configuration the way kubectl does.
-pub fn discover(kubeconfig: Option<&str>, context: Option<&str>) -> Result<ClusterConfig, KubeConfigError> {
+pub fn discover(
+    kubeconfig: Option<&str>,
+    context: Option<&str>,
+) -> Result<ClusterConfig, KubeConfigError> {
     if let Some(path) = kubeconfig.filter(|p| !p.is_empty()) {
         return load_merged(&[PathBuf::from(path)], context);
     }
     if let Ok(list) = std::env::var("KUBECONFIG") {
-        let paths: Vec<PathBuf> = std::env::split_paths(&list).filter(|p| !p.as_os_str().is_empty()).collect();
+        let paths: Vec<PathBuf> = std::env::split_paths(&list)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
         let existing: Vec<PathBuf> = paths.iter().filter(|p| p.exists()).cloned().collect();
         if !existing.is_empty() {
             return load_merged(&existing, context);
@@ -555,16 +659,26 @@ users:
         for (i, (text, want)) in cases.iter().enumerate() {
             let kc = write(&d, &format!("c{i}"), text);
             let e = discover(Some(kc.to_str().unwrap()), None).unwrap_err();
-            assert!(e.0.contains(want) && e.0.contains(&format!("c{i}")), "{text}: {e}");
+            assert!(
+                e.0.contains(want) && e.0.contains(&format!("c{i}")),
+                "{text}: {e}"
+            );
         }
-        assert!(discover(Some("/nonexistent/kubeconfig"), None).unwrap_err().0.contains("/nonexistent/kubeconfig"));
+        assert!(discover(Some("/nonexistent/kubeconfig"), None)
+            .unwrap_err()
+            .0
+            .contains("/nonexistent/kubeconfig"));
     }
 
     #[test]
     fn merged_files_first_wins() {
         let d = tmp("merge");
         write(&d, "ca.pem", "CA");
-        let a = write(&d, "a", "current-context: second\nusers: [{name: u1, user: {token: from-a}}]\n");
+        let a = write(
+            &d,
+            "a",
+            "current-context: second\nusers: [{name: u1, user: {token: from-a}}]\n",
+        );
         let b = write(&d, "b", BASE);
         let c = load_merged(&[a, b], None);
         // "second" does not exist anywhere: the first file's current-context wins anyway.

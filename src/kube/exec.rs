@@ -27,7 +27,9 @@ pub struct ExecCredential {
 
 impl std::fmt::Debug for ExecCredential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ExecCredential").field("expires", &self.expires).finish_non_exhaustive()
+        f.debug_struct("ExecCredential")
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
     }
 }
 
@@ -68,7 +70,8 @@ pub fn run(cfg: &ExecConfig, cluster: &ClusterInfo) -> Result<ExecCredential, St
     if cfg.provide_cluster_info {
         let mut c = serde_json::json!({ "server": cluster.server, "insecure-skip-tls-verify": cluster.insecure });
         if let Some(ca) = cluster.ca_pem {
-            c["certificate-authority-data"] = base64::engine::general_purpose::STANDARD.encode(ca).into();
+            c["certificate-authority-data"] =
+                base64::engine::general_purpose::STANDARD.encode(ca).into();
         }
         if let Some(n) = cluster.tls_server_name {
             c["tls-server-name"] = n.into();
@@ -78,7 +81,10 @@ pub fn run(cfg: &ExecConfig, cluster: &ClusterInfo) -> Result<ExecCredential, St
     let info = serde_json::json!({ "apiVersion": cfg.api_version, "kind": "ExecCredential", "spec": spec });
     // A command with a path separator is relative to the kubeconfig, as in client-go.
     let command = if cfg.command.contains('/') && !Path::new(&cfg.command).is_absolute() {
-        cfg.base_dir.join(&cfg.command).to_string_lossy().into_owned()
+        cfg.base_dir
+            .join(&cfg.command)
+            .to_string_lossy()
+            .into_owned()
     } else {
         cfg.command.clone()
     };
@@ -91,7 +97,11 @@ pub fn run(cfg: &ExecConfig, cluster: &ClusterInfo) -> Result<ExecCredential, St
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| {
-            let hint = cfg.install_hint.as_deref().map(|h| format!("; {h}")).unwrap_or_default();
+            let hint = cfg
+                .install_hint
+                .as_deref()
+                .map(|h| format!("; {h}"))
+                .unwrap_or_default();
             format!("credential plugin {command:?}: {e}{hint}")
         })?;
     let mut stdout = child.stdout.take().ok_or("credential plugin: no stdout")?;
@@ -108,7 +118,9 @@ pub fn run(cfg: &ExecConfig, cluster: &ClusterInfo) -> Result<ExecCredential, St
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("credential plugin {command:?} did not finish within {PLUGIN_TIMEOUT:?}"));
+                return Err(format!(
+                    "credential plugin {command:?} did not finish within {PLUGIN_TIMEOUT:?}"
+                ));
             }
             Err(e) => return Err(format!("credential plugin {command:?}: {e}")),
         }
@@ -122,12 +134,16 @@ pub fn run(cfg: &ExecConfig, cluster: &ClusterInfo) -> Result<ExecCredential, St
 
 /// Parses an `ExecCredential` printed by a plugin.
 pub fn parse_output(out: &[u8], api_version: &str) -> Result<ExecCredential, String> {
-    let o: Output = serde_json::from_slice(out).map_err(|_| "output is not an ExecCredential JSON object".to_string())?;
+    let o: Output = serde_json::from_slice(out)
+        .map_err(|_| "output is not an ExecCredential JSON object".to_string())?;
     if o.kind.as_deref() != Some("ExecCredential") {
         return Err("output kind is not ExecCredential".into());
     }
     if o.api_version.as_deref() != Some(api_version) {
-        return Err(format!("output apiVersion {:?} does not match {api_version:?}", o.api_version.unwrap_or_default()));
+        return Err(format!(
+            "output apiVersion {:?} does not match {api_version:?}",
+            o.api_version.unwrap_or_default()
+        ));
     }
     let s = o.status.ok_or("output has no status")?;
     let token = s.token.filter(|t| !t.is_empty());
@@ -144,9 +160,16 @@ pub fn parse_output(out: &[u8], api_version: &str) -> Result<ExecCredential, Str
     }
     let expires = match s.expiration_timestamp.as_deref() {
         None | Some("") => None,
-        Some(t) => Some(crate::timestamp::parse_rfc3339(t).ok_or("expirationTimestamp is not an RFC 3339 time")?),
+        Some(t) => Some(
+            crate::timestamp::parse_rfc3339(t)
+                .ok_or("expirationTimestamp is not an RFC 3339 time")?,
+        ),
     };
-    Ok(ExecCredential { token, client_cert, expires })
+    Ok(ExecCredential {
+        token,
+        client_cert,
+        expires,
+    })
 }
 
 #[cfg(test)]

@@ -28,7 +28,12 @@ pub enum Kind {
 
 impl Kind {
     /// All workload kinds.
-    pub const ALL: [Kind; 4] = [Kind::Deployment, Kind::StatefulSet, Kind::DaemonSet, Kind::CronJob];
+    pub const ALL: [Kind; 4] = [
+        Kind::Deployment,
+        Kind::StatefulSet,
+        Kind::DaemonSet,
+        Kind::CronJob,
+    ];
 
     /// The lowercase name used in the `kind` label and in flags.
     pub fn as_str(self) -> &'static str {
@@ -77,7 +82,9 @@ impl Resource {
             Resource::Workload(Kind::StatefulSet) => ("/apis/apps/v1", "statefulsets"),
             Resource::Workload(Kind::DaemonSet) => ("/apis/apps/v1", "daemonsets"),
             Resource::Workload(Kind::CronJob) => ("/apis/batch/v1", "cronjobs"),
-            Resource::DockerConfigJsonSecrets | Resource::DockerCfgSecrets => ("/api/v1", "secrets"),
+            Resource::DockerConfigJsonSecrets | Resource::DockerCfgSecrets => {
+                ("/api/v1", "secrets")
+            }
             Resource::ServiceAccounts => ("/api/v1", "serviceaccounts"),
             Resource::Namespaces => ("/api/v1", "namespaces"),
         }
@@ -115,7 +122,9 @@ impl Resource {
     pub fn decode(self, raw: &str) -> Result<Object, String> {
         match self {
             Resource::Workload(kind) => decode_workload(kind, raw).map(Object::Workload),
-            Resource::DockerConfigJsonSecrets | Resource::DockerCfgSecrets => decode_secret(raw).map(Object::PullSecret),
+            Resource::DockerConfigJsonSecrets | Resource::DockerCfgSecrets => {
+                decode_secret(raw).map(Object::PullSecret)
+            }
             Resource::ServiceAccounts => decode_service_account(raw).map(Object::ServiceAccount),
             Resource::Namespaces => decode_namespace(raw).map(Object::Namespace),
         }
@@ -220,7 +229,9 @@ struct WithMeta {
 
 /// Reads only `metadata` of a raw object.
 pub fn meta(raw: &str) -> Result<Meta, String> {
-    serde_json::from_str::<WithMeta>(raw).map(|w| w.metadata).map_err(|e| format!("malformed object: {e}"))
+    serde_json::from_str::<WithMeta>(raw)
+        .map(|w| w.metadata)
+        .map_err(|e| format!("malformed object: {e}"))
 }
 
 fn key_of(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> ObjectKey {
@@ -235,9 +246,17 @@ fn template_parts(t: Option<PodTemplateSpec>) -> (Vec<ContainerImage>, Vec<Strin
         return (Vec::new(), Vec::new(), "default".into());
     };
     let mut containers = Vec::new();
-    for c in spec.init_containers.unwrap_or_default().into_iter().chain(spec.containers) {
+    for c in spec
+        .init_containers
+        .unwrap_or_default()
+        .into_iter()
+        .chain(spec.containers)
+    {
         if let Some(image) = c.image.filter(|i| !i.is_empty()) {
-            containers.push(ContainerImage { container: c.name, image });
+            containers.push(ContainerImage {
+                container: c.name,
+                image,
+            });
         }
     }
     let secrets = spec
@@ -261,25 +280,41 @@ fn decode_workload(kind: Kind, raw: &str) -> Result<Workload, String> {
         Kind::Deployment => {
             let d: Deployment = serde_json::from_str(raw).map_err(bad)?;
             let spec = d.spec.unwrap_or_default();
-            (key_of(&d.metadata), Some(spec.template), spec.replicas.unwrap_or(1) != 0)
+            (
+                key_of(&d.metadata),
+                Some(spec.template),
+                spec.replicas.unwrap_or(1) != 0,
+            )
         }
         Kind::StatefulSet => {
             let s: StatefulSet = serde_json::from_str(raw).map_err(bad)?;
             let spec = s.spec.unwrap_or_default();
-            (key_of(&s.metadata), Some(spec.template), spec.replicas.unwrap_or(1) != 0)
+            (
+                key_of(&s.metadata),
+                Some(spec.template),
+                spec.replicas.unwrap_or(1) != 0,
+            )
         }
         Kind::DaemonSet => {
             let d: DaemonSet = serde_json::from_str(raw).map_err(bad)?;
             // The API always serialises desiredNumberScheduled; 0 means the
             // DaemonSet runs on no node, as the Go exporter reads it.
             let desired = d.status.map(|s| s.desired_number_scheduled).unwrap_or(0);
-            (key_of(&d.metadata), d.spec.map(|s| s.template), desired != 0)
+            (
+                key_of(&d.metadata),
+                d.spec.map(|s| s.template),
+                desired != 0,
+            )
         }
         Kind::CronJob => {
             let c: CronJob = serde_json::from_str(raw).map_err(bad)?;
             let spec = c.spec.unwrap_or_default();
             let suspended = spec.suspend.unwrap_or(false);
-            (key_of(&c.metadata), spec.job_template.spec.map(|j| j.template), !suspended)
+            (
+                key_of(&c.metadata),
+                spec.job_template.spec.map(|j| j.template),
+                !suspended,
+            )
         }
     };
     if key.name.is_empty() {
@@ -301,16 +336,27 @@ fn decode_secret(raw: &str) -> Result<PullSecret, String> {
     let key = key_of(&s.metadata);
     let source = format!("secret {key}");
     let (field, format) = match s.type_.as_deref() {
-        Some("kubernetes.io/dockerconfigjson") => (".dockerconfigjson", ConfigFormat::DockerConfigJson),
+        Some("kubernetes.io/dockerconfigjson") => {
+            (".dockerconfigjson", ConfigFormat::DockerConfigJson)
+        }
         Some("kubernetes.io/dockercfg") => (".dockercfg", ConfigFormat::DockerCfg),
-        other => return Err(format!("{source}: type {other:?} is not a pull secret type")),
+        other => {
+            return Err(format!(
+                "{source}: type {other:?} is not a pull secret type"
+            ))
+        }
     };
     let data = s
         .data
         .as_ref()
         .and_then(|d| d.get(field))
         .map(|b| b.0.clone())
-        .or_else(|| s.string_data.as_ref().and_then(|d| d.get(field)).map(|v| v.clone().into_bytes()))
+        .or_else(|| {
+            s.string_data
+                .as_ref()
+                .and_then(|d| d.get(field))
+                .map(|v| v.clone().into_bytes())
+        })
         .ok_or_else(|| format!("{source}: no {field} key"))?;
     let parsed = parse_docker_config(&source, &data, format).map_err(|e| e.to_string())?;
     for w in parsed.warnings {
@@ -323,10 +369,17 @@ fn decode_secret(raw: &str) -> Result<PullSecret, String> {
 }
 
 fn decode_service_account(raw: &str) -> Result<ServiceAccountInfo, String> {
-    let sa: ServiceAccount = serde_json::from_str(raw).map_err(|e| format!("malformed ServiceAccount: {e}"))?;
+    let sa: ServiceAccount =
+        serde_json::from_str(raw).map_err(|e| format!("malformed ServiceAccount: {e}"))?;
     Ok(ServiceAccountInfo {
         key: key_of(&sa.metadata),
-        pull_secrets: sa.image_pull_secrets.unwrap_or_default().into_iter().map(|r| r.name).filter(|n| !n.is_empty()).collect(),
+        pull_secrets: sa
+            .image_pull_secrets
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| r.name)
+            .filter(|n| !n.is_empty())
+            .collect(),
     })
 }
 
@@ -352,9 +405,17 @@ mod tests {
             "initContainers":[{"name":"init","image":"busybox:1"}],
             "containers":[{"name":"app","image":"nginx:1"},{"name":"noimage"}],
             "imagePullSecrets":[{"name":"pull"}],"serviceAccountName":"sa"}}}}"#;
-        let Object::Workload(w) = Resource::Workload(Kind::Deployment).decode(raw).unwrap() else { panic!() };
+        let Object::Workload(w) = Resource::Workload(Kind::Deployment).decode(raw).unwrap() else {
+            panic!()
+        };
         assert_eq!(w.key.to_string(), "t1/web");
-        assert_eq!(w.containers.iter().map(|c| c.container.as_str()).collect::<Vec<_>>(), ["init", "app"]);
+        assert_eq!(
+            w.containers
+                .iter()
+                .map(|c| c.container.as_str())
+                .collect::<Vec<_>>(),
+            ["init", "app"]
+        );
         assert_eq!(w.pull_secrets, ["pull"]);
         assert_eq!(w.service_account, "sa");
         assert!(w.enabled);
@@ -375,17 +436,30 @@ mod tests {
         assert!(!enabled(Kind::DaemonSet, ds0));
         assert!(enabled(Kind::DaemonSet, ds1));
         assert!(!enabled(Kind::CronJob, cj));
-        let Object::Workload(w) = Resource::Workload(Kind::CronJob).decode(cj).unwrap() else { panic!() };
+        let Object::Workload(w) = Resource::Workload(Kind::CronJob).decode(cj).unwrap() else {
+            panic!()
+        };
         assert_eq!(w.containers[0].image, "x");
     }
 
     #[test]
     fn malformed_objects_are_errors() {
-        for raw in ["", "[]", r#"{"metadata":{"name":5}}"#, r#"{"metadata":{"namespace":"n"},"spec":{}}"#, r#"{"spec":{"replicas":"two"}}"#] {
-            assert!(Resource::Workload(Kind::Deployment).decode(raw).is_err(), "{raw}");
+        for raw in [
+            "",
+            "[]",
+            r#"{"metadata":{"name":5}}"#,
+            r#"{"metadata":{"namespace":"n"},"spec":{}}"#,
+            r#"{"spec":{"replicas":"two"}}"#,
+        ] {
+            assert!(
+                Resource::Workload(Kind::Deployment).decode(raw).is_err(),
+                "{raw}"
+            );
         }
         let garbage = r#"{"metadata":{"name":"s","namespace":"n"},"type":"kubernetes.io/dockerconfigjson","data":{".dockerconfigjson":"aHVudGVyMg=="}}"#;
-        let e = Resource::DockerConfigJsonSecrets.decode(garbage).unwrap_err();
+        let e = Resource::DockerConfigJsonSecrets
+            .decode(garbage)
+            .unwrap_err();
         assert!(e.contains("secret n/s") && !e.contains("hunter2"), "{e}");
         let missing = r#"{"metadata":{"name":"s","namespace":"n"},"type":"kubernetes.io/dockercfg","data":{}}"#;
         assert!(Resource::DockerCfgSecrets.decode(missing).is_err());
@@ -395,11 +469,18 @@ mod tests {
     fn pull_secret_and_service_account() {
         // {"auths":{"reg.example.com":{"username":"u","password":"p","auth":"dTpw"}}}
         let raw = r#"{"metadata":{"name":"pull","namespace":"t1"},"data":{".dockerconfigjson":"eyJhdXRocyI6eyJyZWcuZXhhbXBsZS5jb20iOnsidXNlcm5hbWUiOiJ1IiwicGFzc3dvcmQiOiJwIiwiYXV0aCI6ImRUcHcifX19"},"type":"kubernetes.io/dockerconfigjson"}"#;
-        let Object::PullSecret(s) = Resource::DockerConfigJsonSecrets.decode(raw).unwrap() else { panic!() };
+        let Object::PullSecret(s) = Resource::DockerConfigJsonSecrets.decode(raw).unwrap() else {
+            panic!()
+        };
         assert_eq!(s.credentials.len(), 1);
-        assert_eq!(s.credentials[0].describe(), "secret t1/pull (reg.example.com)");
+        assert_eq!(
+            s.credentials[0].describe(),
+            "secret t1/pull (reg.example.com)"
+        );
         let sa = r#"{"metadata":{"name":"default","namespace":"t1"},"imagePullSecrets":[{"name":"pull"}]}"#;
-        let Object::ServiceAccount(a) = Resource::ServiceAccounts.decode(sa).unwrap() else { panic!() };
+        let Object::ServiceAccount(a) = Resource::ServiceAccounts.decode(sa).unwrap() else {
+            panic!()
+        };
         assert_eq!(a.pull_secrets, ["pull"]);
     }
 

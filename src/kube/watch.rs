@@ -45,7 +45,9 @@ impl Stream {
     /// For log lines: `deployments in namespace a`, `secrets(dockercfg)`.
     pub fn describe(&self) -> String {
         match &self.namespace {
-            Some(ns) if self.resource.namespaced() => format!("{} in namespace {ns}", self.resource.name()),
+            Some(ns) if self.resource.namespaced() => {
+                format!("{} in namespace {ns}", self.resource.name())
+            }
             _ => self.resource.name().to_string(),
         }
     }
@@ -76,7 +78,13 @@ impl Stream {
 
 fn encode(v: &str) -> String {
     v.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -173,10 +181,19 @@ struct Loop<'a> {
     tx: &'a Sender<Event>,
     state: &'a StreamState,
     known: HashSet<ObjectKey>,
+    /// The last failure reported, so a lasting one (403) is logged once.
+    last_error: Option<String>,
 }
 
 /// Runs the loop until `stop` is set or the inventory hangs up.
-pub fn run(client: &ApiClient, stream: &Stream, opts: &WatchOptions, tx: &Sender<Event>, state: &StreamState, stop: &AtomicBool) {
+pub fn run(
+    client: &ApiClient,
+    stream: &Stream,
+    opts: &WatchOptions,
+    tx: &Sender<Event>,
+    state: &StreamState,
+    stop: &AtomicBool,
+) {
     state.alive.store(true, Ordering::SeqCst);
     let _guard = AliveGuard(&state.alive);
     let mut l = Loop {
@@ -186,6 +203,7 @@ pub fn run(client: &ApiClient, stream: &Stream, opts: &WatchOptions, tx: &Sender
         tx,
         state,
         known: HashSet::new(),
+        last_error: None,
     };
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     let what = stream.describe();
@@ -195,15 +213,27 @@ pub fn run(client: &ApiClient, stream: &Stream, opts: &WatchOptions, tx: &Sender
         let mut rv = match l.list() {
             Ok(rv) => rv,
             Err(Stop::HungUp) => return,
-            Err(Stop::Failed) => {
+            Err(Stop::Failed(why)) => {
                 let d = backoff.next_delay();
+                l.report(
+                    &format!("list of {what} failed: {why}"),
+                    &format!("; retrying in {d:.1?}"),
+                );
                 std::thread::sleep(d);
                 continue;
             }
         };
+        l.last_error = None;
         if !state.synced.swap(true, Ordering::SeqCst) {
-            log::info!("listed {what}: {} objects in {:.1?}", l.known.len(), started.elapsed());
-            if tx.send(Event::Synced(stream.resource, stream.namespace.clone())).is_err() {
+            log::info!(
+                "listed {what}: {} objects in {:.1?}",
+                l.known.len(),
+                started.elapsed()
+            );
+            if tx
+                .send(Event::Synced(stream.resource, stream.namespace.clone()))
+                .is_err()
+            {
                 return;
             }
         }
@@ -219,9 +249,12 @@ pub fn run(client: &ApiClient, stream: &Stream, opts: &WatchOptions, tx: &Sender
                     continue 'list;
                 }
                 Err(Stop::HungUp) => return,
-                Err(Stop::Failed) => {
+                Err(Stop::Failed(why)) => {
                     let d = backoff.next_delay();
-                    log::warn!("watch of {what} failed; resuming from resourceVersion {rv} in {d:.1?}");
+                    l.report(
+                        &format!("watch of {what} failed: {why}"),
+                        &format!("; resuming from resourceVersion {rv} in {d:.1?}"),
+                    );
                     std::thread::sleep(d);
                 }
             }
@@ -233,11 +266,21 @@ pub fn run(client: &ApiClient, stream: &Stream, opts: &WatchOptions, tx: &Sender
 enum Stop {
     /// The inventory is gone: the process is shutting down.
     HungUp,
-    /// The request failed; the reason has been logged.
-    Failed,
+    /// The request failed, for this reason.
+    Failed(String),
 }
 
 impl Loop<'_> {
+    /// Logs a failure at warn level the first time, at debug level while it repeats.
+    fn report(&mut self, failure: &str, next: &str) {
+        if self.last_error.as_deref() == Some(failure) {
+            log::debug!("{failure}{next}");
+        } else {
+            log::warn!("{failure}{next}");
+            self.last_error = Some(failure.to_string());
+        }
+    }
+
     fn send(&self, e: Event) -> Result<(), Stop> {
         self.tx.send(e).map_err(|_| Stop::HungUp)
     }
@@ -256,23 +299,22 @@ impl Loop<'_> {
                 if let Some(c) = &cont {
                     params.push(("continue", c.as_str()));
                 }
-                let body = match self.client.get_body(&self.stream.path(&params), self.opts.list_timeout) {
+                let body = match self
+                    .client
+                    .get_body(&self.stream.path(&params), self.opts.list_timeout)
+                {
                     Ok(b) => b,
                     Err(ApiError::Status { code: 410, .. }) if cont.is_some() => {
-                        log::info!("list of {what}: continue token expired (410); listing from the start");
+                        log::info!(
+                            "list of {what}: continue token expired (410); listing from the start"
+                        );
                         continue 'restart;
                     }
-                    Err(e) => {
-                        log_list_error(&what, &e);
-                        return Err(Stop::Failed);
-                    }
+                    Err(e) => return Err(Stop::Failed(explain(&e))),
                 };
                 let page: ListPage = match serde_json::from_slice(&body) {
                     Ok(p) => p,
-                    Err(e) => {
-                        log::warn!("list of {what}: malformed answer: {e}");
-                        return Err(Stop::Failed);
-                    }
+                    Err(e) => return Err(Stop::Failed(format!("malformed answer: {e}"))),
                 };
                 rv = page.metadata.resource_version;
                 for raw in page.items.unwrap_or_default() {
@@ -291,7 +333,9 @@ impl Loop<'_> {
                 self.send(Event::Delete(self.stream.resource, key))?;
             }
             self.known = seen;
-            self.state.objects.store(self.known.len(), Ordering::Relaxed);
+            self.state
+                .objects
+                .store(self.known.len(), Ordering::Relaxed);
             return Ok(rv);
         }
     }
@@ -310,48 +354,75 @@ impl Loop<'_> {
                 return Ok(None);
             }
         };
-        let key = ObjectKey { namespace: m.namespace, name: m.name };
+        let key = ObjectKey {
+            namespace: m.namespace,
+            name: m.name,
+        };
         match self.stream.resource.decode(raw) {
             Ok(obj) => self.send(Event::Upsert(self.stream.resource, obj))?,
             Err(e) => {
                 log::warn!("{what}: skipping {key}: {e}");
                 // A pull secret that cannot be read gives no credentials, as
                 // for the kubelet; other kinds keep their last good state.
-                if matches!(self.stream.resource, Resource::DockerConfigJsonSecrets | Resource::DockerCfgSecrets) {
-                    let empty = PullSecret { key: key.clone(), credentials: Vec::new() };
-                    self.send(Event::Upsert(self.stream.resource, Object::PullSecret(empty)))?;
+                if matches!(
+                    self.stream.resource,
+                    Resource::DockerConfigJsonSecrets | Resource::DockerCfgSecrets
+                ) {
+                    let empty = PullSecret {
+                        key: key.clone(),
+                        credentials: Vec::new(),
+                    };
+                    self.send(Event::Upsert(
+                        self.stream.resource,
+                        Object::PullSecret(empty),
+                    ))?;
                 }
             }
         }
         if !listing {
             self.known.insert(key.clone());
-            self.state.objects.store(self.known.len(), Ordering::Relaxed);
+            self.state
+                .objects
+                .store(self.known.len(), Ordering::Relaxed);
         }
         Ok(Some(key))
     }
 
     /// One watch request, from `rv`, which advances with every event.
     fn watch(&mut self, rv: &mut String) -> Result<WatchEnd, Stop> {
-        let what = self.stream.describe();
-        let failed = |why: String| {
-            log::warn!("watch of {what}: {why}");
-            Stop::Failed
-        };
-        let timeout = self.opts.watch_timeout.mul_f64(1.0 + crate::backoff::random_unit());
+        let failed = Stop::Failed;
+        let timeout = self
+            .opts
+            .watch_timeout
+            .mul_f64(1.0 + crate::backoff::random_unit());
         let secs = timeout.as_secs().max(1).to_string();
-        let params = [("allowWatchBookmarks", "true"), ("resourceVersion", rv.as_str()), ("timeoutSeconds", secs.as_str()), ("watch", "1")];
+        let params = [
+            ("allowWatchBookmarks", "true"),
+            ("resourceVersion", rv.as_str()),
+            ("timeoutSeconds", secs.as_str()),
+            ("watch", "1"),
+        ];
         let path = self.stream.path(&params);
         // The server ends the stream after timeoutSeconds; allow for slack.
         let resp = match self.client.get(&path, timeout + Duration::from_secs(30)) {
             Ok(r) => r,
-            Err(ApiError::Status { code: 410, message, .. }) => return Ok(WatchEnd::Relist(format!("resourceVersion too old (410: {message})"))),
-            Err(e) => return Err(failed(e.to_string())),
+            Err(ApiError::Status {
+                code: 410, message, ..
+            }) => {
+                return Ok(WatchEnd::Relist(format!(
+                    "resourceVersion too old (410: {message})"
+                )))
+            }
+            Err(e) => return Err(failed(explain(&e))),
         };
         let mut reader = BufReader::with_capacity(64 << 10, resp.into_body().into_reader());
         let mut line = Vec::new();
         loop {
             line.clear();
-            let n = (&mut reader).take(MAX_EVENT_LINE as u64).read_until(b'\n', &mut line).map_err(|e| failed(format!("stream broken: {e}")))?;
+            let n = (&mut reader)
+                .take(MAX_EVENT_LINE as u64)
+                .read_until(b'\n', &mut line)
+                .map_err(|e| failed(format!("stream broken: {e}")))?;
             if n == 0 {
                 return Ok(WatchEnd::Closed);
             }
@@ -374,9 +445,14 @@ impl Loop<'_> {
                 }
                 "DELETED" => {
                     let Ok(m) = meta(raw) else { continue };
-                    let key = ObjectKey { namespace: m.namespace, name: m.name };
+                    let key = ObjectKey {
+                        namespace: m.namespace,
+                        name: m.name,
+                    };
                     self.known.remove(&key);
-                    self.state.objects.store(self.known.len(), Ordering::Relaxed);
+                    self.state
+                        .objects
+                        .store(self.known.len(), Ordering::Relaxed);
                     self.send(Event::Delete(self.stream.resource, key))?;
                     if !m.resource_version.is_empty() {
                         *rv = m.resource_version;
@@ -385,9 +461,15 @@ impl Loop<'_> {
                 "BOOKMARK" => bump(rv, raw),
                 "ERROR" => {
                     let s: StatusObject = serde_json::from_str(raw).unwrap_or_default();
-                    return Ok(WatchEnd::Relist(format!("server sent an ERROR event ({} {}: {})", s.code, s.reason, s.message)));
+                    return Ok(WatchEnd::Relist(format!(
+                        "server sent an ERROR event ({} {}: {})",
+                        s.code, s.reason, s.message
+                    )));
                 }
-                other => log::warn!("{}: ignoring watch event of unknown type {other:?}", self.stream.describe()),
+                other => log::warn!(
+                    "{}: ignoring watch event of unknown type {other:?}",
+                    self.stream.describe()
+                ),
             }
         }
     }
@@ -401,11 +483,16 @@ fn bump(rv: &mut String, raw: &str) {
     }
 }
 
-fn log_list_error(what: &str, e: &ApiError) {
+/// An API error with advice for the two an operator must fix.
+fn explain(e: &ApiError) -> String {
     match e.code() {
-        Some(401) => log::error!("list of {what}: unauthorized (401): the credentials were rejected; check the kubeconfig or service account token"),
-        Some(403) => log::error!("list of {what}: forbidden (403): {e}; grant list/watch on it (see deploy/) or turn this source off"),
-        _ => log::warn!("list of {what} failed: {e}"),
+        Some(401) => format!(
+            "{e} (the credentials were rejected: check the kubeconfig or service account token)"
+        ),
+        Some(403) => format!(
+            "{e} (grant list and watch on it, see deploy/; for Secrets, or run with --no-secrets)"
+        ),
+        _ => e.to_string(),
     }
 }
 
@@ -422,9 +509,18 @@ pub fn spawn_all(
         .map(|stream| {
             let state = Arc::new(StreamState::default());
             state.alive.store(true, Ordering::SeqCst);
-            let (c, s, o, t, st, stop) = (client.clone(), stream.clone(), opts.clone(), tx.clone(), state.clone(), stop.clone());
+            let (c, s, o, t, st, stop) = (
+                client.clone(),
+                stream.clone(),
+                opts.clone(),
+                tx.clone(),
+                state.clone(),
+                stop.clone(),
+            );
             let name = format!("watch-{}", stream.resource.name());
-            let spawned = std::thread::Builder::new().name(name).spawn(move || run(&c, &s, &o, &t, &st, &stop));
+            let spawned = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || run(&c, &s, &o, &t, &st, &stop));
             if let Err(e) = spawned {
                 log::error!("cannot start the watch of {}: {e}", stream.describe());
                 state.alive.store(false, Ordering::SeqCst);
@@ -441,11 +537,29 @@ mod tests {
 
     #[test]
     fn paths() {
-        let s = Stream { resource: Resource::Workload(Kind::Deployment), namespace: None, label_selector: None };
-        assert_eq!(s.path(&[("limit", "500")]), "/apis/apps/v1/deployments?limit=500");
-        let s = Stream { resource: Resource::DockerCfgSecrets, namespace: Some("a".into()), label_selector: None };
-        assert_eq!(s.path(&[("watch", "1")]), "/api/v1/namespaces/a/secrets?watch=1&fieldSelector=type%3Dkubernetes.io%2Fdockercfg");
-        let s = Stream { resource: Resource::Namespaces, namespace: Some("a".into()), label_selector: Some("team=x".into()) };
+        let s = Stream {
+            resource: Resource::Workload(Kind::Deployment),
+            namespace: None,
+            label_selector: None,
+        };
+        assert_eq!(
+            s.path(&[("limit", "500")]),
+            "/apis/apps/v1/deployments?limit=500"
+        );
+        let s = Stream {
+            resource: Resource::DockerCfgSecrets,
+            namespace: Some("a".into()),
+            label_selector: None,
+        };
+        assert_eq!(
+            s.path(&[("watch", "1")]),
+            "/api/v1/namespaces/a/secrets?watch=1&fieldSelector=type%3Dkubernetes.io%2Fdockercfg"
+        );
+        let s = Stream {
+            resource: Resource::Namespaces,
+            namespace: Some("a".into()),
+            label_selector: Some("team=x".into()),
+        };
         assert_eq!(s.path(&[]), "/api/v1/namespaces?labelSelector=team%3Dx");
     }
 }

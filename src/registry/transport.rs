@@ -239,7 +239,9 @@ fn classify(e: ureq::Error) -> TransportError {
         ureq::Error::HostNotFound => TransportError::Dns("host not found".into()),
         ureq::Error::Timeout(t) => TransportError::Timeout(t.to_string()),
         // The system resolver's failures arrive as uncategorised I/O errors.
-        ureq::Error::Io(io) if io.to_string().contains("lookup address") => TransportError::Dns(io.to_string()),
+        ureq::Error::Io(io) if io.to_string().contains("lookup address") => {
+            TransportError::Dns(io.to_string())
+        }
         ureq::Error::Io(io) => match io.kind() {
             K::ConnectionRefused
             | K::AddrNotAvailable

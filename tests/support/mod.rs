@@ -3,7 +3,10 @@
 //! real registry never gives, and small helpers.
 #![allow(dead_code)]
 
+pub mod apiserver;
+pub mod cluster;
 pub mod fake_registry;
+pub mod objects;
 pub mod registry;
 pub mod tls;
 pub mod token_server;

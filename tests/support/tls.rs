@@ -11,6 +11,8 @@ pub struct ServerCert {
     pub cert_pem: String,
     /// Server private key (PEM file).
     pub key_pem: String,
+    /// CA private key (PEM file), to sign client certificates.
+    pub ca_key: String,
 }
 
 /// Creates a CA and a server certificate in `dir`.
@@ -73,7 +75,61 @@ pub fn server_cert(dir: &TempDir) -> ServerCert {
         ca_pem,
         cert_pem: cert,
         key_pem: key,
+        ca_key,
     }
+}
+
+/// A client certificate for `cn` signed by the server's CA; returns (cert, key) PEM paths.
+pub fn client_cert(dir: &TempDir, ca: &ServerCert, cn: &str) -> (String, String) {
+    let p = |n: &str| {
+        dir.join(&format!("client-{cn}-{n}"))
+            .to_string_lossy()
+            .into_owned()
+    };
+    let (key, csr, cert, ext) = (p("key.pem"), p("csr.pem"), p("cert.pem"), p("ext"));
+    std::fs::write(
+        &ext,
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    run(
+        "openssl",
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            &format!("/CN={cn}"),
+        ],
+    );
+    run(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca.ca_pem,
+            "-CAkey",
+            &ca.ca_key,
+            "-CAcreateserial",
+            "-out",
+            &cert,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ],
+    );
+    (cert, key)
 }
 
 /// An ECDSA P-256 key for signing tokens, and a self-signed certificate for

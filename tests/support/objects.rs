@@ -1,0 +1,290 @@
+//! Kubernetes objects for the fake apiserver, built with k8s-openapi types so
+//! they have the API's real shape.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use k8s_openapi::api::apps::v1::{
+    DaemonSet, DaemonSetSpec, DaemonSetStatus, Deployment, DeploymentSpec, StatefulSet,
+    StatefulSetSpec,
+};
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
+use k8s_openapi::api::core::v1::{
+    Container, LocalObjectReference, Namespace, PodSpec, PodTemplateSpec, Secret, ServiceAccount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::ByteString;
+
+fn meta(ns: &str, name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: Some(ns.to_string()),
+        labels: Some(BTreeMap::from([("app".to_string(), name.to_string())])),
+        ..Default::default()
+    }
+}
+
+/// A pod template with these (container name, image) pairs.
+pub struct Template {
+    /// Containers.
+    pub containers: Vec<(String, String)>,
+    /// Init containers.
+    pub init_containers: Vec<(String, String)>,
+    /// imagePullSecrets.
+    pub pull_secrets: Vec<String>,
+    /// serviceAccountName.
+    pub service_account: Option<String>,
+}
+
+impl Template {
+    /// One container named `app` with `image`.
+    pub fn image(image: &str) -> Template {
+        Template {
+            containers: vec![("app".into(), image.into())],
+            init_containers: vec![],
+            pull_secrets: vec![],
+            service_account: None,
+        }
+    }
+
+    /// Adds a pull secret reference.
+    pub fn pull_secret(mut self, name: &str) -> Template {
+        self.pull_secrets.push(name.into());
+        self
+    }
+
+    /// Adds an init container.
+    pub fn init(mut self, name: &str, image: &str) -> Template {
+        self.init_containers.push((name.into(), image.into()));
+        self
+    }
+
+    /// Adds a container.
+    pub fn container(mut self, name: &str, image: &str) -> Template {
+        self.containers.push((name.into(), image.into()));
+        self
+    }
+
+    /// Sets serviceAccountName.
+    pub fn service_account(mut self, name: &str) -> Template {
+        self.service_account = Some(name.into());
+        self
+    }
+
+    fn build(&self, name: &str) -> PodTemplateSpec {
+        let c = |(n, i): &(String, String)| Container {
+            name: n.clone(),
+            image: Some(i.clone()),
+            ..Default::default()
+        };
+        PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels: Some(BTreeMap::from([("app".to_string(), name.to_string())])),
+                ..Default::default()
+            }),
+            spec: Some(PodSpec {
+                containers: self.containers.iter().map(c).collect(),
+                init_containers: (!self.init_containers.is_empty())
+                    .then(|| self.init_containers.iter().map(c).collect()),
+                image_pull_secrets: (!self.pull_secrets.is_empty()).then(|| {
+                    self.pull_secrets
+                        .iter()
+                        .map(|s| LocalObjectReference { name: s.clone() })
+                        .collect()
+                }),
+                service_account_name: self.service_account.clone(),
+                ..Default::default()
+            }),
+        }
+    }
+}
+
+fn selector(name: &str) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(BTreeMap::from([("app".to_string(), name.to_string())])),
+        ..Default::default()
+    }
+}
+
+/// A Deployment.
+pub fn deployment(ns: &str, name: &str, replicas: i32, t: &Template) -> Deployment {
+    Deployment {
+        metadata: meta(ns, name),
+        spec: Some(DeploymentSpec {
+            replicas: Some(replicas),
+            selector: selector(name),
+            template: t.build(name),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// A StatefulSet.
+pub fn statefulset(ns: &str, name: &str, replicas: i32, t: &Template) -> StatefulSet {
+    StatefulSet {
+        metadata: meta(ns, name),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(replicas),
+            selector: selector(name),
+            template: t.build(name),
+            service_name: Some(name.into()),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// A DaemonSet whose controller scheduled it on `desired` nodes.
+pub fn daemonset(ns: &str, name: &str, desired: i32, t: &Template) -> DaemonSet {
+    DaemonSet {
+        metadata: meta(ns, name),
+        spec: Some(DaemonSetSpec {
+            selector: selector(name),
+            template: t.build(name),
+            ..Default::default()
+        }),
+        status: Some(DaemonSetStatus {
+            desired_number_scheduled: desired,
+            current_number_scheduled: desired,
+            ..Default::default()
+        }),
+    }
+}
+
+/// A CronJob.
+pub fn cronjob(ns: &str, name: &str, suspend: bool, t: &Template) -> CronJob {
+    CronJob {
+        metadata: meta(ns, name),
+        spec: Some(CronJobSpec {
+            schedule: "*/5 * * * *".into(),
+            suspend: Some(suspend),
+            job_template: JobTemplateSpec {
+                metadata: None,
+                spec: Some(JobSpec {
+                    template: t.build(name),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// A `kubernetes.io/dockerconfigjson` pull secret for one registry.
+pub fn pull_secret(ns: &str, name: &str, registry: &str, user: &str, password: &str) -> Secret {
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let cfg = serde_json::json!({"auths": {registry: {"username": user, "password": password, "auth": auth}}}).to_string();
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(ns.into()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/dockerconfigjson".into()),
+        data: Some(BTreeMap::from([(
+            ".dockerconfigjson".to_string(),
+            ByteString(cfg.into_bytes()),
+        )])),
+        ..Default::default()
+    }
+}
+
+/// A legacy `kubernetes.io/dockercfg` pull secret for one registry.
+pub fn dockercfg_secret(
+    ns: &str,
+    name: &str,
+    registry: &str,
+    user: &str,
+    password: &str,
+) -> Secret {
+    let cfg = serde_json::json!({registry: {"username": user, "password": password}}).to_string();
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(ns.into()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/dockercfg".into()),
+        data: Some(BTreeMap::from([(
+            ".dockercfg".to_string(),
+            ByteString(cfg.into_bytes()),
+        )])),
+        ..Default::default()
+    }
+}
+
+/// A pull secret whose payload is not a docker config.
+pub fn garbage_pull_secret(ns: &str, name: &str) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(ns.into()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/dockerconfigjson".into()),
+        data: Some(BTreeMap::from([(
+            ".dockerconfigjson".to_string(),
+            ByteString(b"{not json at all".to_vec()),
+        )])),
+        ..Default::default()
+    }
+}
+
+/// A Helm-release-like secret of about `size` bytes (never needed by the exporter).
+pub fn helm_secret(ns: &str, name: &str, size: usize) -> Secret {
+    let payload: Vec<u8> = (0..size)
+        .map(|i| b"abcdefghijklmnopqrstuvwxyz0123456789"[i % 36])
+        .collect();
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(ns.into()),
+            ..Default::default()
+        },
+        type_: Some("helm.sh/release.v1".into()),
+        data: Some(BTreeMap::from([(
+            "release".to_string(),
+            ByteString(payload),
+        )])),
+        ..Default::default()
+    }
+}
+
+/// A ServiceAccount with imagePullSecrets.
+pub fn service_account(ns: &str, name: &str, pull_secrets: &[&str]) -> ServiceAccount {
+    ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(ns.into()),
+            ..Default::default()
+        },
+        image_pull_secrets: Some(
+            pull_secrets
+                .iter()
+                .map(|s| LocalObjectReference {
+                    name: s.to_string(),
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+/// A Namespace with labels.
+pub fn namespace(name: &str, labels: &[(&str, &str)]) -> Namespace {
+    Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
