@@ -8,9 +8,24 @@ use std::io::{self, Write};
 use crate::config::{Output, RegistryConfig};
 use crate::registry::{CheckResult, Checker, Status};
 
+/// The workload container a row is about (`--once`).
+#[derive(Debug, Clone)]
+pub struct WorkloadRef {
+    /// Namespace.
+    pub namespace: String,
+    /// Lowercase kind.
+    pub kind: String,
+    /// Name.
+    pub name: String,
+    /// Container name.
+    pub container: String,
+}
+
 /// One image's line of output.
 #[derive(Debug, Clone)]
 pub struct Row {
+    /// The container, for `--once` rows.
+    pub workload: Option<WorkloadRef>,
     /// The image as given.
     pub image: String,
     /// The normalised reference after mirrors, when the image parsed.
@@ -31,6 +46,7 @@ pub fn run(config: &RegistryConfig, checker: &Checker, images: &[String]) -> Vec
             Ok(r) => r,
             Err(e) => {
                 rows.push(Row {
+                    workload: None,
                     image: image.clone(),
                     reference: None,
                     mirror: None,
@@ -60,6 +76,7 @@ pub fn run(config: &RegistryConfig, checker: &Checker, images: &[String]) -> Vec
             }
         };
         rows.push(Row {
+            workload: None,
             image: image.clone(),
             reference: Some(mirrored.reference.to_string()),
             mirror: mirrored.mirror,
@@ -83,7 +100,7 @@ pub fn print(rows: &[Row], output: Output, w: &mut dyn Write) -> io::Result<()> 
     match output {
         Output::Json => {
             for r in rows {
-                let v = serde_json::json!({
+                let mut v = serde_json::json!({
                     "image": r.image,
                     "reference": r.reference,
                     "mirror": r.mirror,
@@ -94,15 +111,36 @@ pub fn print(rows: &[Row], output: Output, w: &mut dyn Write) -> io::Result<()> 
                     "digest": r.result.digest,
                     "retry_after_seconds": r.result.retry_after.map(|d| d.as_secs()),
                 });
+                if let Some(wl) = &r.workload {
+                    v["namespace"] = wl.namespace.clone().into();
+                    v["kind"] = wl.kind.clone().into();
+                    v["name"] = wl.name.clone().into();
+                    v["container"] = wl.container.clone().into();
+                }
                 writeln!(w, "{v}")?;
             }
         }
         Output::Table => {
-            let header = ["IMAGE", "STATUS", "CREDENTIAL", "REQUESTS", "REASON"];
-            let cells: Vec<[String; 5]> = rows
+            let with_workload = rows.iter().any(|r| r.workload.is_some());
+            let mut header: Vec<&str> = Vec::new();
+            if with_workload {
+                header.extend(["NAMESPACE", "KIND", "NAME", "CONTAINER"]);
+            }
+            header.extend(["IMAGE", "STATUS", "CREDENTIAL", "REQUESTS", "REASON"]);
+            let cells: Vec<Vec<String>> = rows
                 .iter()
                 .map(|r| {
-                    [
+                    let mut c = Vec::new();
+                    if with_workload {
+                        let wl = r.workload.clone().unwrap_or(WorkloadRef {
+                            namespace: String::new(),
+                            kind: String::new(),
+                            name: String::new(),
+                            container: String::new(),
+                        });
+                        c.extend([wl.namespace, wl.kind, wl.name, wl.container]);
+                    }
+                    c.extend([
                         r.image.clone(),
                         r.result.status.to_string(),
                         r.result
@@ -111,19 +149,20 @@ pub fn print(rows: &[Row], output: Output, w: &mut dyn Write) -> io::Result<()> 
                             .unwrap_or_else(|| "anonymous".into()),
                         r.result.requests.to_string(),
                         r.result.reason.clone(),
-                    ]
+                    ]);
+                    c
                 })
                 .collect();
-            let mut width = header.map(str::len);
+            let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
             for row in &cells {
                 for (i, c) in row.iter().enumerate() {
                     width[i] = width[i].max(c.chars().count());
                 }
             }
-            let line = |w: &mut dyn Write, cols: [&str; 5]| -> io::Result<()> {
+            let line = |w: &mut dyn Write, cols: &[&str]| -> io::Result<()> {
                 let mut s = String::new();
                 for (i, c) in cols.iter().enumerate() {
-                    if i == 4 {
+                    if i + 1 == cols.len() {
                         s.push_str(c);
                     } else {
                         s.push_str(&format!("{c:<width$}  ", width = width[i]));
@@ -131,9 +170,10 @@ pub fn print(rows: &[Row], output: Output, w: &mut dyn Write) -> io::Result<()> 
                 }
                 writeln!(w, "{}", s.trim_end())
             };
-            line(w, header)?;
+            line(w, &header)?;
             for row in &cells {
-                line(w, [&row[0], &row[1], &row[2], &row[3], &row[4]])?;
+                let cols: Vec<&str> = row.iter().map(String::as_str).collect();
+                line(w, &cols)?;
             }
         }
     }

@@ -105,6 +105,34 @@ pub struct Args {
     #[argh(option, default = "500")]
     pub page_size: u32,
 
+    /// address:port for /metrics, /healthz and /readyz. Defaults to :8080 (every interface).
+    #[argh(option, default = "String::from(\":8080\")")]
+    pub bind_address: String,
+
+    /// how often a batch of rechecks is released. Defaults to 15s.
+    #[argh(option)]
+    pub check_period: Option<String>,
+
+    /// the Go exporter's name for --check-period.
+    #[argh(option)]
+    pub check_interval: Option<String>,
+
+    /// every image is rechecked within this time. Defaults to 10m.
+    #[argh(option, default = "String::from(\"10m\")")]
+    pub recheck_within: String,
+
+    /// check worker threads. Defaults to 16.
+    #[argh(option, default = "16")]
+    pub workers: usize,
+
+    /// concurrent checks against one registry host. Defaults to 8.
+    #[argh(option, default = "8")]
+    pub max_per_registry: usize,
+
+    /// sync once, check every image once, print the images that are not available and exit (0 when all are). Defaults to false.
+    #[argh(switch)]
+    pub once: bool,
+
     /// print the version and exit.
     #[argh(switch)]
     pub version: bool,
@@ -288,11 +316,26 @@ impl KubeOptions {
     }
 }
 
+/// The exporter's own settings, validated.
+#[derive(Debug, Clone)]
+pub struct ExporterOptions {
+    /// `--bind-address`.
+    pub bind_address: String,
+    /// Queue timing and limits.
+    pub queue: crate::scheduler::QueueConfig,
+    /// `--workers`.
+    pub workers: usize,
+    /// `--once`.
+    pub once: bool,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// What to do.
     pub command: Command,
+    /// Exporter settings.
+    pub exporter: ExporterOptions,
     /// Kubernetes side.
     pub kube: KubeOptions,
     /// Registry side.
@@ -405,6 +448,52 @@ fn read_docker_configs(paths: &[String]) -> Result<Keyring, ConfigError> {
         creds.extend(parsed.credentials.into_iter().map(Arc::new));
     }
     Ok(Keyring::new(creds))
+}
+
+fn exporter_options(args: &Args) -> Result<ExporterOptions, ConfigError> {
+    let period = match (&args.check_period, &args.check_interval) {
+        (Some(p), Some(i)) if p != i => {
+            return Err(ConfigError(format!(
+                "--check-period {p:?} and --check-interval {i:?} name the same setting; give one"
+            )));
+        }
+        (Some(p), _) => duration_flag("check-period", p)?,
+        (None, Some(i)) => duration_flag("check-interval", i)?,
+        (None, None) => Duration::from_secs(15),
+    };
+    let recheck_within = duration_flag("recheck-within", &args.recheck_within)?;
+    if recheck_within < period {
+        return Err(ConfigError(format!(
+            "--recheck-within {:?} must not be shorter than the check period {period:?}",
+            args.recheck_within
+        )));
+    }
+    if args.workers == 0 || args.workers > 1024 {
+        return Err(ConfigError(format!(
+            "--workers {}: expected 1 to 1024",
+            args.workers
+        )));
+    }
+    if args.max_per_registry == 0 {
+        return Err(ConfigError("--max-per-registry: must be at least 1".into()));
+    }
+    if args.bind_address.trim().is_empty() || !args.bind_address.contains(':') {
+        return Err(ConfigError(format!(
+            "--bind-address {:?}: expected host:port or :port",
+            args.bind_address
+        )));
+    }
+    Ok(ExporterOptions {
+        bind_address: args.bind_address.clone(),
+        queue: crate::scheduler::QueueConfig {
+            period,
+            recheck_within,
+            max_per_registry: args.max_per_registry,
+            max_in_flight: args.workers,
+        },
+        workers: args.workers,
+        once: args.once,
+    })
 }
 
 fn kube_options(args: &Args) -> Result<KubeOptions, ConfigError> {
@@ -521,8 +610,10 @@ impl Config {
         let mirrors = Mirrors::parse(&args.image_mirror).map_err(ConfigError)?;
         let node_keyring = read_docker_configs(&args.docker_config)?;
         let kube = kube_options(&args)?;
+        let exporter = exporter_options(&args)?;
         Ok(Config {
             command,
+            exporter,
             kube,
             registry: RegistryConfig {
                 checker: CheckerConfig {
@@ -628,6 +719,13 @@ mod tests {
             ),
             (&["--namespace", "Bad_NS"][..], "--namespace"),
             (&["--watch-timeout", "0s"][..], "--watch-timeout"),
+            (
+                &["--check-period", "10s", "--check-interval", "20s"][..],
+                "--check-period",
+            ),
+            (&["--recheck-within", "1s"][..], "--recheck-within"),
+            (&["--workers", "0"][..], "--workers"),
+            (&["--bind-address", "8080"][..], "--bind-address"),
         ] {
             let e = config(args).unwrap_err();
             assert!(e.0.contains(flag), "{args:?}: {e}");

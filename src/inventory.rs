@@ -396,6 +396,11 @@ impl Inventory {
         }
     }
 
+    /// Distinct checks (cheap, for metrics).
+    pub fn summary_checks(&self) -> usize {
+        self.specs.len()
+    }
+
     /// Counts for log lines.
     pub fn summary(&self) -> Summary {
         let mut images = HashSet::new();

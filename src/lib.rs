@@ -4,6 +4,7 @@
 //! Data flows kube -> inventory -> scheduler -> registry -> metrics/server;
 //! the modules follow that order.
 
+pub mod app;
 pub mod backoff;
 pub mod check_command;
 pub mod config;
@@ -11,5 +12,9 @@ pub mod credentials;
 pub mod inventory;
 pub mod kube;
 pub mod logger;
+pub mod metrics;
 pub mod registry;
+pub mod scheduler;
+pub mod server;
+pub mod signal;
 pub mod timestamp;

@@ -7,7 +7,7 @@ use argh::FromArgs;
 
 use k8s_image_availability_exporter::config::{normalize_args, Args, Command, Config};
 use k8s_image_availability_exporter::registry::Checker;
-use k8s_image_availability_exporter::{check_command, logger};
+use k8s_image_availability_exporter::{app, check_command, logger};
 
 fn main() -> ExitCode {
     let raw: Vec<String> = std::env::args().collect();
@@ -44,15 +44,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let checker = match Checker::new(config.registry.checker.clone()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
     match &config.command {
         Command::Check { images } => {
+            let checker = match Checker::new(config.registry.checker.clone()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             let rows = check_command::run(&config.registry, &checker, images);
             if let Err(e) =
                 check_command::print(&rows, config.output, &mut std::io::stdout().lock())
@@ -62,9 +62,6 @@ fn main() -> ExitCode {
             }
             ExitCode::from(check_command::exit_code(&rows) as u8)
         }
-        Command::Serve => {
-            eprintln!("error: the exporter mode is not built yet; use `check IMAGE...`");
-            ExitCode::from(2)
-        }
+        Command::Serve => ExitCode::from(app::run(&config)),
     }
 }

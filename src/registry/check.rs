@@ -30,6 +30,12 @@ const TOKEN_BODY_LIMIT: u64 = 1 << 20;
 /// Manifests are at most 4 MiB by spec; the GET fallback reads no more.
 const MANIFEST_BODY_LIMIT: u64 = 4 << 20;
 
+/// Told about every HTTP request the checker sends (for metrics).
+pub trait RequestObserver: Send + Sync {
+    /// A request to `host` got `status`, or no answer (`None`).
+    fn request(&self, host: &str, status: Option<u16>);
+}
+
 /// Checker settings taken from flags.
 #[derive(Debug, Clone)]
 pub struct CheckerConfig {
@@ -104,9 +110,16 @@ pub struct Checker {
     get_fallback: HashSet<String>,
     retries: u32,
     retry_backoff: Duration,
+    observer: Option<Arc<dyn RequestObserver>>,
 }
 
 impl Checker {
+    /// Reports every request to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn RequestObserver>) -> Checker {
+        self.observer = Some(observer);
+        self
+    }
+
     /// Builds a checker; fails only on unusable TLS settings.
     pub fn new(config: CheckerConfig) -> Result<Checker, String> {
         let lower = |v: &[String]| {
@@ -125,6 +138,7 @@ impl Checker {
             get_fallback: lower(&config.get_fallback_registries),
             retries: config.retries,
             retry_backoff: config.retry_backoff,
+            observer: None,
         })
     }
 
@@ -582,6 +596,9 @@ impl Checker {
             tries += 1;
             ctx.requests += 1;
             let result = self.transport.send(method, url, &headers, limit);
+            if let Some(o) = &self.observer {
+                o.request(&url.authority, result.as_ref().ok().map(|r| r.status));
+            }
             let retry = match &result {
                 Ok(resp) => matches!(resp.status, 500 | 502 | 503 | 504),
                 Err(e) => e.is_retryable(),

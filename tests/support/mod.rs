@@ -5,6 +5,7 @@
 
 pub mod apiserver;
 pub mod cluster;
+pub mod exporter;
 pub mod fake_registry;
 pub mod objects;
 pub mod registry;

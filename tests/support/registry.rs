@@ -33,6 +33,7 @@ pub struct Registry {
     pub tls: Option<ServerCert>,
     scheme: &'static str,
     push_auth: PushAuth,
+    config_path: String,
     child: Child,
     agent: ureq::Agent,
     dir: TempDir,
@@ -155,6 +156,7 @@ impl Registry {
                 tls,
                 scheme,
                 push_auth,
+                config_path,
                 child,
                 agent,
                 dir,
@@ -380,6 +382,29 @@ impl Registry {
     /// The registry's own log, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
+    }
+
+    /// Starts the registry again on the same port with the same storage.
+    pub fn restart(&mut self) {
+        self.stop();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("registry.log"))
+            .unwrap();
+        self.child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&self.config_path)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("restart docker-registry");
+        let url = format!("{}://{}/v2/", self.scheme, self.host);
+        let agent = self.agent.clone();
+        wait_until(
+            "docker-registry to answer again",
+            Duration::from_secs(20),
+            || agent.get(&url).call().is_ok(),
+        );
     }
 
     /// Stops the registry process (its port then refuses connections).

@@ -1,0 +1,253 @@
+//! Builds the running exporter from a validated configuration: watch loops
+//! -> inventory -> scheduler and workers -> metrics and the HTTP server; and
+//! the one-shot `--once` mode.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::check_command::{self, Row, WorkloadRef};
+use crate::config::Config;
+use crate::inventory::{self, Inventory, SyncProgress};
+use crate::kube::client::ApiClient;
+use crate::kube::config::discover;
+use crate::kube::watch::{self, Stream, StreamState};
+use crate::metrics::Metrics;
+use crate::registry::{CheckResult, Checker, Status};
+use crate::scheduler::{self, Heartbeat, Results, Scheduler};
+use crate::{server, signal};
+
+/// How long `--once` waits for the first lists.
+const ONCE_SYNC_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Exit status for a configuration or environment problem.
+const EXIT_USAGE: u8 = 2;
+
+fn fail(msg: impl std::fmt::Display) -> u8 {
+    eprintln!("error: {msg}");
+    EXIT_USAGE
+}
+
+/// The Kubernetes half, started.
+struct Watching {
+    inventory: Arc<RwLock<Inventory>>,
+    progress: Arc<SyncProgress>,
+    streams: Vec<(Stream, Arc<StreamState>)>,
+}
+
+fn start_watching(
+    config: &Config,
+    client: Arc<ApiClient>,
+    changes: Option<crossbeam_channel::Sender<inventory::Change>>,
+    stop: Arc<AtomicBool>,
+) -> Watching {
+    let streams = config.kube.streams();
+    let progress = Arc::new(SyncProgress {
+        expected: streams.len(),
+        ..Default::default()
+    });
+    let inventory = Arc::new(RwLock::new(Inventory::new(
+        config.kube.inventory_config(&config.registry),
+    )));
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let states = watch::spawn_all(client, streams, config.kube.watch.clone(), tx, stop);
+    let (inv, prog) = (inventory.clone(), progress.clone());
+    let spawned = std::thread::Builder::new()
+        .name("inventory".into())
+        .spawn(move || inventory::run(rx, inv, changes, prog));
+    if let Err(e) = spawned {
+        log::error!("cannot start the inventory thread: {e}");
+    }
+    Watching {
+        inventory,
+        progress,
+        streams: states,
+    }
+}
+
+/// Runs the exporter (or `--once`); returns the exit status.
+pub fn run(config: &Config) -> u8 {
+    let cluster = match discover(
+        config.kube.kubeconfig.as_deref(),
+        config.kube.context.as_deref(),
+    ) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    log::info!("API server {} from {}", cluster.server, cluster.source);
+    let client = match ApiClient::new(cluster) {
+        Ok(c) => Arc::new(c),
+        Err(e) => return fail(format!("API server client: {e}")),
+    };
+    let metrics = Arc::new(Metrics::new());
+    let checker = match Checker::new(config.registry.checker.clone()) {
+        Ok(c) => Arc::new(c.with_observer(metrics.clone())),
+        Err(e) => return fail(e),
+    };
+    if config.exporter.once {
+        return once(config, client, &checker);
+    }
+    let http = match server::bind(&config.exporter.bind_address) {
+        Ok(s) => Arc::new(s),
+        Err(e) => return fail(e),
+    };
+    signal::install();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (changes_tx, changes_rx) = crossbeam_channel::unbounded();
+    let w = start_watching(config, client, Some(changes_tx), stop.clone());
+    let results = Arc::new(Results::default());
+    let heartbeat = Arc::new(Heartbeat::default());
+    let sched = Scheduler {
+        config: config.exporter.queue.clone(),
+        workers: config.exporter.workers,
+        checker,
+        changes: changes_rx,
+        results: results.clone(),
+        heartbeat: heartbeat.clone(),
+        observer: metrics.clone(),
+        stop: stop.clone(),
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("scheduler".into())
+        .spawn(move || sched.run())
+    {
+        return fail(format!("cannot start the scheduler: {e}"));
+    }
+    let state = Arc::new(server::State {
+        metrics,
+        inventory: w.inventory,
+        results,
+        streams: w.streams,
+        progress: w.progress,
+        heartbeat,
+    });
+    server::spawn(http.clone(), state, 4);
+    log::info!(
+        "serving /metrics, /healthz and /readyz on http://{}; checking every {:?}, each image at least every {:?}",
+        http.server_addr(),
+        config.exporter.queue.period,
+        config.exporter.queue.recheck_within
+    );
+    while !signal::requested() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    log::info!("stopping");
+    stop.store(true, Ordering::SeqCst);
+    http.unblock();
+    0
+}
+
+/// `--once`: first lists, one check of everything, a report, an exit status.
+fn once(config: &Config, client: Arc<ApiClient>, checker: &Checker) -> u8 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = start_watching(config, client, None, stop.clone());
+    let deadline = Instant::now() + ONCE_SYNC_TIMEOUT;
+    while !w.progress.done() {
+        if Instant::now() > deadline {
+            let waiting: Vec<String> = w
+                .streams
+                .iter()
+                .filter(|(_, s)| !s.synced.load(Ordering::SeqCst))
+                .map(|(s, _)| s.describe())
+                .collect();
+            return fail(format!(
+                "the first list did not finish within {ONCE_SYNC_TIMEOUT:?} for: {}",
+                waiting.join(", ")
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Let the inventory thread apply what the loops delivered.
+    std::thread::sleep(Duration::from_millis(50));
+    let specs: Vec<Arc<inventory::CheckSpec>> = w
+        .inventory
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .checks()
+        .cloned()
+        .collect();
+    let results: HashMap<inventory::CheckId, CheckResult> =
+        run_all(checker, &specs, config.exporter.workers);
+    stop.store(true, Ordering::SeqCst);
+    let mut rows = Vec::new();
+    let inv = w.inventory.read().unwrap_or_else(|e| e.into_inner());
+    inv.for_each_container(|wl, i, id| {
+        let Some(result) = results.get(&id) else {
+            return;
+        };
+        if result.status == Status::Available {
+            return;
+        }
+        let c = &wl.containers[i];
+        let spec = inv.check(id);
+        rows.push(Row {
+            workload: Some(WorkloadRef {
+                namespace: wl.key.namespace.clone(),
+                kind: wl.kind.as_str().to_string(),
+                name: wl.key.name.clone(),
+                container: c.container.clone(),
+            }),
+            image: c.image.clone(),
+            reference: spec
+                .and_then(|s| s.target.as_ref().ok())
+                .map(|m| m.reference.to_string()),
+            mirror: spec
+                .and_then(|s| s.target.as_ref().ok())
+                .and_then(|m| m.mirror.clone()),
+            result: result.clone(),
+        });
+    });
+    rows.sort_by(|a, b| {
+        let key = |r: &Row| {
+            r.workload.as_ref().map(|w| {
+                (
+                    w.namespace.clone(),
+                    w.kind.clone(),
+                    w.name.clone(),
+                    w.container.clone(),
+                )
+            })
+        };
+        key(a).cmp(&key(b))
+    });
+    let s = inv.summary();
+    drop(inv);
+    log::info!(
+        "checked {} distinct checks for {} containers: {} not available",
+        specs.len(),
+        s.containers,
+        rows.len()
+    );
+    if let Err(e) = check_command::print(&rows, config.output, &mut std::io::stdout().lock()) {
+        return fail(format!("writing output: {e}"));
+    }
+    if rows.is_empty() {
+        0
+    } else {
+        1
+    }
+}
+
+/// Runs every check once on `workers` threads.
+fn run_all(
+    checker: &Checker,
+    specs: &[Arc<inventory::CheckSpec>],
+    workers: usize,
+) -> HashMap<inventory::CheckId, CheckResult> {
+    let next = AtomicUsize::new(0);
+    let out = std::sync::Mutex::new(HashMap::with_capacity(specs.len()));
+    std::thread::scope(|scope| {
+        for _ in 0..workers.min(specs.len()).max(1) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(spec) = specs.get(i) else { return };
+                let r = scheduler::run_check(checker, spec);
+                out.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(spec.id, r);
+            });
+        }
+    });
+    out.into_inner().unwrap_or_else(|e| e.into_inner())
+}

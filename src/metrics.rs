@@ -1,0 +1,360 @@
+//! What `/metrics` shows. The Go exporter's seven gauges (one series per
+//! container and class, exactly one of them 1) are written straight from the
+//! inventory and the results table into the text format, without a heap
+//! object per series, because a large cluster has hundreds of thousands of
+//! them. The small, fixed metrics use the prometheus crate.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::inventory::{CheckSpec, Inventory};
+use crate::kube::watch::{Stream, StreamState};
+use crate::registry::{CheckResult, Status};
+use crate::scheduler::{Observer, Results};
+
+const PREFIX: &str = "k8s_image_availability_exporter";
+
+/// The fixed metrics, plus the renderer of the per-container ones.
+pub struct Metrics {
+    registry: Registry,
+    completed: IntCounter,
+    durations: HistogramVec,
+    requests: IntCounterVec,
+    pauses: IntCounterVec,
+    watched: IntGaugeVec,
+    checks: IntGauge,
+}
+
+fn must<T>(r: Result<T, prometheus::Error>) -> T {
+    // Only fails on invalid names or duplicate registration: a programming error.
+    r.expect("metric definition")
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Registers the fixed metrics.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let completed = must(IntCounter::with_opts(Opts::new(
+            format!("{PREFIX}_completed_rechecks_total"),
+            "Number of image checks completed.",
+        )));
+        let durations = must(HistogramVec::new(
+            HistogramOpts::new(
+                format!("{PREFIX}_check_duration_seconds"),
+                "Time one image check took, by registry host.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["registry"],
+        ));
+        let requests = must(IntCounterVec::new(
+            Opts::new(format!("{PREFIX}_registry_requests_total"), "HTTP requests sent to registries and token servers, by host and status class (2xx, 3xx, 4xx, 5xx, error)."),
+            &["registry", "code"],
+        ));
+        let pauses = must(IntCounterVec::new(
+            Opts::new(
+                format!("{PREFIX}_rate_limit_pauses_total"),
+                "Times a registry answered 429 and was left alone for its Retry-After.",
+            ),
+            &["registry"],
+        ));
+        let watched = must(IntGaugeVec::new(
+            Opts::new(
+                format!("{PREFIX}_watched_objects"),
+                "Objects currently known per watched resource.",
+            ),
+            &["resource"],
+        ));
+        let checks = must(IntGauge::with_opts(Opts::new(
+            format!("{PREFIX}_checks"),
+            "Distinct checks (image plus credentials) currently scheduled.",
+        )));
+        let build = must(IntGaugeVec::new(
+            Opts::new(
+                format!("{PREFIX}_build_info"),
+                "Build information; always 1.",
+            ),
+            &["version"],
+        ));
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        for c in [
+            Box::new(completed.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(durations.clone()),
+            Box::new(requests.clone()),
+            Box::new(pauses.clone()),
+            Box::new(watched.clone()),
+            Box::new(checks.clone()),
+            Box::new(build),
+        ] {
+            must(registry.register(c));
+        }
+        Metrics {
+            registry,
+            completed,
+            durations,
+            requests,
+            pauses,
+            watched,
+            checks,
+        }
+    }
+
+    /// Writes the whole exposition.
+    pub fn render(
+        &self,
+        inventory: &Inventory,
+        results: &Results,
+        streams: &[(Stream, Arc<StreamState>)],
+        out: &mut dyn Write,
+    ) -> io::Result<()> {
+        render_containers(inventory, results, out)?;
+        render_last_checked(inventory, results, out)?;
+        self.watched.reset();
+        for (s, st) in streams {
+            self.watched
+                .with_label_values(&[s.resource.name()])
+                .add(st.objects.load(Ordering::Relaxed) as i64);
+        }
+        self.checks.set(inventory.summary_checks() as i64);
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .map_err(io::Error::other)?;
+        out.write_all(&buf)?;
+        render_process(out)
+    }
+}
+
+impl Observer for Metrics {
+    fn completed(&self, spec: &CheckSpec, result: &CheckResult, duration: Duration) {
+        self.completed.inc();
+        if !spec.registry().is_empty() {
+            self.durations
+                .with_label_values(&[spec.registry()])
+                .observe(duration.as_secs_f64());
+        }
+        if result.status == Status::RateLimited {
+            self.pauses.with_label_values(&[spec.registry()]).inc();
+        }
+    }
+}
+
+impl crate::registry::check::RequestObserver for Metrics {
+    fn request(&self, host: &str, status: Option<u16>) {
+        let class = match status {
+            Some(s) => ["1xx", "2xx", "3xx", "4xx", "5xx"]
+                .get((s / 100).saturating_sub(1) as usize)
+                .copied()
+                .unwrap_or("other"),
+            None => "error",
+        };
+        self.requests.with_label_values(&[host, class]).inc();
+    }
+}
+
+/// Appends a label value with the text format's escapes.
+fn escape(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// The seven gauges: per container of a reported workload whose check has a
+/// verdict, one series per class, 1 for the verdict and 0 for the others.
+fn render_containers(
+    inventory: &Inventory,
+    results: &Results,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    // Label sets are built once per container and reused for the seven families.
+    let mut rows: Vec<(String, Status)> = Vec::new();
+    results.with(|table| {
+        inventory.for_each_container(|w, i, id| {
+            let Some(outcome) = table.get(&id) else {
+                return;
+            };
+            let c = &w.containers[i];
+            let mut labels = String::with_capacity(96);
+            labels.push_str("{namespace=\"");
+            escape(&mut labels, &w.key.namespace);
+            labels.push_str("\",container=\"");
+            escape(&mut labels, &c.container);
+            labels.push_str("\",image=\"");
+            escape(&mut labels, &c.image);
+            labels.push_str("\",kind=\"");
+            labels.push_str(w.kind.as_str());
+            labels.push_str("\",name=\"");
+            escape(&mut labels, &w.key.name);
+            labels.push_str("\"}");
+            rows.push((labels, outcome.status));
+        })
+    });
+    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut buf = io::BufWriter::with_capacity(64 << 10, out);
+    for status in Status::GAUGES {
+        let name = status.as_str();
+        writeln!(buf, "# HELP {PREFIX}_{name} Whether the container's image check concluded {name} (1) or not (0).")?;
+        writeln!(buf, "# TYPE {PREFIX}_{name} gauge")?;
+        for (labels, s) in &rows {
+            let v = if *s == status { '1' } else { '0' };
+            writeln!(buf, "{PREFIX}_{name}{labels} {v}")?;
+        }
+    }
+    buf.flush()
+}
+
+/// When each check last finished, by reference and credentials.
+fn render_last_checked(
+    inventory: &Inventory,
+    results: &Results,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let name = format!("{PREFIX}_last_check_timestamp_seconds");
+    let mut s = String::new();
+    writeln!(s, "# HELP {name} When the check of an image with a set of credentials last finished (Unix seconds).").ok();
+    writeln!(s, "# TYPE {name} gauge").ok();
+    let mut lines: Vec<String> = Vec::new();
+    results.with(|table| {
+        for spec in inventory.checks() {
+            let (Some(o), Ok(m)) = (table.get(&spec.id), &spec.target) else {
+                continue;
+            };
+            let mut l = format!("{name}{{reference=\"");
+            escape(&mut l, &m.reference.to_string());
+            l.push_str("\",credentials=\"");
+            let creds = if spec.credentials.is_empty() {
+                "anonymous".to_string()
+            } else {
+                spec.credentials
+                    .iter()
+                    .map(|c| c.describe())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            escape(&mut l, &creds);
+            let t = o
+                .checked_at
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
+            write!(l, "\"}} {t:.3}").ok();
+            lines.push(l);
+        }
+    });
+    lines.sort_unstable();
+    lines.dedup_by(|a, b| a.split(' ').next() == b.split(' ').next());
+    for l in lines {
+        s.push_str(&l);
+        s.push('\n');
+    }
+    out.write_all(s.as_bytes())
+}
+
+/// `process_*` metrics read from /proc, as client libraries export them.
+fn render_process(out: &mut dyn Write) -> io::Result<()> {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Ok(());
+    };
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return Ok(());
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // /proc reports CPU time in USER_HZ (100 on Linux) and RSS in pages.
+    let cpu = (num(11) + num(12)) / 100.0;
+    let vsize = num(20);
+    let rss = num(21) * 4096.0;
+    let start_ticks = num(19);
+    let boot = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("btime ")
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            })
+        })
+        .unwrap_or(0.0);
+    let fds = std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let threads = num(17);
+    let mut s = String::new();
+    for (name, kind, help, value) in [
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            cpu,
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            rss,
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+            vsize,
+        ),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            boot + start_ticks / 100.0,
+        ),
+        (
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+            fds as f64,
+        ),
+        (
+            "process_threads",
+            "gauge",
+            "Number of OS threads in the process.",
+            threads,
+        ),
+    ] {
+        writeln!(
+            s,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        )
+        .ok();
+    }
+    out.write_all(s.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_label_values() {
+        let mut s = String::new();
+        escape(&mut s, "a\"b\\c\nd");
+        assert_eq!(s, "a\\\"b\\\\c\\nd");
+    }
+}

@@ -1,0 +1,402 @@
+//! The exporter end to end: the real binary against the fake apiserver and a
+//! real registry, scraped over HTTP as Prometheus would.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use support::apiserver::{FakeApiServer, ServerAuth};
+use support::exporter::{parse_metrics, status_in, Exporter, FAST};
+use support::fake_registry::{FakeRegistry, Reply};
+use support::objects::*;
+use support::registry::{Auth, Registry};
+use support::token_server::Policy;
+use support::wait_until;
+
+fn api() -> (FakeApiServer, String) {
+    let api = FakeApiServer::start(ServerAuth::Tokens(vec!["e2e".into()]));
+    let kc = api.kubeconfig(&FakeApiServer::token_user("e2e"));
+    (api, kc)
+}
+
+fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v: Vec<&str> = FAST.to_vec();
+    v.extend_from_slice(extra);
+    v
+}
+
+#[test]
+fn available_then_absent_after_the_registry_deletes_it() {
+    let reg = Registry::start(Auth::None);
+    let digest = reg.push("team/app", "v1");
+    let (api, kc) = api();
+    api.apply(
+        "deployments",
+        deployment(
+            "prod",
+            "web",
+            1,
+            &Template::image(&reg.image("team/app:v1")).init("init", &reg.image("team/app:v1")),
+        ),
+    );
+    let e = Exporter::start(&kc, &args(&["--plain-http-registries", &reg.host]));
+    e.wait_status("prod", "web", "app", "available");
+    assert_eq!(
+        e.status_of("prod", "web", "init").as_deref(),
+        Some("available")
+    );
+    let samples = e.metrics();
+    let s = samples
+        .iter()
+        .find(|s| {
+            s.name == "k8s_image_availability_exporter_available" && s.labels["container"] == "app"
+        })
+        .unwrap();
+    assert_eq!(
+        s.labels["image"],
+        reg.image("team/app:v1"),
+        "the image label is the image as written"
+    );
+    assert_eq!(s.labels["kind"], "deployment");
+    reg.delete("team/app", &digest);
+    let took = e.wait_status("prod", "web", "app", "absent");
+    assert!(
+        took < Duration::from_secs(10),
+        "flipped within a recheck window ({took:?})"
+    );
+    println!("absent detected {took:?} after deletion");
+}
+
+#[test]
+fn no_series_before_the_first_check_and_quick_first_check() {
+    // A registry that takes 1.5 s to answer: while the check runs, no series.
+    let slow = FakeRegistry::start(|_, _| {
+        std::thread::sleep(Duration::from_millis(1500));
+        Reply::status(200).header(
+            "Docker-Content-Digest",
+            &format!("sha256:{}", "a".repeat(64)),
+        )
+    });
+    let reg = Registry::start(Auth::None);
+    reg.push("team/fast", "v1");
+    let (api, kc) = api();
+    let e = Exporter::start(&kc, &args(&["--allow-plain-http"]));
+    wait_until("readiness", Duration::from_secs(10), || {
+        e.get("/readyz").0 == 200
+    });
+    api.apply(
+        "deployments",
+        deployment(
+            "a",
+            "slow",
+            1,
+            &Template::image(&format!("{}/team/slow:v1", slow.host)),
+        ),
+    );
+    let created = Instant::now();
+    api.apply(
+        "deployments",
+        deployment("a", "fast", 1, &Template::image(&reg.image("team/fast:v1"))),
+    );
+    e.wait_status("a", "fast", "app", "available");
+    let first_series = created.elapsed();
+    println!("time from ADDED to first series: {first_series:?}");
+    assert!(first_series < Duration::from_secs(5));
+    assert_eq!(
+        e.status_of("a", "slow", "app"),
+        None,
+        "never reported before its first check completes"
+    );
+    e.wait_status("a", "slow", "app", "available");
+}
+
+#[test]
+fn private_image_pullable_only_where_the_secret_is() {
+    let reg = Registry::start(Auth::Token(Policy::default().user(
+        "puller",
+        "puller-pw",
+        "private/",
+        &["pull"],
+    )));
+    reg.push("private/app", "v1");
+    let image = reg.image("private/app:v1");
+    let (api, kc) = api();
+    api.apply(
+        "secrets",
+        pull_secret("team-a", "regcred", &reg.host, "puller", "puller-pw"),
+    );
+    api.apply(
+        "deployments",
+        deployment(
+            "team-a",
+            "app",
+            1,
+            &Template::image(&image).pull_secret("regcred"),
+        ),
+    );
+    api.apply(
+        "deployments",
+        deployment(
+            "team-b",
+            "app",
+            1,
+            &Template::image(&image).pull_secret("regcred"),
+        ),
+    );
+    let e = Exporter::start(&kc, &args(&["--plain-http-registries", &reg.host]));
+    e.wait_status("team-a", "app", "app", "available");
+    e.wait_status("team-b", "app", "app", "authentication_failure");
+    let (_, body) = e.get("/metrics");
+    assert!(!body.contains("puller-pw"));
+    assert!(
+        !e.log().contains("puller-pw"),
+        "secrets never reach the log"
+    );
+}
+
+#[test]
+fn deleted_and_disabled_workloads() {
+    let reg = Registry::start(Auth::None);
+    reg.push("team/app", "v1");
+    let image = reg.image("team/app:v1");
+    let (api, kc) = api();
+    api.apply(
+        "deployments",
+        deployment("a", "gone-soon", 1, &Template::image(&image)),
+    );
+    api.apply(
+        "deployments",
+        deployment("a", "scaled-down", 0, &Template::image(&image)),
+    );
+    api.apply(
+        "statefulsets",
+        statefulset("a", "db", 0, &Template::image(&image)),
+    );
+    api.apply(
+        "cronjobs",
+        cronjob("a", "nightly", true, &Template::image(&image)),
+    );
+    api.apply(
+        "daemonsets",
+        daemonset("a", "agent", 0, &Template::image(&image)),
+    );
+    let e = Exporter::start(
+        &kc,
+        &args(&[
+            "--plain-http-registries",
+            &reg.host,
+            "--force-check-disabled-controllers",
+            "StatefulSet,cronjob",
+        ]),
+    );
+    e.wait_status("a", "gone-soon", "app", "available");
+    e.wait_status("a", "db", "app", "available");
+    e.wait_status("a", "nightly", "app", "available");
+    let m = e.metrics();
+    assert_eq!(
+        status_in(&m, "a", "scaled-down", "app"),
+        None,
+        "a disabled deployment is not reported"
+    );
+    assert_eq!(
+        status_in(&m, "a", "agent", "app"),
+        None,
+        "a daemonset scheduled nowhere is not reported"
+    );
+    api.delete("deployments", "a", "gone-soon");
+    wait_until(
+        "series of the deleted workload to go",
+        Duration::from_secs(10),
+        || e.status_of("a", "gone-soon", "app").is_none(),
+    );
+    // Scaling up enables it.
+    api.apply(
+        "deployments",
+        deployment("a", "scaled-down", 2, &Template::image(&image)),
+    );
+    e.wait_status("a", "scaled-down", "app", "available");
+}
+
+#[test]
+fn registry_down_and_back() {
+    let mut reg = Registry::start(Auth::None);
+    reg.push("team/app", "v1");
+    let (api, kc) = api();
+    api.apply(
+        "deployments",
+        deployment("a", "web", 1, &Template::image(&reg.image("team/app:v1"))),
+    );
+    let e = Exporter::start(
+        &kc,
+        &args(&[
+            "--plain-http-registries",
+            &reg.host,
+            "--connect-timeout",
+            "1s",
+        ]),
+    );
+    e.wait_status("a", "web", "app", "available");
+    reg.stop();
+    e.wait_status("a", "web", "app", "registry_unavailable");
+    reg.restart();
+    e.wait_status("a", "web", "app", "available");
+}
+
+#[test]
+fn bad_image_format_is_reported_without_requests() {
+    let (api, kc) = api();
+    api.apply(
+        "deployments",
+        deployment(
+            "a",
+            "typo",
+            1,
+            &Template::image("Registry.Example.com/UPPER/app:v1"),
+        ),
+    );
+    let e = Exporter::start(&kc, &args(&[]));
+    e.wait_status("a", "typo", "app", "bad_image_format");
+    let requests: f64 = e
+        .metrics()
+        .iter()
+        .filter(|s| s.name == "k8s_image_availability_exporter_registry_requests_total")
+        .map(|s| s.value)
+        .sum();
+    assert_eq!(requests, 0.0);
+}
+
+#[test]
+fn health_readiness_metrics_and_sigterm() {
+    let reg = Registry::start(Auth::None);
+    reg.push("team/app", "v1");
+    let (api, kc) = api();
+    api.forbid("secrets");
+    api.apply(
+        "deployments",
+        deployment("a", "web", 1, &Template::image(&reg.image("team/app:v1"))),
+    );
+    let mut e = Exporter::start(&kc, &args(&["--plain-http-registries", &reg.host]));
+    assert_eq!(e.get("/healthz"), (200, "ok\n".to_string()));
+    // Secrets are forbidden: never ready, and the answer says what it waits for.
+    e.wait_status("a", "web", "app", "available");
+    let (status, body) = e.get("/readyz");
+    assert_eq!(status, 503);
+    assert!(body.contains("secrets(dockerconfigjson)"), "{body}");
+    let log = e.log();
+    assert_eq!(
+        log.matches("list of secrets(dockerconfigjson) failed")
+            .count(),
+        1,
+        "a lasting 403 is logged once:\n{log}"
+    );
+    assert!(log.contains("initial sync") || log.contains("watching deployments"));
+    let (status, body) = e.get("/");
+    assert_eq!(status, 200);
+    assert!(body.contains("/metrics"));
+    assert_eq!(e.get("/nope").0, 404);
+    // Fixed metrics are there.
+    let m = e.metrics();
+    for name in [
+        "k8s_image_availability_exporter_completed_rechecks_total",
+        "k8s_image_availability_exporter_build_info",
+        "k8s_image_availability_exporter_check_duration_seconds_count",
+        "k8s_image_availability_exporter_registry_requests_total",
+        "k8s_image_availability_exporter_watched_objects",
+        "k8s_image_availability_exporter_last_check_timestamp_seconds",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+    ] {
+        assert!(m.iter().any(|s| s.name == name), "{name} missing");
+    }
+    // gzip when asked, the same content. A raw request: ureq would decode it for us.
+    let mut conn = std::net::TcpStream::connect(&e.addr).unwrap();
+    conn.write_all(
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&raw[split + 4..])
+        .read_to_string(&mut text)
+        .unwrap();
+    assert!(status_in(&parse_metrics(&text), "a", "web", "app").is_some());
+    let (code, took) = e.terminate();
+    assert_eq!(code, Some(0));
+    assert!(took < Duration::from_secs(3), "SIGTERM took {took:?}");
+}
+
+#[test]
+fn readiness_after_the_first_lists() {
+    let (api, kc) = api();
+    let e = Exporter::start(&kc, &args(&[]));
+    wait_until("ready", Duration::from_secs(10), || {
+        e.get("/readyz").0 == 200
+    });
+    assert!(api
+        .requests()
+        .iter()
+        .any(|r| r.path == "/apis/batch/v1/cronjobs"));
+}
+
+#[test]
+fn once_mode_exit_codes() {
+    let reg = Registry::start(Auth::None);
+    reg.push("team/app", "v1");
+    let (api, kc) = api();
+    api.apply(
+        "deployments",
+        deployment("a", "ok", 1, &Template::image(&reg.image("team/app:v1"))),
+    );
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(support::exporter_bin())
+            .args([
+                "--kubeconfig",
+                &kc,
+                "--once",
+                "--output",
+                "json",
+                "--plain-http-registries",
+                &reg.host,
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = run(&[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.trim().is_empty());
+    api.apply(
+        "deployments",
+        deployment(
+            "b",
+            "broken",
+            1,
+            &Template::image(&reg.image("team/app:v9")),
+        ),
+    );
+    let (code, stdout, _) = run(&[]);
+    assert_eq!(code, Some(1));
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["status"], "absent");
+    assert_eq!(rows[0]["namespace"], "b");
+    assert_eq!(rows[0]["kind"], "deployment");
+    assert_eq!(rows[0]["name"], "broken");
+    assert_eq!(rows[0]["container"], "app");
+    let (code, _, stderr) = run(&["--kubeconfig", "/nonexistent/kubeconfig"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("/nonexistent/kubeconfig"));
+}
