@@ -17,53 +17,33 @@ use crate::registry::{CheckerConfig, Mirrors};
 /// Prometheus exporter that reports whether the container images used by Kubernetes workloads can still be pulled from their registries. Run `check IMAGE...` to check images now and exit.
 #[derive(FromArgs, Debug, Default)]
 pub struct Args {
-    /// skip TLS certificate verification of registries. Defaults to false.
+    /// address:port for /metrics, /healthz and /readyz. Defaults to :8080 (every interface).
+    #[argh(option, default = "String::from(\":8080\")")]
+    pub bind_address: String,
+
+    /// how often a batch of rechecks is released. Defaults to 15s.
+    #[argh(option)]
+    pub check_period: Option<String>,
+
+    /// the Go exporter's name for --check-period. Defaults to 15s.
+    #[argh(option)]
+    pub check_interval: Option<String>,
+
+    /// every image is rechecked within this time. Defaults to 10m.
+    #[argh(option, default = "String::from(\"10m\")")]
+    pub recheck_within: String,
+
+    /// check worker threads. Defaults to 16.
+    #[argh(option, default = "16")]
+    pub workers: usize,
+
+    /// concurrent checks against one registry host. Defaults to 8.
+    #[argh(option, default = "8")]
+    pub max_per_registry: usize,
+
+    /// sync once, check every image once, print the images that are not available and exit (0 when all are). Defaults to false.
     #[argh(switch)]
-    pub skip_registry_cert_verification: bool,
-
-    /// fall back to plain http for every registry whose https does not work, as the Go exporter does. Defaults to false.
-    #[argh(switch)]
-    pub allow_plain_http: bool,
-
-    /// comma-separated registries (host[:port]) that may fall back to plain http; repeatable. Defaults to none.
-    #[argh(option)]
-    pub plain_http_registries: Vec<String>,
-
-    /// registry for image names without one. Defaults to docker.io.
-    #[argh(option)]
-    pub default_registry: Option<String>,
-
-    /// PEM file of CA certificates added to the built-in Mozilla roots for registries; repeatable. Defaults to none.
-    #[argh(option)]
-    pub capath: Vec<String>,
-
-    /// pull images from a mirror: original=mirror, matched by registry/repository prefix; repeatable. Defaults to none.
-    #[argh(option)]
-    pub image_mirror: Vec<String>,
-
-    /// comma-separated registries whose HEAD requests are broken: retry a failed HEAD with GET (GET counts as a pull on Docker Hub). Defaults to none.
-    #[argh(option)]
-    pub get_fallback_registries: Vec<String>,
-
-    /// docker config.json whose "auths" apply to every workload, like a node's own credentials; repeatable. Defaults to none.
-    #[argh(option)]
-    pub docker_config: Vec<String>,
-
-    /// time limit for connecting to a registry. Defaults to 5s.
-    #[argh(option, default = "String::from(\"5s\")")]
-    pub connect_timeout: String,
-
-    /// time limit for one whole registry request. Defaults to 15s.
-    #[argh(option, default = "String::from(\"15s\")")]
-    pub request_timeout: String,
-
-    /// output of `check`: table or json (one object per line). Defaults to table.
-    #[argh(option, default = "String::from(\"table\")")]
-    pub output: String,
-
-    /// log level: error, warn, info, debug or trace. Defaults to info.
-    #[argh(option, default = "String::from(\"info\")")]
-    pub log_level: String,
+    pub once: bool,
 
     /// kubeconfig file. Defaults to $KUBECONFIG, then ~/.kube/config, then the in-cluster service account.
     #[argh(option)]
@@ -105,33 +85,53 @@ pub struct Args {
     #[argh(option, default = "500")]
     pub page_size: u32,
 
-    /// address:port for /metrics, /healthz and /readyz. Defaults to :8080 (every interface).
-    #[argh(option, default = "String::from(\":8080\")")]
-    pub bind_address: String,
-
-    /// how often a batch of rechecks is released. Defaults to 15s.
+    /// registry for image names without one. Defaults to docker.io.
     #[argh(option)]
-    pub check_period: Option<String>,
+    pub default_registry: Option<String>,
 
-    /// the Go exporter's name for --check-period.
+    /// pull images from a mirror: original=mirror, matched by registry/repository prefix; repeatable. Defaults to none.
     #[argh(option)]
-    pub check_interval: Option<String>,
+    pub image_mirror: Vec<String>,
 
-    /// every image is rechecked within this time. Defaults to 10m.
-    #[argh(option, default = "String::from(\"10m\")")]
-    pub recheck_within: String,
+    /// docker config.json whose "auths" apply to every workload, like a node's own credentials; repeatable. Defaults to none.
+    #[argh(option)]
+    pub docker_config: Vec<String>,
 
-    /// check worker threads. Defaults to 16.
-    #[argh(option, default = "16")]
-    pub workers: usize,
+    /// PEM file of CA certificates added to the built-in Mozilla roots for registries; repeatable. Defaults to none.
+    #[argh(option)]
+    pub capath: Vec<String>,
 
-    /// concurrent checks against one registry host. Defaults to 8.
-    #[argh(option, default = "8")]
-    pub max_per_registry: usize,
-
-    /// sync once, check every image once, print the images that are not available and exit (0 when all are). Defaults to false.
+    /// skip TLS certificate verification of registries. Defaults to false.
     #[argh(switch)]
-    pub once: bool,
+    pub skip_registry_cert_verification: bool,
+
+    /// fall back to plain http for every registry whose https does not work, as the Go exporter does. Defaults to false.
+    #[argh(switch)]
+    pub allow_plain_http: bool,
+
+    /// comma-separated registries (host[:port]) that may fall back to plain http; repeatable. Defaults to none.
+    #[argh(option)]
+    pub plain_http_registries: Vec<String>,
+
+    /// comma-separated registries whose HEAD requests are broken: retry a failed HEAD with GET (GET counts as a pull on Docker Hub). Defaults to none.
+    #[argh(option)]
+    pub get_fallback_registries: Vec<String>,
+
+    /// time limit for connecting to a registry. Defaults to 5s.
+    #[argh(option, default = "String::from(\"5s\")")]
+    pub connect_timeout: String,
+
+    /// time limit for one whole registry request. Defaults to 15s.
+    #[argh(option, default = "String::from(\"15s\")")]
+    pub request_timeout: String,
+
+    /// output of `check`: table or json (one object per line). Defaults to table.
+    #[argh(option, default = "String::from(\"table\")")]
+    pub output: String,
+
+    /// log level: error, warn, info, debug or trace. Defaults to info.
+    #[argh(option, default = "String::from(\"info\")")]
+    pub log_level: String,
 
     /// print the version and exit.
     #[argh(switch)]
