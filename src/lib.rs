@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod check_command;
 pub mod config;
 pub mod credentials;
+pub mod fuzzing;
 pub mod inventory;
 pub mod kube;
 pub mod logger;

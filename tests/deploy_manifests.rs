@@ -38,7 +38,9 @@ fn assert_known_fields(original: &Value, typed: &Value, path: &str) {
                 if v.is_null() {
                     continue;
                 }
-                let Some(t) = b.get(k) else { panic!("{path}.{k}: unknown field (typo?)") };
+                let Some(t) = b.get(k) else {
+                    panic!("{path}.{k}: unknown field (typo?)")
+                };
                 assert_known_fields(v, t, &format!("{path}.{k}"));
             }
         }
@@ -69,27 +71,49 @@ fn load() -> Manifests {
     let mut files = Vec::new();
     yaml_files(&deploy_dir(), &mut files);
     assert!(files.len() >= 6, "{files:?}");
-    let mut m = Manifests { cluster_roles: vec![], roles: vec![], deployments: vec![], kinds: vec![] };
+    let mut m = Manifests {
+        cluster_roles: vec![],
+        roles: vec![],
+        deployments: vec![],
+        kinds: vec![],
+    };
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
-        for (i, doc) in parse_yaml_documents(&text).unwrap_or_else(|e| panic!("{}: {e}", f.display())).into_iter().enumerate() {
+        for (i, doc) in parse_yaml_documents(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()))
+            .into_iter()
+            .enumerate()
+        {
             if doc.is_null() {
                 continue;
             }
             let what = format!("{} document {i}", f.display());
-            let kind = doc["kind"].as_str().unwrap_or_else(|| panic!("{what}: no kind")).to_string();
+            let kind = doc["kind"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{what}: no kind"))
+                .to_string();
             let api = doc["apiVersion"].as_str().unwrap_or("").to_string();
             match (api.as_str(), kind.as_str()) {
                 ("v1", "Namespace") => drop(typed::<Namespace>(&doc, &what)),
                 ("v1", "ServiceAccount") => drop(typed::<ServiceAccount>(&doc, &what)),
                 ("v1", "Service") => drop(typed::<Service>(&doc, &what)),
                 ("apps/v1", "Deployment") => m.deployments.push(typed(&doc, &what)),
-                ("rbac.authorization.k8s.io/v1", "ClusterRole") => m.cluster_roles.push(typed(&doc, &what)),
-                ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => drop(typed::<ClusterRoleBinding>(&doc, &what)),
+                ("rbac.authorization.k8s.io/v1", "ClusterRole") => {
+                    m.cluster_roles.push(typed(&doc, &what))
+                }
+                ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
+                    drop(typed::<ClusterRoleBinding>(&doc, &what))
+                }
                 ("rbac.authorization.k8s.io/v1", "Role") => m.roles.push(typed(&doc, &what)),
-                ("rbac.authorization.k8s.io/v1", "RoleBinding") => drop(typed::<RoleBinding>(&doc, &what)),
-                ("monitoring.coreos.com/v1", "ServiceMonitor") => check_service_monitor(&doc, &what),
-                ("monitoring.coreos.com/v1", "PrometheusRule") => check_prometheus_rule(&doc, &what),
+                ("rbac.authorization.k8s.io/v1", "RoleBinding") => {
+                    drop(typed::<RoleBinding>(&doc, &what))
+                }
+                ("monitoring.coreos.com/v1", "ServiceMonitor") => {
+                    check_service_monitor(&doc, &what)
+                }
+                ("monitoring.coreos.com/v1", "PrometheusRule") => {
+                    check_prometheus_rule(&doc, &what)
+                }
                 other => panic!("{what}: unexpected {other:?}"),
             }
             m.kinds.push(kind);
@@ -106,26 +130,53 @@ fn check_service_monitor(doc: &Value, what: &str) {
 }
 
 fn check_prometheus_rule(doc: &Value, what: &str) {
-    let rules = doc["spec"]["groups"][0]["rules"].as_array().unwrap_or_else(|| panic!("{what}: no rules"));
+    let rules = doc["spec"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{what}: no rules"));
     for kind in Kind::ALL {
         let r = rules
             .iter()
-            .find(|r| r["expr"].as_str().is_some_and(|e| e.contains(&format!("kind=\"{kind}\""))))
+            .find(|r| {
+                r["expr"]
+                    .as_str()
+                    .is_some_and(|e| e.contains(&format!("kind=\"{kind}\"")))
+            })
             .unwrap_or_else(|| panic!("{what}: no alert for {kind}"));
-        assert!(r["expr"].as_str().unwrap().contains("k8s_image_availability_exporter_available"), "{what}");
-        assert!(r["for"].as_str().is_some(), "{what}: alert for {kind} has no `for:`");
-        assert!(r["annotations"]["summary"].is_string() && r["annotations"]["description"].is_string(), "{what}");
+        assert!(
+            r["expr"]
+                .as_str()
+                .unwrap()
+                .contains("k8s_image_availability_exporter_available"),
+            "{what}"
+        );
+        assert!(
+            r["for"].as_str().is_some(),
+            "{what}: alert for {kind} has no `for:`"
+        );
+        assert!(
+            r["annotations"]["summary"].is_string() && r["annotations"]["description"].is_string(),
+            "{what}"
+        );
     }
 }
 
 /// (API group, resource) pairs the code lists and watches.
 fn watched() -> BTreeSet<(String, String)> {
     let mut r: Vec<Resource> = Kind::ALL.iter().map(|k| Resource::Workload(*k)).collect();
-    r.extend([Resource::ServiceAccounts, Resource::DockerConfigJsonSecrets, Resource::DockerCfgSecrets, Resource::Namespaces]);
+    r.extend([
+        Resource::ServiceAccounts,
+        Resource::DockerConfigJsonSecrets,
+        Resource::DockerCfgSecrets,
+        Resource::Namespaces,
+    ]);
     r.into_iter()
         .map(|res| {
             let (prefix, plural) = res.api();
-            let group = prefix.strip_prefix("/apis/").and_then(|g| g.split('/').next()).unwrap_or("").to_string();
+            let group = prefix
+                .strip_prefix("/apis/")
+                .and_then(|g| g.split('/').next())
+                .unwrap_or("")
+                .to_string();
             (group, plural.to_string())
         })
         .collect()
@@ -136,7 +187,11 @@ fn granted(rules: &[PolicyRule]) -> BTreeSet<(String, String)> {
     for r in rules {
         let mut verbs = r.verbs.clone();
         verbs.sort();
-        assert_eq!(verbs, ["list", "watch"], "least privilege: list and watch only ({r:?})");
+        assert_eq!(
+            verbs,
+            ["list", "watch"],
+            "least privilege: list and watch only ({r:?})"
+        );
         for g in r.api_groups.clone().unwrap_or_default() {
             for res in r.resources.clone().unwrap_or_default() {
                 out.insert((g.clone(), res));
@@ -149,7 +204,16 @@ fn granted(rules: &[PolicyRule]) -> BTreeSet<(String, String)> {
 #[test]
 fn manifests_parse_into_their_types() {
     let m = load();
-    for k in ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceMonitor", "PrometheusRule"] {
+    for k in [
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Service",
+        "ServiceMonitor",
+        "PrometheusRule",
+    ] {
         assert!(m.kinds.iter().any(|x| x == k), "deploy/ lacks a {k}");
     }
 }
@@ -158,7 +222,10 @@ fn manifests_parse_into_their_types() {
 fn rbac_grants_exactly_what_the_code_watches() {
     let m = load();
     assert_eq!(m.cluster_roles.len(), 1);
-    assert_eq!(granted(m.cluster_roles[0].rules.as_deref().unwrap()), watched());
+    assert_eq!(
+        granted(m.cluster_roles[0].rules.as_deref().unwrap()),
+        watched()
+    );
     // The namespaced variant: everything but namespaces (cluster-scoped).
     let mut namespaced = watched();
     namespaced.remove(&(String::new(), "namespaces".into()));
@@ -174,20 +241,51 @@ fn deployment_is_locked_down_and_its_args_are_valid_flags() {
     let pod = spec.template.spec.as_ref().unwrap();
     let psc = pod.security_context.as_ref().unwrap();
     assert_eq!(psc.run_as_non_root, Some(true));
-    assert_eq!(psc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+    assert_eq!(
+        psc.seccomp_profile.as_ref().unwrap().type_,
+        "RuntimeDefault"
+    );
     let c = &pod.containers[0];
     let sc = c.security_context.as_ref().unwrap();
     assert_eq!(sc.read_only_root_filesystem, Some(true));
     assert_eq!(sc.allow_privilege_escalation, Some(false));
-    assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_string()][..]));
-    assert_eq!(c.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/healthz"));
-    assert_eq!(c.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/readyz"));
+    assert_eq!(
+        sc.capabilities.as_ref().unwrap().drop.as_deref(),
+        Some(&["ALL".to_string()][..])
+    );
+    assert_eq!(
+        c.liveness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap()
+            .path
+            .as_deref(),
+        Some("/healthz")
+    );
+    assert_eq!(
+        c.readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap()
+            .path
+            .as_deref(),
+        Some("/readyz")
+    );
     let res = c.resources.as_ref().unwrap();
-    assert!(res.requests.as_ref().unwrap().contains_key("memory") && res.limits.as_ref().unwrap().contains_key("memory"));
+    assert!(
+        res.requests.as_ref().unwrap().contains_key("memory")
+            && res.limits.as_ref().unwrap().contains_key("memory")
+    );
     // The args are flags this binary accepts.
-    let args: Vec<String> = k8s_image_availability_exporter::config::normalize_args(c.args.as_deref().unwrap_or(&[]));
+    let args: Vec<String> =
+        k8s_image_availability_exporter::config::normalize_args(c.args.as_deref().unwrap_or(&[]));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let parsed = Args::from_args(&["k8s-image-availability-exporter"], &args).unwrap_or_else(|e| panic!("{}", e.output));
+    let parsed = Args::from_args(&["k8s-image-availability-exporter"], &args)
+        .unwrap_or_else(|e| panic!("{}", e.output));
     Config::from_args(parsed).unwrap();
 }
 
@@ -199,7 +297,12 @@ fn kustomizations_list_existing_files() {
         assert_eq!(doc["kind"], "Kustomization");
         for r in doc["resources"].as_array().unwrap() {
             let p = dir.join(r.as_str().unwrap());
-            assert!(p.exists(), "{} lists a missing {}", dir.display(), p.display());
+            assert!(
+                p.exists(),
+                "{} lists a missing {}",
+                dir.display(),
+                p.display()
+            );
         }
     }
 }

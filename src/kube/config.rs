@@ -242,7 +242,11 @@ pub fn parse_yaml_documents(text: &str) -> Result<Vec<serde_json::Value>, String
 fn load_file(path: &Path) -> Result<Kubeconfig, KubeConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| KubeConfigError(format!("kubeconfig {}: {e}", path.display())))?;
-    let docs = parse_yaml_documents(&text).map_err(|e| {
+    parse_text(&text, path)
+}
+
+fn parse_text(text: &str, path: &Path) -> Result<Kubeconfig, KubeConfigError> {
+    let docs = parse_yaml_documents(text).map_err(|e| {
         KubeConfigError(format!(
             "kubeconfig {}: not valid YAML: {e}",
             path.display()
@@ -265,12 +269,27 @@ struct Located<T> {
 /// Loads and merges kubeconfig files: the first file to define a name wins,
 /// as does the first `current-context`.
 fn load_merged(paths: &[PathBuf], context: Option<&str>) -> Result<ClusterConfig, KubeConfigError> {
+    let mut loaded = Vec::with_capacity(paths.len());
+    for path in paths {
+        loaded.push((load_file(path)?, path.clone()));
+    }
+    resolve_context(loaded, context)
+}
+
+/// Parses kubeconfig text as if it were the file `path` (relative paths in
+/// it resolve against that file's directory) and resolves its context.
+pub fn from_text(text: &str, path: &Path, context: Option<&str>) -> Result<ClusterConfig, KubeConfigError> {
+    resolve_context(vec![(parse_text(text, path)?, path.to_path_buf())], context)
+}
+
+fn resolve_context(loaded: Vec<(Kubeconfig, PathBuf)>, context: Option<&str>) -> Result<ClusterConfig, KubeConfigError> {
+    let paths: Vec<PathBuf> = loaded.iter().map(|(_, p)| p.clone()).collect();
     let mut clusters: HashMap<String, Located<Cluster>> = HashMap::new();
     let mut contexts: HashMap<String, Located<Context>> = HashMap::new();
     let mut users: HashMap<String, Located<User>> = HashMap::new();
     let mut current: Option<String> = None;
-    for path in paths {
-        let kc = load_file(path)?;
+    for (kc, path) in loaded {
+        let path = &path;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         for n in kc.clusters {
             let located = Located {

@@ -170,6 +170,43 @@ struct StatusObject {
     message: String,
 }
 
+/// One decoded watch event line.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WatchEvent<'a> {
+    /// ADDED or MODIFIED, with the raw object.
+    Upsert(&'a str),
+    /// DELETED, with the object's last state.
+    Deleted(&'a str),
+    /// BOOKMARK: only the resourceVersion matters.
+    Bookmark(String),
+    /// ERROR, with the Status's code, reason and message.
+    Error(u16, String, String),
+    /// A type we do not know; ignored.
+    Unknown(String),
+}
+
+/// Decodes one line of a watch stream. Blank lines are `Ok(None)`.
+pub fn decode_event(line: &[u8]) -> Result<Option<WatchEvent<'_>>, String> {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let event: RawEvent =
+        serde_json::from_slice(line).map_err(|e| format!("malformed watch event: {e}"))?;
+    let raw = event.object.get();
+    Ok(Some(match event.kind {
+        "ADDED" | "MODIFIED" => WatchEvent::Upsert(raw),
+        "DELETED" => WatchEvent::Deleted(raw),
+        "BOOKMARK" => {
+            WatchEvent::Bookmark(meta(raw).map(|m| m.resource_version).unwrap_or_default())
+        }
+        "ERROR" => {
+            let s: StatusObject = serde_json::from_str(raw).unwrap_or_default();
+            WatchEvent::Error(s.code, s.reason, s.message)
+        }
+        other => WatchEvent::Unknown(other.to_string()),
+    }))
+}
+
 /// Longest watch event line we accept (objects are at most ~1.5 MiB in etcd).
 const MAX_EVENT_LINE: usize = 16 << 20;
 
@@ -429,21 +466,18 @@ impl Loop<'_> {
             if line.len() >= MAX_EVENT_LINE && !line.ends_with(b"\n") {
                 return Err(failed("watch event larger than 16 MiB".into()));
             }
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let event: RawEvent = match serde_json::from_slice(&line) {
-                Ok(e) => e,
-                Err(e) => return Err(failed(format!("malformed watch event: {e}"))),
+            let event = match decode_event(&line) {
+                Ok(Some(e)) => e,
+                Ok(None) => continue,
+                Err(e) => return Err(failed(e)),
             };
-            let raw = event.object.get();
-            match event.kind {
-                "ADDED" | "MODIFIED" => {
+            match event {
+                WatchEvent::Upsert(raw) => {
                     if self.apply(raw, false)?.is_some() {
                         bump(rv, raw);
                     }
                 }
-                "DELETED" => {
+                WatchEvent::Deleted(raw) => {
                     let Ok(m) = meta(raw) else { continue };
                     let key = ObjectKey {
                         namespace: m.namespace,
@@ -458,18 +492,22 @@ impl Loop<'_> {
                         *rv = m.resource_version;
                     }
                 }
-                "BOOKMARK" => bump(rv, raw),
-                "ERROR" => {
-                    let s: StatusObject = serde_json::from_str(raw).unwrap_or_default();
+                WatchEvent::Bookmark(v) => {
+                    if !v.is_empty() {
+                        *rv = v;
+                    }
+                }
+                WatchEvent::Error(code, reason, message) => {
                     return Ok(WatchEnd::Relist(format!(
-                        "server sent an ERROR event ({} {}: {})",
-                        s.code, s.reason, s.message
+                        "server sent an ERROR event ({code} {reason}: {message})"
                     )));
                 }
-                other => log::warn!(
-                    "{}: ignoring watch event of unknown type {other:?}",
-                    self.stream.describe()
-                ),
+                WatchEvent::Unknown(other) => {
+                    log::warn!(
+                        "{}: ignoring watch event of unknown type {other:?}",
+                        self.stream.describe()
+                    )
+                }
             }
         }
     }
@@ -534,6 +572,28 @@ pub fn spawn_all(
 mod tests {
     use super::*;
     use crate::kube::resources::Kind;
+
+    #[test]
+    fn decodes_transcript_events() {
+        let stream = include_str!("../../tests/data/watch-stream.ndjson");
+        let events: Vec<WatchEvent> = stream
+            .lines()
+            .filter_map(|l| decode_event(l.as_bytes()).unwrap())
+            .collect();
+        assert!(matches!(events[0], WatchEvent::Upsert(_)));
+        assert!(events.iter().any(|e| matches!(e, WatchEvent::Deleted(_))));
+        assert!(events
+            .iter()
+            .any(|e| *e == WatchEvent::Bookmark("200".into())));
+        let err = br#"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old","reason":"Expired","code":410}}"#;
+        assert_eq!(
+            decode_event(err).unwrap(),
+            Some(WatchEvent::Error(410, "Expired".into(), "too old".into()))
+        );
+        assert_eq!(decode_event(b"  \r").unwrap(), None);
+        assert!(decode_event(b"{\"type\":").is_err());
+        assert!(decode_event(b"[1]").is_err());
+    }
 
     #[test]
     fn paths() {

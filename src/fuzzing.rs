@@ -1,0 +1,137 @@
+//! Property checks on every parser that reads input from outside: image
+//! references, WWW-Authenticate headers, docker configs and key matching,
+//! kubeconfig files, watch streams, dates. The cargo-fuzz targets in fuzz/
+//! call these, and a test replays the checked-in corpora through them on the
+//! stable toolchain. Each panics when a property does not hold.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use base64::Engine;
+
+use crate::credentials::{glob_match, parse_docker_config, ConfigFormat, Keyring};
+use crate::kube::resources::{meta, Kind, Resource};
+use crate::kube::watch::{decode_event, WatchEvent};
+use crate::registry::challenge;
+use crate::registry::outcome::{parse_retry_after, MAX_RETRY_AFTER};
+use crate::registry::reference::{Mirrors, Reference};
+use crate::timestamp::{format_rfc3339_millis, parse_http_date, parse_rfc3339};
+
+/// Names of the targets, as in fuzz/fuzz_targets/.
+pub const TARGETS: &[&str] = &["reference", "www_authenticate", "docker_config", "kubeconfig", "watch_event", "dates"];
+
+/// Runs the target called `name` on `data`.
+pub fn run(name: &str, data: &[u8]) {
+    match name {
+        "reference" => reference(data),
+        "www_authenticate" => www_authenticate(data),
+        "docker_config" => docker_config(data),
+        "kubeconfig" => kubeconfig(data),
+        "watch_event" => watch_event(data),
+        "dates" => dates(data),
+        other => panic!("no fuzz target {other}"),
+    }
+}
+
+/// A normalised reference parses again to itself; nothing panics.
+pub fn reference(data: &[u8]) {
+    let Ok(s) = std::str::from_utf8(data) else { return };
+    if let Ok(r) = Reference::parse(s) {
+        let text = r.to_string();
+        let again = Reference::parse(&text).unwrap_or_else(|e| panic!("{text:?} (from {s:?}) does not parse again: {e}"));
+        assert_eq!(again, r, "{s:?}");
+        assert!(!r.repository.is_empty() && !r.registry.is_empty());
+        assert!(r.tag.is_some() || r.digest.is_some(), "every reference names a tag or a digest");
+        assert_eq!(r.manifest_ref(), r.digest.as_deref().or(r.tag.as_deref()).unwrap());
+        let mirrors = Mirrors::parse(&["docker.io=mirror.example.com/hub".to_string()]).expect("valid rule");
+        let m = mirrors.apply(&r);
+        assert_eq!(m.reference.manifest_ref(), r.manifest_ref(), "mirrors keep tag and digest");
+        Reference::parse(&m.reference.to_string()).expect("a mirrored reference is valid");
+    }
+    let _ = Reference::parse_with_default(s, "registry.example.com:5000");
+}
+
+/// Challenges have lower-case schemes and parameter names; Retry-After stays bounded.
+pub fn www_authenticate(data: &[u8]) {
+    let s = String::from_utf8_lossy(data);
+    for c in challenge::parse(&s) {
+        assert!(!c.scheme.is_empty());
+        assert_eq!(c.scheme, c.scheme.to_ascii_lowercase());
+        for (k, _) in &c.params {
+            assert_eq!(*k, k.to_ascii_lowercase());
+        }
+    }
+    let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let wait = parse_retry_after(Some(&s), now);
+    assert!(wait >= Duration::from_secs(1) && wait <= MAX_RETRY_AFTER, "{s:?} -> {wait:?}");
+}
+
+/// Parsing never reveals a password in Debug output; matching never panics;
+/// a glob without special characters matches only itself.
+pub fn docker_config(data: &[u8]) {
+    let (pattern, subject) = data.split_at(data.len() / 2);
+    let special = pattern.iter().any(|b| matches!(b, b'*' | b'?' | b'[' | b'\\'));
+    let matched = glob_match(pattern, subject);
+    if !special {
+        assert_eq!(matched, pattern == subject);
+    }
+    for format in [ConfigFormat::DockerConfigJson, ConfigFormat::DockerCfg] {
+        let Ok(parsed) = parse_docker_config("fuzz", data, format) else { continue };
+        for c in &parsed.credentials {
+            let header = c.basic_authorization();
+            let decoded = base64::engine::general_purpose::STANDARD.decode(header.trim_start_matches("Basic ")).expect("we encoded it");
+            let decoded = String::from_utf8_lossy(&decoded).into_owned();
+            let password = decoded.split_once(':').map(|(_, p)| p).unwrap_or("");
+            if password.len() >= 6 && !c.key.contains(password) && !c.username.contains(password) {
+                assert!(!format!("{c:?}").contains(password), "Debug shows a password");
+                assert!(!c.describe().contains(password), "describe shows a password");
+            }
+        }
+        let keyring = Keyring::new(parsed.credentials.into_iter().map(Arc::new));
+        for image in ["nginx", "quay.io/a/b", "localhost:5000/x", "r.example.com/team/app:1"] {
+            let r = Reference::parse(image).expect("valid");
+            let found = keyring.lookup(&r);
+            for (i, a) in found.iter().enumerate() {
+                assert!(!found[i + 1..].iter().any(|b| b.same_secret(a)), "an identity is tried once");
+            }
+        }
+    }
+}
+
+/// Kubeconfig text never panics the loader.
+pub fn kubeconfig(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let _ = crate::kube::config::from_text(&text, Path::new("/nonexistent/kiae-fuzz/kubeconfig"), None);
+    let _ = crate::kube::config::parse_yaml_documents(&text);
+}
+
+/// Watch lines decode or fail cleanly, and so do the objects in them.
+pub fn watch_event(data: &[u8]) {
+    for line in data.split(|b| *b == b'\n') {
+        match decode_event(line) {
+            Ok(Some(WatchEvent::Upsert(raw) | WatchEvent::Deleted(raw))) => {
+                let _ = meta(raw);
+                for r in [Resource::Workload(Kind::Deployment), Resource::Workload(Kind::CronJob), Resource::DockerConfigJsonSecrets, Resource::ServiceAccounts, Resource::Namespaces] {
+                    let _ = r.decode(raw);
+                }
+            }
+            Ok(_) | Err(_) => {}
+        }
+    }
+}
+
+/// RFC 3339 times survive formatting and parsing; HTTP dates never panic.
+pub fn dates(data: &[u8]) {
+    let s = String::from_utf8_lossy(data);
+    let _ = parse_http_date(&s);
+    if let Some(t) = parse_rfc3339(&s) {
+        let max = UNIX_EPOCH + Duration::from_secs(253_402_300_799); // 9999-12-31T23:59:59Z
+        if t >= UNIX_EPOCH && t <= max {
+            let text = format_rfc3339_millis(t);
+            let back = parse_rfc3339(&text).unwrap_or_else(|| panic!("{text:?} does not parse"));
+            let diff = t.duration_since(back).unwrap_or_else(|e| e.duration());
+            assert!(diff < Duration::from_millis(1), "{s:?} -> {text:?}");
+        }
+    }
+}
