@@ -19,7 +19,14 @@ use crate::registry::reference::{Mirrors, Reference};
 use crate::timestamp::{format_rfc3339_millis, parse_http_date, parse_rfc3339};
 
 /// Names of the targets, as in fuzz/fuzz_targets/.
-pub const TARGETS: &[&str] = &["reference", "www_authenticate", "docker_config", "kubeconfig", "watch_event", "dates"];
+pub const TARGETS: &[&str] = &[
+    "reference",
+    "www_authenticate",
+    "docker_config",
+    "kubeconfig",
+    "watch_event",
+    "dates",
+];
 
 /// Runs the target called `name` on `data`.
 pub fn run(name: &str, data: &[u8]) {
@@ -36,17 +43,31 @@ pub fn run(name: &str, data: &[u8]) {
 
 /// A normalised reference parses again to itself; nothing panics.
 pub fn reference(data: &[u8]) {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(r) = Reference::parse(s) {
         let text = r.to_string();
-        let again = Reference::parse(&text).unwrap_or_else(|e| panic!("{text:?} (from {s:?}) does not parse again: {e}"));
+        let again = Reference::parse(&text)
+            .unwrap_or_else(|e| panic!("{text:?} (from {s:?}) does not parse again: {e}"));
         assert_eq!(again, r, "{s:?}");
         assert!(!r.repository.is_empty() && !r.registry.is_empty());
-        assert!(r.tag.is_some() || r.digest.is_some(), "every reference names a tag or a digest");
-        assert_eq!(r.manifest_ref(), r.digest.as_deref().or(r.tag.as_deref()).unwrap());
-        let mirrors = Mirrors::parse(&["docker.io=mirror.example.com/hub".to_string()]).expect("valid rule");
+        assert!(
+            r.tag.is_some() || r.digest.is_some(),
+            "every reference names a tag or a digest"
+        );
+        assert_eq!(
+            r.manifest_ref(),
+            r.digest.as_deref().or(r.tag.as_deref()).unwrap()
+        );
+        let mirrors =
+            Mirrors::parse(&["docker.io=mirror.example.com/hub".to_string()]).expect("valid rule");
         let m = mirrors.apply(&r);
-        assert_eq!(m.reference.manifest_ref(), r.manifest_ref(), "mirrors keep tag and digest");
+        assert_eq!(
+            m.reference.manifest_ref(),
+            r.manifest_ref(),
+            "mirrors keep tag and digest"
+        );
         Reference::parse(&m.reference.to_string()).expect("a mirrored reference is valid");
     }
     let _ = Reference::parse_with_default(s, "registry.example.com:5000");
@@ -64,36 +85,64 @@ pub fn www_authenticate(data: &[u8]) {
     }
     let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     let wait = parse_retry_after(Some(&s), now);
-    assert!(wait >= Duration::from_secs(1) && wait <= MAX_RETRY_AFTER, "{s:?} -> {wait:?}");
+    assert!(
+        wait >= Duration::from_secs(1) && wait <= MAX_RETRY_AFTER,
+        "{s:?} -> {wait:?}"
+    );
 }
 
 /// Parsing never reveals a password in Debug output; matching never panics;
 /// a glob without special characters matches only itself.
 pub fn docker_config(data: &[u8]) {
     let (pattern, subject) = data.split_at(data.len() / 2);
-    let special = pattern.iter().any(|b| matches!(b, b'*' | b'?' | b'[' | b'\\'));
+    let special = pattern
+        .iter()
+        .any(|b| matches!(b, b'*' | b'?' | b'[' | b'\\'));
     let matched = glob_match(pattern, subject);
     if !special {
         assert_eq!(matched, pattern == subject);
     }
     for format in [ConfigFormat::DockerConfigJson, ConfigFormat::DockerCfg] {
-        let Ok(parsed) = parse_docker_config("fuzz", data, format) else { continue };
+        let Ok(parsed) = parse_docker_config("fuzz", data, format) else {
+            continue;
+        };
         for c in &parsed.credentials {
+            // What is shown of a credential does not depend on its password.
+            let other = crate::credentials::Credential::new(
+                c.source.clone(),
+                c.key.clone(),
+                c.username.clone(),
+                "a different password",
+            );
+            assert_eq!(
+                format!("{c:?}"),
+                format!("{other:?}"),
+                "Debug shows the password"
+            );
+            assert_eq!(
+                c.describe(),
+                other.describe(),
+                "describe shows the password"
+            );
             let header = c.basic_authorization();
-            let decoded = base64::engine::general_purpose::STANDARD.decode(header.trim_start_matches("Basic ")).expect("we encoded it");
-            let decoded = String::from_utf8_lossy(&decoded).into_owned();
-            let password = decoded.split_once(':').map(|(_, p)| p).unwrap_or("");
-            if password.len() >= 6 && !c.key.contains(password) && !c.username.contains(password) {
-                assert!(!format!("{c:?}").contains(password), "Debug shows a password");
-                assert!(!c.describe().contains(password), "describe shows a password");
-            }
+            base64::engine::general_purpose::STANDARD
+                .decode(header.trim_start_matches("Basic "))
+                .expect("valid base64");
         }
         let keyring = Keyring::new(parsed.credentials.into_iter().map(Arc::new));
-        for image in ["nginx", "quay.io/a/b", "localhost:5000/x", "r.example.com/team/app:1"] {
+        for image in [
+            "nginx",
+            "quay.io/a/b",
+            "localhost:5000/x",
+            "r.example.com/team/app:1",
+        ] {
             let r = Reference::parse(image).expect("valid");
             let found = keyring.lookup(&r);
             for (i, a) in found.iter().enumerate() {
-                assert!(!found[i + 1..].iter().any(|b| b.same_secret(a)), "an identity is tried once");
+                assert!(
+                    !found[i + 1..].iter().any(|b| b.same_secret(a)),
+                    "an identity is tried once"
+                );
             }
         }
     }
@@ -102,21 +151,25 @@ pub fn docker_config(data: &[u8]) {
 /// Kubeconfig text never panics the loader.
 pub fn kubeconfig(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    let _ = crate::kube::config::from_text(&text, Path::new("/nonexistent/kiae-fuzz/kubeconfig"), None);
+    let _ =
+        crate::kube::config::from_text(&text, Path::new("/nonexistent/kiae-fuzz/kubeconfig"), None);
     let _ = crate::kube::config::parse_yaml_documents(&text);
 }
 
 /// Watch lines decode or fail cleanly, and so do the objects in them.
 pub fn watch_event(data: &[u8]) {
     for line in data.split(|b| *b == b'\n') {
-        match decode_event(line) {
-            Ok(Some(WatchEvent::Upsert(raw) | WatchEvent::Deleted(raw))) => {
-                let _ = meta(raw);
-                for r in [Resource::Workload(Kind::Deployment), Resource::Workload(Kind::CronJob), Resource::DockerConfigJsonSecrets, Resource::ServiceAccounts, Resource::Namespaces] {
-                    let _ = r.decode(raw);
-                }
+        if let Ok(Some(WatchEvent::Upsert(raw) | WatchEvent::Deleted(raw))) = decode_event(line) {
+            let _ = meta(raw);
+            for r in [
+                Resource::Workload(Kind::Deployment),
+                Resource::Workload(Kind::CronJob),
+                Resource::DockerConfigJsonSecrets,
+                Resource::ServiceAccounts,
+                Resource::Namespaces,
+            ] {
+                let _ = r.decode(raw);
             }
-            Ok(_) | Err(_) => {}
         }
     }
 }

@@ -15,7 +15,11 @@ fn every_corpus_file_passes_its_properties() {
             let path = entry.unwrap().path();
             let data = std::fs::read(&path).unwrap();
             let result = std::panic::catch_unwind(|| run(target, &data));
-            assert!(result.is_ok(), "{target}: {} violates a property", path.display());
+            assert!(
+                result.is_ok(),
+                "{target}: {} violates a property",
+                path.display()
+            );
             n += 1;
         }
         assert!(n > 0, "{target} has no corpus");

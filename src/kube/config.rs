@@ -278,11 +278,18 @@ fn load_merged(paths: &[PathBuf], context: Option<&str>) -> Result<ClusterConfig
 
 /// Parses kubeconfig text as if it were the file `path` (relative paths in
 /// it resolve against that file's directory) and resolves its context.
-pub fn from_text(text: &str, path: &Path, context: Option<&str>) -> Result<ClusterConfig, KubeConfigError> {
+pub fn from_text(
+    text: &str,
+    path: &Path,
+    context: Option<&str>,
+) -> Result<ClusterConfig, KubeConfigError> {
     resolve_context(vec![(parse_text(text, path)?, path.to_path_buf())], context)
 }
 
-fn resolve_context(loaded: Vec<(Kubeconfig, PathBuf)>, context: Option<&str>) -> Result<ClusterConfig, KubeConfigError> {
+fn resolve_context(
+    loaded: Vec<(Kubeconfig, PathBuf)>,
+    context: Option<&str>,
+) -> Result<ClusterConfig, KubeConfigError> {
     let paths: Vec<PathBuf> = loaded.iter().map(|(_, p)| p.clone()).collect();
     let mut clusters: HashMap<String, Located<Cluster>> = HashMap::new();
     let mut contexts: HashMap<String, Located<Context>> = HashMap::new();

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use super::challenge::{self, Challenge};
 use super::outcome::{parse_retry_after, CheckResult, Status};
 use super::reference::Reference;
-use super::token::{parse_token_response, TokenCache, TokenKey};
+use super::token::{parse_token_response, Token, TokenCache, TokenKey};
 use super::transport::{
     host_of, is_internal_ip, Method, Response, Scheme, Transport, TransportConfig, TransportError,
     Url,
@@ -245,10 +245,11 @@ impl Checker {
     fn attempt(&self, ctx: &mut Ctx, r: &Reference, cred: Option<&Credential>) -> Attempt {
         let host = r.api_host();
         let mut learnt = false;
-        let mut refreshed = false;
+        // A cached token the registry refused: replaced once, never reused.
+        let mut stale: Option<String> = None;
         loop {
             let hint = self.hint(host);
-            let mut token_key = None;
+            let mut cached_token = None;
             let auth = match &hint {
                 AuthHint::Open => None,
                 AuthHint::Basic => match cred {
@@ -261,10 +262,19 @@ impl Checker {
                 },
                 AuthHint::Bearer { realm, service } => {
                     let scheme = self.learnt_scheme(host).unwrap_or(Scheme::Https);
-                    match self.token(ctx, realm, service.as_deref(), r, scheme, cred, refreshed) {
-                        Ok((token, key, cached)) => {
-                            token_key = cached.then_some(key);
-                            Some(format!("Bearer {token}"))
+                    match self.token(
+                        ctx,
+                        realm,
+                        service.as_deref(),
+                        r,
+                        scheme,
+                        cred,
+                        stale.as_deref(),
+                    ) {
+                        Ok((token, _, cached)) => {
+                            let header = format!("Bearer {token}");
+                            cached_token = cached.then_some(token);
+                            Some(header)
                         }
                         Err(a) => return a,
                     }
@@ -309,10 +319,9 @@ impl Checker {
                     learnt = true;
                     continue;
                 }
-                if let (Some(key), false) = (&token_key, refreshed) {
+                if let (Some(token), None) = (cached_token, &stale) {
                     // A cached token the registry no longer accepts: fetch one fresh token, once.
-                    self.tokens.remove(key);
-                    refreshed = true;
+                    stale = Some(token);
                     continue;
                 }
                 return Attempt::Unauthorized(describe_401(&challenges));
@@ -469,22 +478,34 @@ impl Checker {
         r: &Reference,
         registry_scheme: Scheme,
         cred: Option<&Credential>,
-        force: bool,
+        stale: Option<&str>,
     ) -> Result<(String, TokenKey, bool), Attempt> {
         let scope = format!("repository:{}:pull", r.repository);
         let key = self.tokens.key(&realm.to_string(), service, &scope, cred);
-        if !force {
-            if let Some(t) = self.tokens.get(&key) {
-                return Ok((t, key, true));
-            }
-        }
+        let fetched = self.tokens.get_or_fetch(&key, stale, || {
+            self.fetch_token(ctx, realm, service, &scope, r, registry_scheme, cred)
+        });
+        fetched.map(|(token, cached)| (token, key, cached))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fetch_token(
+        &self,
+        ctx: &mut Ctx,
+        realm: &Url,
+        service: Option<&str>,
+        scope: &str,
+        r: &Reference,
+        registry_scheme: Scheme,
+        cred: Option<&Credential>,
+    ) -> Result<Token, Attempt> {
         check_realm(realm, registry_scheme, r.api_host())
             .map_err(|why| final_(Status::UnknownError, why))?;
         let mut params: Vec<(&str, &str)> = Vec::new();
         if let Some(s) = service {
             params.push(("service", s));
         }
-        params.push(("scope", &scope));
+        params.push(("scope", scope));
         if let Some(c) = cred {
             params.push(("account", &c.username));
         }
@@ -507,16 +528,12 @@ impl Checker {
             })?;
         let server = &realm.authority;
         match resp.status {
-            200 => {
-                let t = parse_token_response(&resp.body, SystemTime::now()).map_err(|why| {
-                    final_(
-                        Status::UnknownError,
-                        format!("token server {server}: {why}"),
-                    )
-                })?;
-                self.tokens.put(key.clone(), t.token.clone(), t.lifetime);
-                Ok((t.token, key, false))
-            }
+            200 => parse_token_response(&resp.body, SystemTime::now()).map_err(|why| {
+                final_(
+                    Status::UnknownError,
+                    format!("token server {server}: {why}"),
+                )
+            }),
             401 => Err(Attempt::Unauthorized(format!(
                 "token server {server} rejected the credentials (HTTP 401)"
             ))),

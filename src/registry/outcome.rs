@@ -105,7 +105,10 @@ pub fn parse_retry_after(value: Option<&str>, now: SystemTime) -> Duration {
     let wait = if value.bytes().all(|b| b.is_ascii_digit()) {
         match value.parse::<u64>() {
             // Anything past 2001-09-09 as seconds is a timestamp, not a delay.
-            Ok(n) if n >= 1_000_000_000 => until(UNIX_EPOCH + Duration::from_secs(n)),
+            Ok(n) if n >= 1_000_000_000 => UNIX_EPOCH
+                .checked_add(Duration::from_secs(n))
+                .map(until)
+                .unwrap_or(MAX_RETRY_AFTER),
             Ok(n) => Duration::from_secs(n),
             Err(_) => MAX_RETRY_AFTER,
         }
@@ -134,6 +137,8 @@ mod tests {
         assert_eq!(s(Some("-5")), 60);
         assert_eq!(s(Some("99999999")), 900);
         assert_eq!(s(Some("99999999999999999999999")), 900);
+        // Found by fuzzing: a timestamp beyond what SystemTime can hold.
+        assert_eq!(s(Some("12919599919599192516")), 900);
         // A Unix timestamp 30 s ahead, and one in the past.
         assert_eq!(s(Some("1800000030")), 30);
         assert_eq!(s(Some("1700000000")), 1);

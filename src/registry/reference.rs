@@ -381,7 +381,10 @@ impl Mirrors {
             }
             let target = format!("{mirror}{rest}");
             let (registry, repository) = target.split_once('/').unwrap_or((&target, ""));
-            if repository.is_empty() {
+            // A rewrite that makes the name invalid (too long) cannot be
+            // pulled from the mirror; containerd then falls back to the
+            // original registry, and so do we.
+            if repository.is_empty() || target.len() > NAME_MAX {
                 continue;
             }
             return Mirrored {
@@ -569,6 +572,11 @@ mod tests {
         let b = apply("quay.io/teammate/x");
         assert_eq!(b.reference.to_string(), "quay.io/teammate/x:latest");
         assert_eq!(b.mirror, None);
+        // Found by fuzzing: a rewrite past the 255-character limit is not used.
+        let long = format!("quay.io/team/{}", "a".repeat(230));
+        let m2 = Mirrors::parse(&["quay.io=mirror.example.com/a/very/long/prefix".into()]).unwrap();
+        let r = Reference::parse(&long).unwrap();
+        assert_eq!(m2.apply(&r).mirror, None);
         assert!(Mirrors::parse(&["nomirror".into()]).is_err());
         assert!(Mirrors::parse(&["docker.io=".into()]).is_err());
         assert!(Mirrors::parse(&["Bad Host=x.io".into()]).is_err());

@@ -23,12 +23,24 @@ const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
 /// Prune expired tokens once the cache grows past this.
 const PRUNE_AT: usize = 4096;
 
-/// Thread-safe token cache shared by all workers.
+/// A cache entry: a token, or a fetch in progress that others wait for.
+#[derive(Debug)]
+enum Slot {
+    Ready(String, Instant),
+    Fetching,
+}
+
+/// Thread-safe token cache shared by all workers. Concurrent checks of one
+/// repository wait for a single token fetch instead of each fetching one.
 #[derive(Debug, Default)]
 pub struct TokenCache {
-    tokens: Mutex<HashMap<TokenKey, (String, Instant)>>,
+    tokens: Mutex<HashMap<TokenKey, Slot>>,
+    fetched: std::sync::Condvar,
     hasher: RandomState,
 }
+
+/// Longest wait for another thread's token fetch (it has its own timeouts).
+const FETCH_WAIT: Duration = Duration::from_secs(60);
 
 impl TokenCache {
     /// Builds the cache key for a request.
@@ -54,31 +66,67 @@ impl TokenCache {
     /// A token that is still valid.
     pub fn get(&self, key: &TokenKey) -> Option<String> {
         let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-        tokens
-            .get(key)
-            .filter(|(_, until)| Instant::now() < *until)
-            .map(|(t, _)| t.clone())
-    }
-
-    /// Stores a token until shortly before it expires.
-    pub fn put(&self, key: TokenKey, token: String, lifetime: Duration) {
-        // Leave a margin for clock skew and request time: a tenth, at most 30 s.
-        let margin = (lifetime / 10).min(Duration::from_secs(30));
-        let until = Instant::now() + lifetime.saturating_sub(margin);
-        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-        if tokens.len() >= PRUNE_AT {
-            let now = Instant::now();
-            tokens.retain(|_, (_, u)| now < *u);
+        match tokens.get(key) {
+            Some(Slot::Ready(t, until)) if Instant::now() < *until => Some(t.clone()),
+            _ => None,
         }
-        tokens.insert(key, (token, until));
     }
 
-    /// Forgets a token the registry refused.
-    pub fn remove(&self, key: &TokenKey) {
-        self.tokens
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
+    /// A valid cached token other than `stale`, or the result of `fetch`,
+    /// run by one caller while concurrent callers for the same key wait.
+    /// Returns the token and whether it came from the cache.
+    pub fn get_or_fetch<E>(
+        &self,
+        key: &TokenKey,
+        stale: Option<&str>,
+        fetch: impl FnOnce() -> Result<Token, E>,
+    ) -> Result<(String, bool), E> {
+        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        let deadline = Instant::now() + FETCH_WAIT;
+        loop {
+            match tokens.get(key) {
+                Some(Slot::Ready(t, until))
+                    if Instant::now() < *until && Some(t.as_str()) != stale =>
+                {
+                    return Ok((t.clone(), true))
+                }
+                Some(Slot::Fetching) if Instant::now() < deadline => {
+                    tokens = self
+                        .fetched
+                        .wait_timeout(tokens, deadline - Instant::now())
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+                _ => break,
+            }
+        }
+        tokens.insert(key.clone(), Slot::Fetching);
+        drop(tokens);
+        let result = fetch();
+        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        let out = match result {
+            Ok(t) => {
+                if tokens.len() >= PRUNE_AT {
+                    let now = Instant::now();
+                    tokens.retain(|_, s| match s {
+                        Slot::Fetching => true,
+                        Slot::Ready(_, until) => now < *until,
+                    });
+                }
+                // Leave a margin for clock skew and request time: a tenth, at most 30 s.
+                let margin = (t.lifetime / 10).min(Duration::from_secs(30));
+                let until = Instant::now() + t.lifetime.saturating_sub(margin);
+                tokens.insert(key.clone(), Slot::Ready(t.token.clone(), until));
+                Ok((t.token, false))
+            }
+            Err(e) => {
+                tokens.remove(key);
+                Err(e)
+            }
+        };
+        drop(tokens);
+        self.fetched.notify_all();
+        out
     }
 
     /// Number of cached tokens (for tests and metrics).
@@ -203,16 +251,65 @@ mod tests {
                 Some(&alice.clone())
             )
         );
-        cache.put(ka.clone(), "ta".into(), Duration::from_secs(60));
+        let tok = |t: &str, secs| {
+            Ok::<_, ()>(Token {
+                token: t.into(),
+                lifetime: Duration::from_secs(secs),
+            })
+        };
+        assert_eq!(
+            cache.get_or_fetch(&ka, None, || tok("ta", 60)),
+            Ok(("ta".to_string(), false))
+        );
         assert_eq!(cache.get(&ka).as_deref(), Some("ta"));
+        assert_eq!(
+            cache.get_or_fetch(&ka, None, || tok("other", 60)),
+            Ok(("ta".to_string(), true))
+        );
         assert_eq!(cache.get(&kb), None);
-        cache.put(kb.clone(), "tb".into(), Duration::ZERO);
+        cache.get_or_fetch(&kb, None, || tok("tb", 0)).unwrap();
         assert_eq!(
             cache.get(&kb),
             None,
             "a token with no lifetime left is not reused"
         );
-        cache.remove(&ka);
-        assert_eq!(cache.get(&ka), None);
+        // A token the registry refused is replaced.
+        assert_eq!(
+            cache.get_or_fetch(&ka, Some("ta"), || tok("ta2", 60)),
+            Ok(("ta2".to_string(), false))
+        );
+        // A failed fetch leaves nothing behind.
+        assert_eq!(
+            cache.get_or_fetch(&anon, None, || Err::<Token, _>(())),
+            Err(())
+        );
+        assert_eq!(cache.get(&anon), None);
+    }
+
+    #[test]
+    fn concurrent_callers_share_one_fetch() {
+        let cache = std::sync::Arc::new(TokenCache::default());
+        let key = cache.key("https://a/t", None, "repository:x:pull", None);
+        let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (c, k, f) = (cache.clone(), key.clone(), fetches.clone());
+                std::thread::spawn(move || {
+                    c.get_or_fetch(&k, None, || {
+                        f.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(50));
+                        Ok::<_, ()>(Token {
+                            token: "t".into(),
+                            lifetime: Duration::from_secs(60),
+                        })
+                    })
+                    .unwrap()
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap().0, "t");
+        }
+        assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }
