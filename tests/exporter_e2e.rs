@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::time::{Duration, Instant};
 
 use support::apiserver::{FakeApiServer, ServerAuth};
@@ -309,19 +309,10 @@ fn health_readiness_metrics_and_sigterm() {
     ] {
         assert!(m.iter().any(|s| s.name == name), "{name} missing");
     }
-    // gzip when asked, the same content. A raw request: ureq would decode it for us.
-    let mut conn = std::net::TcpStream::connect(&e.addr).unwrap();
-    conn.write_all(
-        b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n",
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    conn.read_to_end(&mut raw).unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-    assert!(head.contains("content-encoding: gzip"), "{head}");
+    // gzip when asked, the same content.
+    let raw = e.get_gzip("/metrics");
     let mut text = String::new();
-    flate2::read::GzDecoder::new(&raw[split + 4..])
+    flate2::read::GzDecoder::new(&raw[..])
         .read_to_string(&mut text)
         .unwrap();
     assert!(status_in(&parse_metrics(&text), "a", "web", "app").is_some());

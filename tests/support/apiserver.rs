@@ -832,10 +832,11 @@ fn handle(
 /// The objects of `plural` as of version `rv`, sorted by (namespace, name).
 fn snapshot(st: &Store, plural: &str, rv: u64) -> Vec<(String, String, Arc<Value>)> {
     if rv >= st.rv {
+        let from = (plural.to_string(), String::new(), String::new());
         return st
             .objects
-            .iter()
-            .filter(|((p, _, _), _)| p == plural)
+            .range(from..)
+            .take_while(|((p, _, _), _)| p == plural)
             .map(|((_, ns, n), (_, o))| (ns.clone(), n.clone(), o.clone()))
             .collect();
     }

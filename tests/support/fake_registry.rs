@@ -3,7 +3,8 @@
 //! test states the answers; the server records what it was sent.
 
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+
+use super::http::{Request, Response, Server};
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
@@ -57,33 +58,21 @@ pub struct FakeRegistry {
     /// `127.0.0.1:PORT`.
     pub host: String,
     seen: Arc<Mutex<Vec<Seen>>>,
-    server: Arc<tiny_http::Server>,
-    thread: Option<JoinHandle<()>>,
+    _server: Server,
 }
 
 impl FakeRegistry {
     /// Starts a server answering each request with `script(request, index)`.
-    pub fn start(script: impl Fn(&Seen, usize) -> Reply + Send + 'static) -> FakeRegistry {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind"));
-        let host = format!(
-            "127.0.0.1:{}",
-            server.server_addr().to_ip().expect("ip").port()
-        );
+    pub fn start(script: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static) -> FakeRegistry {
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (s, log) = (server.clone(), seen.clone());
-        let thread = std::thread::spawn(move || {
-            for req in s.incoming_requests() {
-                let header = |n: &str| {
-                    req.headers()
-                        .iter()
-                        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(n))
-                        .map(|h| h.value.as_str().to_string())
-                };
+        let log = seen.clone();
+        let server = Server::start(
+            Arc::new(move |req: &Request| {
                 let this = Seen {
-                    method: req.method().as_str().to_string(),
-                    url: req.url().to_string(),
-                    authorization: header("Authorization"),
-                    accept: header("Accept"),
+                    method: req.method.clone(),
+                    url: req.url.clone(),
+                    authorization: req.header("authorization").map(str::to_string),
+                    accept: req.header("accept").map(str::to_string),
                 };
                 let n = {
                     let mut l = log.lock().unwrap();
@@ -91,35 +80,23 @@ impl FakeRegistry {
                     l.len() - 1
                 };
                 let reply = script(&this, n);
-                let mut resp =
-                    tiny_http::Response::from_string(reply.body).with_status_code(reply.status);
-                for (k, v) in reply.headers {
-                    resp.add_header(
-                        tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()).unwrap(),
-                    );
+                Response {
+                    status: reply.status,
+                    headers: reply.headers,
+                    body: reply.body,
                 }
-                let _ = req.respond(resp);
-            }
-        });
+            }),
+            Arc::new(|| {}),
+        );
         FakeRegistry {
-            host,
+            host: server.host.clone(),
             seen,
-            server,
-            thread: Some(thread),
+            _server: server,
         }
     }
 
     /// Everything received so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
-    }
-}
-
-impl Drop for FakeRegistry {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }

@@ -4,9 +4,11 @@
 #![allow(dead_code)]
 
 pub mod apiserver;
+pub mod bench_registry;
 pub mod cluster;
 pub mod exporter;
 pub mod fake_registry;
+pub mod http;
 pub mod objects;
 pub mod registry;
 pub mod tls;

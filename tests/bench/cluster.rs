@@ -1,0 +1,311 @@
+//! Cluster-scale benchmark: a synthetic cluster in the fake apiserver, a fast
+//! in-process registry with bearer tokens and latency, and the real exporter
+//! binary as a separate process. Prints a table of what it measured.
+//!
+//! Run: cargo bench --bench cluster            (defaults below)
+//!      cargo bench --bench cluster -- --help  (sizes are flags)
+//! It is not part of `cargo test`.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use argh::FromArgs;
+use support::apiserver::{FakeApiServer, ServerAuth};
+use support::bench_registry::BenchRegistry;
+use support::exporter::{parse_metrics, Exporter, Sample};
+use support::objects::*;
+use support::wait_until;
+
+/// Cluster-scale benchmark of the exporter.
+#[derive(FromArgs)]
+struct Opts {
+    /// workloads (mixed kinds). Defaults to 10000.
+    #[argh(option, default = "10000")]
+    workloads: usize,
+    /// namespaces. Defaults to 200.
+    #[argh(option, default = "200")]
+    namespaces: usize,
+    /// containers per workload. Defaults to 3.
+    #[argh(option, default = "3")]
+    containers: usize,
+    /// distinct images (10 tags per repository). Defaults to 5000.
+    #[argh(option, default = "5000")]
+    images: usize,
+    /// pull secrets. Defaults to 1000.
+    #[argh(option, default = "1000")]
+    pull_secrets: usize,
+    /// other secrets (Helm-release-like, 50-100 KiB). Defaults to 19000.
+    #[argh(option, default = "19000")]
+    helm_secrets: usize,
+    /// registry latency per request in ms. Defaults to 20.
+    #[argh(option, default = "20")]
+    latency_ms: u64,
+    /// token lifetime the registry grants, seconds. Defaults to 3600.
+    #[argh(option, default = "3600")]
+    token_lifetime: u64,
+    /// seconds of steady state to measure. Defaults to 60.
+    #[argh(option, default = "60")]
+    steady_seconds: u64,
+    /// workloads changed at once for the watch throughput figure. Defaults to 1000.
+    #[argh(option, default = "1000")]
+    changes: usize,
+    /// accepted for `cargo bench` compatibility.
+    #[argh(switch)]
+    bench: bool,
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let f: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let n = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (n(11) + n(12)) / 100.0
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn counter(samples: &[Sample], name: &str) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s.name == name)
+        .map(|s| s.value)
+        .sum()
+}
+
+fn image(registry: &str, i: usize) -> String {
+    format!("{registry}/bench/repo-{}:v{}", i / 10, i % 10)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let rest: Vec<&str> = args[1..].iter().map(String::as_str).collect();
+    let o = match Opts::from_args(&["cluster"], &rest) {
+        Ok(o) => o,
+        Err(e) => {
+            println!("{}", e.output);
+            std::process::exit(if e.status.is_ok() { 0 } else { 2 });
+        }
+    };
+    let _ = o.bench;
+    let reg = BenchRegistry::start(
+        Duration::from_millis(o.latency_ms),
+        "bench",
+        "bench-password",
+        o.token_lifetime,
+    );
+    let api = FakeApiServer::start(ServerAuth::Tokens(vec!["bench".into()]));
+    let kc = api.kubeconfig(&FakeApiServer::token_user("bench"));
+
+    let t = Instant::now();
+    let per_ns = o.pull_secrets.div_ceil(o.namespaces).max(1);
+    let ns = |i: usize| format!("ns-{:03}", i % o.namespaces);
+    for i in 0..o.pull_secrets {
+        // One robot account replicated into every namespace, as is common.
+        api.apply(
+            "secrets",
+            pull_secret(
+                &ns(i),
+                &format!("regcred-{}", i / o.namespaces),
+                &reg.host,
+                "bench",
+                "bench-password",
+            ),
+        );
+    }
+    for i in 0..o.helm_secrets {
+        let size = 50 * 1024 + (i * 7919) % (50 * 1024);
+        api.apply(
+            "secrets",
+            helm_secret(&ns(i), &format!("sh.helm.release.v1.app-{i}.v1"), size),
+        );
+    }
+    for n in 0..o.namespaces {
+        api.apply(
+            "serviceaccounts",
+            service_account(&ns(n), "default", &["regcred-0"]),
+        );
+    }
+    let mut containers = 0;
+    for w in 0..o.workloads {
+        let mut t = Template {
+            containers: vec![],
+            init_containers: vec![],
+            pull_secrets: vec![format!("regcred-{}", w % per_ns)],
+            service_account: None,
+        };
+        for c in 0..o.containers {
+            t.containers.push((
+                format!("c{c}"),
+                image(&reg.host, (w * o.containers + c) % o.images),
+            ));
+            containers += 1;
+        }
+        let (namespace, name) = (ns(w), format!("w-{w}"));
+        match w % 5 {
+            0 | 1 => api.apply("deployments", deployment(&namespace, &name, 2, &t)),
+            2 => api.apply("statefulsets", statefulset(&namespace, &name, 1, &t)),
+            3 => api.apply("daemonsets", daemonset(&namespace, &name, 3, &t)),
+            _ => api.apply("cronjobs", cronjob(&namespace, &name, false, &t)),
+        };
+    }
+    let generated = t.elapsed();
+    eprintln!("generated the cluster in {generated:.1?}");
+
+    let started = Instant::now();
+    let mut e = Exporter::start(
+        &kc,
+        &["--plain-http-registries", &reg.host, "--log-level", "warn"],
+    );
+    let pid = e.pid();
+    wait_until("initial sync", Duration::from_secs(600), || {
+        e.get("/readyz").0 == 200
+    });
+    let sync_time = started.elapsed();
+    let cpu_sync = cpu_seconds(pid);
+    let (m0, t0, _) = reg.counters.snapshot();
+    let _ = (m0, t0);
+
+    wait_until("every image checked", Duration::from_secs(600), || {
+        reg.counters.answered() >= o.images
+    });
+    let all_requested = started.elapsed();
+    // Every container has a series once its check's result is stored.
+    let mut scrapes = 0;
+    wait_until("every container reported", Duration::from_secs(120), || {
+        scrapes += 1;
+        let m = e.metrics();
+        m.iter()
+            .filter(|s| {
+                s.name == "k8s_image_availability_exporter_available"
+                    || s.name == "k8s_image_availability_exporter_absent"
+            })
+            .count()
+            >= containers
+    });
+    let all_results = started.elapsed();
+    let cpu_first = cpu_seconds(pid);
+    let (m1, t1, x1) = reg.counters.snapshot();
+    let samples = e.metrics();
+    let completed1 = counter(
+        &samples,
+        "k8s_image_availability_exporter_completed_rechecks_total",
+    );
+    let checks = counter(&samples, "k8s_image_availability_exporter_checks");
+    let peak_after_first = status_kib(pid, "VmHWM:");
+
+    // Steady state.
+    let cpu_s0 = cpu_seconds(pid);
+    std::thread::sleep(Duration::from_secs(o.steady_seconds));
+    let cpu_s1 = cpu_seconds(pid);
+    let samples = e.metrics();
+    let completed2 = counter(
+        &samples,
+        "k8s_image_availability_exporter_completed_rechecks_total",
+    );
+    let (m2, t2, _) = reg.counters.snapshot();
+    let steady_rss = status_kib(pid, "VmRSS:");
+
+    // /metrics cost for the full series set.
+    let mut plain = Vec::new();
+    let mut gzip = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let (_, body) = e.get("/metrics");
+        plain.push((t.elapsed(), body.len()));
+        let t = Instant::now();
+        let raw = e.get_gzip("/metrics");
+        gzip.push((t.elapsed(), raw.len()));
+    }
+    plain.sort();
+    gzip.sort();
+    let series = parse_metrics(&e.get("/metrics").1).len();
+
+    // Watch throughput: change many workloads at once to images never seen.
+    let before = reg.counters.answered();
+    let t = Instant::now();
+    for w in 0..o.changes.min(o.workloads) {
+        if w % 5 < 2 {
+            let mut tpl = Template::image(&format!("{}/bench/changed-{}:v{w}", reg.host, w / 10));
+            tpl.pull_secrets = vec![format!("regcred-{}", w % per_ns)];
+            api.apply(
+                "deployments",
+                deployment(&ns(w), &format!("w-{w}"), 2, &tpl),
+            );
+        }
+    }
+    let changed = (0..o.changes.min(o.workloads))
+        .filter(|w| w % 5 < 2)
+        .count();
+    let applied = t.elapsed();
+    wait_until(
+        "changed workloads checked",
+        Duration::from_secs(300),
+        || reg.counters.answered() >= before + changed,
+    );
+    let changes_checked = t.elapsed();
+    let peak = status_kib(pid, "VmHWM:");
+    let secrets_served = api.served("secrets");
+    let (code, stop_time) = e.terminate();
+
+    let first_checks = completed1.max(1.0);
+    let steady_checks = (completed2 - completed1).max(1.0);
+    println!("\n## Benchmark: {} workloads, {} containers, {} images, {} pull secrets + {} other secrets, {} ms registry latency\n", o.workloads, containers, o.images, o.pull_secrets, o.helm_secrets, o.latency_ms);
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!("| cluster generation in the fake apiserver (not the exporter) | {generated:.1?} |");
+    println!("| time to initial sync (/readyz 200) | {sync_time:.2?} |");
+    println!("| time until every image was requested | {all_requested:.2?} |");
+    println!("| time until every container has a result (/metrics) | {all_results:.2?} |");
+    println!("| distinct checks | {checks} |");
+    println!(
+        "| checks per second, first round | {:.0} |",
+        checks / (all_requested - sync_time).as_secs_f64().max(1e-3)
+    );
+    println!(
+        "| requests per check, first round: manifest / token / other | {:.3} / {:.3} / {:.4} |",
+        m1 as f64 / first_checks,
+        t1 as f64 / first_checks,
+        x1 as f64 / first_checks
+    );
+    println!(
+        "| requests per check, steady state ({} s, {} checks): manifest / token | {:.3} / {:.3} |",
+        o.steady_seconds,
+        steady_checks,
+        (m2 - m1) as f64 / steady_checks,
+        (t2 - t1) as f64 / steady_checks
+    );
+    println!(
+        "| peak RSS (VmHWM) after the first round / at the end | {} / {} |",
+        mib(peak_after_first),
+        mib(peak)
+    );
+    println!("| steady RSS | {} |", mib(steady_rss));
+    println!("| CPU seconds: initial sync / first round / steady per minute | {:.2} / {:.2} / {:.2} ({:.2}% of a core) |", cpu_sync, cpu_first - cpu_sync, (cpu_s1 - cpu_s0) * 60.0 / o.steady_seconds as f64, (cpu_s1 - cpu_s0) * 100.0 / o.steady_seconds as f64);
+    println!(
+        "| /metrics: {} samples, plain: median {:.0?}, {} bytes | gzip: median {:.0?}, {} bytes |",
+        series, plain[1].0, plain[1].1, gzip[1].0, gzip[1].1
+    );
+    println!("| {} workloads changed at once: applied in / all new images checked after | {:.2?} / {:.2?} ({:.0} changes/s end to end) |", changed, applied, changes_checked, changed as f64 / changes_checked.as_secs_f64());
+    println!(
+        "| Secrets objects sent by the apiserver (pull secrets only) | {secrets_served} of {} |",
+        o.pull_secrets + o.helm_secrets
+    );
+    println!("| SIGTERM to exit | {stop_time:.0?} (status {code:?}) |");
+    println!("| /metrics scrapes while waiting | {scrapes} |");
+}

@@ -1,0 +1,163 @@
+//! A fast in-process registry for throughput runs: bearer-token auth like
+//! Docker Hub's, a configurable latency on every answer, a thread per
+//! connection with keep-alive, and counters per endpoint. Tags starting with
+//! `missing` are absent. A TLS handshake is refused at once, as real plain
+//! http registries do (they answer 400), so clients fall back quickly.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+
+use super::http::{Request, Response, Server};
+
+/// Request counters.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// HEAD/GET of manifests (any answer).
+    pub manifest: AtomicU64,
+    /// Token requests.
+    pub token: AtomicU64,
+    /// Anything else: other paths, refused TLS handshakes.
+    pub other: AtomicU64,
+    /// Distinct manifest paths answered 200 or 404 (checked images).
+    pub answered: Mutex<HashSet<String>>,
+}
+
+impl Counters {
+    /// (manifest, token, other) now.
+    pub fn snapshot(&self) -> (u64, u64, u64) {
+        (
+            self.manifest.load(Ordering::SeqCst),
+            self.token.load(Ordering::SeqCst),
+            self.other.load(Ordering::SeqCst),
+        )
+    }
+
+    /// Distinct manifests answered so far.
+    pub fn answered(&self) -> usize {
+        self.answered.lock().unwrap().len()
+    }
+}
+
+/// The running registry.
+pub struct BenchRegistry {
+    /// `127.0.0.1:PORT`.
+    pub host: String,
+    /// Counters.
+    pub counters: Arc<Counters>,
+    _server: Server,
+}
+
+struct Config {
+    host: Mutex<String>,
+    basic: String,
+    latency: Duration,
+    expires_in: u64,
+    seq: AtomicU64,
+}
+
+impl BenchRegistry {
+    /// Starts serving; tokens need `user`:`password`.
+    pub fn start(latency: Duration, user: &str, password: &str, expires_in: u64) -> BenchRegistry {
+        let counters = Arc::new(Counters::default());
+        let cfg = Arc::new(Config {
+            host: Mutex::new(String::new()),
+            basic: format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            ),
+            latency,
+            expires_in,
+            seq: AtomicU64::new(0),
+        });
+        let (c, c2, cf) = (counters.clone(), counters.clone(), cfg.clone());
+        let server = Server::start(
+            Arc::new(move |req: &Request| {
+                let (status, headers, body) = answer(
+                    &req.method,
+                    &req.url,
+                    req.header("authorization").unwrap_or(""),
+                    &c,
+                    &cf,
+                );
+                Response {
+                    status,
+                    headers,
+                    body,
+                }
+            }),
+            Arc::new(move || {
+                c2.other.fetch_add(1, Ordering::SeqCst);
+            }),
+        );
+        *cfg.host.lock().unwrap() = server.host.clone();
+        BenchRegistry {
+            host: server.host.clone(),
+            counters,
+            _server: server,
+        }
+    }
+}
+
+fn answer(
+    method: &str,
+    url: &str,
+    auth: &str,
+    c: &Counters,
+    cfg: &Config,
+) -> (u16, Vec<(String, String)>, String) {
+    if url.starts_with("/token") {
+        c.token.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(cfg.latency);
+        if auth != cfg.basic {
+            return (401, vec![], "{}".into());
+        }
+        let n = cfg.seq.fetch_add(1, Ordering::SeqCst);
+        let body = format!(
+            r#"{{"token":"bench-token-{n}","expires_in":{}}}"#,
+            cfg.expires_in
+        );
+        return (
+            200,
+            vec![("Content-Type".into(), "application/json".into())],
+            body,
+        );
+    }
+    if let Some(rest) = url
+        .strip_prefix("/v2/")
+        .filter(|r| r.contains("/manifests/") && (method == "HEAD" || method == "GET"))
+    {
+        c.manifest.fetch_add(1, Ordering::SeqCst);
+        if !auth.starts_with("Bearer bench-token-") {
+            let challenge = format!(
+                r#"Bearer realm="http://{}/token",service="bench""#,
+                cfg.host.lock().unwrap()
+            );
+            return (
+                401,
+                vec![("WWW-Authenticate".into(), challenge)],
+                String::new(),
+            );
+        }
+        std::thread::sleep(cfg.latency);
+        c.answered.lock().unwrap().insert(rest.to_string());
+        let tag = rest.rsplit('/').next().unwrap_or("");
+        if tag.starts_with("missing") {
+            return (404, vec![], String::new());
+        }
+        let digest = format!(
+            "sha256:{:064x}",
+            rest.len() as u128 * 7919 + rest.bytes().map(|b| b as u128).sum::<u128>()
+        );
+        return (
+            200,
+            vec![("Docker-Content-Digest".into(), digest)],
+            String::new(),
+        );
+    }
+    c.other.fetch_add(1, Ordering::SeqCst);
+    (404, vec![], String::new())
+}
