@@ -158,8 +158,6 @@ fn once(config: &Config, client: Arc<ApiClient>, checker: &Checker) -> u8 {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    // Let the inventory thread apply what the loops delivered.
-    std::thread::sleep(Duration::from_millis(50));
     let specs: Vec<Arc<inventory::CheckSpec>> = w
         .inventory
         .read()

@@ -443,7 +443,8 @@ impl Scheduler {
                     let now = Instant::now();
                     queue.complete(d.spec.id, d.spec.registry(), &d.result, now);
                     self.observer.completed(&d.spec, &d.result, d.duration);
-                    log_result(&d.spec, &d.result);
+                    let previous = self.results.get(d.spec.id).map(|o| o.status);
+                    log_result(&d.spec, &d.result, previous);
                     // A rate-limited check keeps its last known verdict.
                     if d.result.status != Status::RateLimited && queue_has(&queue, d.spec.id) {
                         self.results.set(d.spec.id, Outcome { status: d.result.status, reason: d.result.reason, checked_at: SystemTime::now() });
@@ -470,15 +471,18 @@ fn queue_has(q: &Queue, id: CheckId) -> bool {
     q.states.contains_key(&id)
 }
 
-fn log_result(spec: &CheckSpec, r: &CheckResult) {
+/// Logs a verdict at info level when it changes, at debug level when it repeats.
+fn log_result(spec: &CheckSpec, r: &CheckResult, previous: Option<Status>) {
     let name = match &spec.target {
         Ok(m) => m.reference.to_string(),
         Err(_) => "invalid image".to_string(),
     };
+    let changed = previous != Some(r.status);
     match r.status {
-        Status::Available => log::debug!("{name}: available ({} requests)", r.requests),
         Status::RateLimited => log::warn!("{name}: {}", r.reason),
-        s => log::info!("{name}: {s}: {}", r.reason),
+        Status::Available if changed && previous.is_some() => log::info!("{name}: available again"),
+        s if changed && s != Status::Available => log::info!("{name}: {s}: {}", r.reason),
+        s => log::debug!("{name}: {s} ({} requests): {}", r.requests, r.reason),
     }
 }
 

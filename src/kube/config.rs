@@ -266,6 +266,23 @@ struct Located<T> {
     file: PathBuf,
 }
 
+/// Adds entries not defined by an earlier file.
+fn locate<T: Default>(
+    entries: Vec<Named<T>>,
+    dir: &Path,
+    file: &Path,
+    into: &mut HashMap<String, Located<T>>,
+) {
+    for n in entries {
+        let located = Located {
+            value: n.value.unwrap_or_default(),
+            dir: dir.to_path_buf(),
+            file: file.to_path_buf(),
+        };
+        into.entry(n.name).or_insert(located);
+    }
+}
+
 /// Loads and merges kubeconfig files: the first file to define a name wins,
 /// as does the first `current-context`.
 fn load_merged(paths: &[PathBuf], context: Option<&str>) -> Result<ClusterConfig, KubeConfigError> {
@@ -298,30 +315,9 @@ fn resolve_context(
     for (kc, path) in loaded {
         let path = &path;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        for n in kc.clusters {
-            let located = Located {
-                value: n.value.unwrap_or_default(),
-                dir: dir.clone(),
-                file: path.clone(),
-            };
-            clusters.entry(n.name).or_insert(located);
-        }
-        for n in kc.contexts {
-            let located = Located {
-                value: n.value.unwrap_or_default(),
-                dir: dir.clone(),
-                file: path.clone(),
-            };
-            contexts.entry(n.name).or_insert(located);
-        }
-        for n in kc.users {
-            let located = Located {
-                value: n.value.unwrap_or_default(),
-                dir: dir.clone(),
-                file: path.clone(),
-            };
-            users.entry(n.name).or_insert(located);
-        }
+        locate(kc.clusters, &dir, path, &mut clusters);
+        locate(kc.contexts, &dir, path, &mut contexts);
+        locate(kc.users, &dir, path, &mut users);
         if current.is_none() {
             current = kc.current_context.filter(|c| !c.is_empty());
         }

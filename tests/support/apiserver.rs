@@ -18,7 +18,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use super::tls::{self, ServerCert};
-use super::TempDir;
+use super::{percent_decode, TempDir};
 
 /// (API prefix, plural, kind, apiVersion, namespaced) of every served resource.
 const RESOURCES: &[(&str, &str, &str, &str, bool)] = &[
@@ -498,28 +498,10 @@ fn split_query(target: &str) -> (String, HashMap<String, String>) {
         .filter(|kv| !kv.is_empty())
         .map(|kv| {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (decode(k), decode(v))
+            (percent_decode(k), percent_decode(v))
         })
         .collect();
     (path.to_string(), query)
-}
-
-fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 3 <= b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 struct Out<'a> {

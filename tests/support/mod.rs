@@ -93,6 +93,35 @@ pub fn run(program: &str, args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
+/// Decodes a query-string value (`%XX` escapes, `+` as space).
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(h * 16 + l);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// SHA-256 digest in `sha256:hex` form.
 pub fn sha256(data: &[u8]) -> String {
     let d = ring::digest::digest(&ring::digest::SHA256, data);
