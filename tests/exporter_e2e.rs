@@ -278,9 +278,13 @@ fn health_readiness_metrics_and_sigterm() {
     );
     let mut e = Exporter::start(&kc, &args(&["--plain-http-registries", &reg.host]));
     assert_eq!(e.get("/healthz"), (200, "ok\n".to_string()));
+    println!("GET /healthz -> {:?}", e.get("/healthz"));
     // Secrets are forbidden: never ready, and the answer says what it waits for.
     e.wait_status("a", "web", "app", "available");
     let (status, body) = e.get("/readyz");
+    println!("GET /readyz -> {status} {body:?}");
+    let excerpt: Vec<String> = e.get("/metrics").1.lines().filter(|l| l.contains("namespace=\"a\"") || l.contains("completed_rechecks_total ") || l.contains("build_info{")).map(str::to_string).collect();
+    println!("/metrics excerpt:\n{}", excerpt.join("\n"));
     assert_eq!(status, 503);
     assert!(body.contains("secrets(dockerconfigjson)"), "{body}");
     let log = e.log();

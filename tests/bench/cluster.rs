@@ -178,6 +178,7 @@ fn main() {
     });
     let sync_time = started.elapsed();
     let cpu_sync = cpu_seconds(pid);
+    let rss_sync = status_kib(pid, "VmRSS:");
     let (m0, t0, _) = reg.counters.snapshot();
     let _ = (m0, t0);
 
@@ -295,6 +296,7 @@ fn main() {
         mib(peak_after_first),
         mib(peak)
     );
+    println!("| RSS right after the initial sync (before checks finish) | {} |", mib(rss_sync));
     println!("| steady RSS | {} |", mib(steady_rss));
     println!("| CPU seconds: initial sync / first round / steady per minute | {:.2} / {:.2} / {:.2} ({:.2}% of a core) |", cpu_sync, cpu_first - cpu_sync, (cpu_s1 - cpu_s0) * 60.0 / o.steady_seconds as f64, (cpu_s1 - cpu_s0) * 100.0 / o.steady_seconds as f64);
     println!(
