@@ -283,7 +283,17 @@ fn health_readiness_metrics_and_sigterm() {
     e.wait_status("a", "web", "app", "available");
     let (status, body) = e.get("/readyz");
     println!("GET /readyz -> {status} {body:?}");
-    let excerpt: Vec<String> = e.get("/metrics").1.lines().filter(|l| l.contains("namespace=\"a\"") || l.contains("completed_rechecks_total ") || l.contains("build_info{")).map(str::to_string).collect();
+    let excerpt: Vec<String> = e
+        .get("/metrics")
+        .1
+        .lines()
+        .filter(|l| {
+            l.contains("namespace=\"a\"")
+                || l.contains("completed_rechecks_total ")
+                || l.contains("build_info{")
+        })
+        .map(str::to_string)
+        .collect();
     println!("/metrics excerpt:\n{}", excerpt.join("\n"));
     assert_eq!(status, 503);
     assert!(body.contains("secrets(dockerconfigjson)"), "{body}");

@@ -674,22 +674,45 @@ fn exec_plugin_tokens_are_refreshed() {
 
 #[test]
 fn client_certificates_authenticate() {
+    use base64::Engine;
     let api = FakeApiServer::start(ServerAuth::ClientCerts(vec![]));
-    let (cert, key) = api.client_cert("exporter");
-    let kc = api.kubeconfig(&format!(
-        "    client-certificate: {cert}\n    client-key: {key}\n"
-    ));
     api.apply(
         "deployments",
         deployment("a", "one", 1, &Template::image("reg.io/one:1")),
     );
-    let streams = vec![Stream {
-        resource: Resource::Workload(Kind::Deployment),
-        namespace: None,
-        label_selector: None,
-    }];
-    let w = Watching::start(&kc, streams, fast_watch(), inv_config());
+    let streams = || {
+        vec![Stream {
+            resource: Resource::Workload(Kind::Deployment),
+            namespace: None,
+            label_selector: None,
+        }]
+    };
+    // An EC key in a file, by path.
+    let (cert, key) = api.client_cert("exporter", false);
+    let kc = api.kubeconfig(&format!(
+        "    client-certificate: {cert}\n    client-key: {key}\n"
+    ));
+    let w = Watching::start(&kc, streams(), fast_watch(), inv_config());
     w.wait_synced();
     assert_eq!(w.seen().len(), 1);
-    assert!(api.requests().iter().all(|r| r.user == "cert:exporter"));
+    // An RSA PKCS#1 key inline, as kind and kubeadm write kubeconfigs.
+    let (cert, key) = api.client_cert("kind-admin", true);
+    let b64 = |p: &str| base64::engine::general_purpose::STANDARD.encode(std::fs::read(p).unwrap());
+    assert!(std::fs::read_to_string(&key)
+        .unwrap()
+        .contains("BEGIN RSA PRIVATE KEY"));
+    let kc = api.kubeconfig(&format!(
+        "    client-certificate-data: {}\n    client-key-data: {}\n",
+        b64(&cert),
+        b64(&key)
+    ));
+    let w2 = Watching::start(&kc, streams(), fast_watch(), inv_config());
+    w2.wait_synced();
+    assert_eq!(w2.seen().len(), 1);
+    let users: std::collections::BTreeSet<String> =
+        api.requests().into_iter().map(|r| r.user).collect();
+    assert_eq!(
+        users,
+        ["cert:exporter".to_string(), "cert:kind-admin".to_string()].into()
+    );
 }

@@ -487,16 +487,34 @@ mod tests {
     #[test]
     fn decodes_items_of_real_apiserver_lists() {
         // Items of a list carry no kind/apiVersion (transcript 01).
-        let page: serde_json::Value = serde_json::from_str(include_str!("../../tests/data/list-page1.json")).unwrap();
+        let page: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/data/list-page1.json")).unwrap();
         for item in page["items"].as_array().unwrap() {
             assert!(item.get("kind").is_none());
-            let Object::Workload(w) = Resource::Workload(Kind::Deployment).decode(&item.to_string()).unwrap() else { panic!() };
+            let Object::Workload(w) = Resource::Workload(Kind::Deployment)
+                .decode(&item.to_string())
+                .unwrap()
+            else {
+                panic!()
+            };
             assert!(!w.containers.is_empty(), "{w:?}");
-            assert_eq!(w.key.namespace, item["metadata"]["namespace"].as_str().unwrap());
+            assert_eq!(
+                w.key.namespace,
+                item["metadata"]["namespace"].as_str().unwrap()
+            );
         }
-        let secrets: serde_json::Value = serde_json::from_str(include_str!("../../tests/data/secrets-by-type.json")).unwrap();
-        let Object::PullSecret(s) = Resource::DockerConfigJsonSecrets.decode(&secrets["items"][0].to_string()).unwrap() else { panic!() };
-        assert_eq!(s.credentials[0].describe(), "secret t1/pull (reg.example.com)");
+        let secrets: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/data/secrets-by-type.json")).unwrap();
+        let Object::PullSecret(s) = Resource::DockerConfigJsonSecrets
+            .decode(&secrets["items"][0].to_string())
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            s.credentials[0].describe(),
+            "secret t1/pull (reg.example.com)"
+        );
     }
 
     #[test]

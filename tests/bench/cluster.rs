@@ -296,7 +296,10 @@ fn main() {
         mib(peak_after_first),
         mib(peak)
     );
-    println!("| RSS right after the initial sync (before checks finish) | {} |", mib(rss_sync));
+    println!(
+        "| RSS right after the initial sync (before checks finish) | {} |",
+        mib(rss_sync)
+    );
     println!("| steady RSS | {} |", mib(steady_rss));
     println!("| CPU seconds: initial sync / first round / steady per minute | {:.2} / {:.2} / {:.2} ({:.2}% of a core) |", cpu_sync, cpu_first - cpu_sync, (cpu_s1 - cpu_s0) * 60.0 / o.steady_seconds as f64, (cpu_s1 - cpu_s0) * 100.0 / o.steady_seconds as f64);
     println!(

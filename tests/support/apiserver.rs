@@ -204,8 +204,8 @@ impl FakeApiServer {
     }
 
     /// Creates a client certificate for `cn`; returns (cert PEM path, key PEM path).
-    pub fn client_cert(&self, cn: &str) -> (String, String) {
-        tls::client_cert(&self.dir, &self.tls, cn)
+    pub fn client_cert(&self, cn: &str, rsa: bool) -> (String, String) {
+        tls::client_cert(&self.dir, &self.tls, cn, rsa)
     }
 
     /// Creates or replaces an object; returns its new resourceVersion.

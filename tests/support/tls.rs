@@ -80,7 +80,8 @@ pub fn server_cert(dir: &TempDir) -> ServerCert {
 }
 
 /// A client certificate for `cn` signed by the server's CA; returns (cert, key) PEM paths.
-pub fn client_cert(dir: &TempDir, ca: &ServerCert, cn: &str) -> (String, String) {
+/// With `rsa`, the key is a PKCS#1 `RSA PRIVATE KEY`, as kind and kubeadm write them.
+pub fn client_cert(dir: &TempDir, ca: &ServerCert, cn: &str, rsa: bool) -> (String, String) {
     let p = |n: &str| {
         dir.join(&format!("client-{cn}-{n}"))
             .to_string_lossy()
@@ -92,43 +93,44 @@ pub fn client_cert(dir: &TempDir, ca: &ServerCert, cn: &str) -> (String, String)
         "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
     )
     .unwrap();
-    run(
-        "openssl",
-        &[
-            "req",
+    let subject = format!("/CN={cn}");
+    if rsa {
+        run("openssl", &["genrsa", "-traditional", "-out", &key, "2048"]);
+        run(
+            "openssl",
+            &["req", "-new", "-key", &key, "-out", &csr, "-subj", &subject],
+        );
+    } else {
+        let ec = [
             "-newkey",
             "ec",
             "-pkeyopt",
             "ec_paramgen_curve:prime256v1",
             "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            &format!("/CN={cn}"),
-        ],
-    );
-    run(
-        "openssl",
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &ca.ca_pem,
-            "-CAkey",
-            &ca.ca_key,
-            "-CAcreateserial",
-            "-out",
-            &cert,
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-        ],
-    );
+        ];
+        let mut args = vec!["req"];
+        args.extend(ec);
+        args.extend(["-keyout", &key, "-out", &csr, "-subj", &subject]);
+        run("openssl", &args);
+    }
+    let x509 = [
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca.ca_pem,
+        "-CAkey",
+        &ca.ca_key,
+        "-CAcreateserial",
+        "-out",
+        &cert,
+        "-days",
+        "2",
+        "-extfile",
+        &ext,
+    ];
+    run("openssl", &x509);
     (cert, key)
 }
 
