@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, UNIX_EPOCH};
 
 use prometheus::{
@@ -114,23 +114,33 @@ impl Metrics {
         }
     }
 
-    /// Writes the whole exposition.
+    /// Writes the whole exposition. The inventory is locked only while the
+    /// series are collected, not while they are written to a slow client.
     pub fn render(
         &self,
-        inventory: &Inventory,
+        inventory: &RwLock<Inventory>,
         results: &Results,
         streams: &[(Stream, Arc<StreamState>)],
         out: &mut dyn Write,
     ) -> io::Result<()> {
-        render_containers(inventory, results, out)?;
-        render_last_checked(inventory, results, out)?;
+        let (rows, last_checked, checks) = {
+            let inv = inventory.read().unwrap_or_else(|e| e.into_inner());
+            (
+                container_rows(&inv, results),
+                last_checked_lines(&inv, results),
+                inv.summary_checks(),
+            )
+        };
+        write_containers(&rows, out)?;
+        drop(rows);
+        write_last_checked(&last_checked, out)?;
         self.watched.reset();
         for (s, st) in streams {
             self.watched
                 .with_label_values(&[s.resource.name()])
                 .add(st.objects.load(Ordering::Relaxed) as i64);
         }
-        self.checks.set(inventory.summary_checks() as i64);
+        self.checks.set(checks as i64);
         let mut buf = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut buf)
@@ -179,14 +189,9 @@ fn escape(out: &mut String, v: &str) {
     }
 }
 
-/// The seven gauges: per container of a reported workload whose check has a
-/// verdict, one series per class, 1 for the verdict and 0 for the others.
-fn render_containers(
-    inventory: &Inventory,
-    results: &Results,
-    out: &mut dyn Write,
-) -> io::Result<()> {
-    // Label sets are built once per container and reused for the seven families.
+/// Label sets of every container of a reported workload whose check has a
+/// verdict, sorted, with the verdict.
+fn container_rows(inventory: &Inventory, results: &Results) -> Vec<(String, Status)> {
     let mut rows: Vec<(String, Status)> = Vec::new();
     results.with(|table| {
         inventory.for_each_container(|w, i, id| {
@@ -210,12 +215,18 @@ fn render_containers(
         })
     });
     rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    rows
+}
+
+/// The seven gauges: per container one series per class, 1 for the verdict
+/// and 0 for the others. Label sets are built once and reused for the seven.
+fn write_containers(rows: &[(String, Status)], out: &mut dyn Write) -> io::Result<()> {
     let mut buf = io::BufWriter::with_capacity(64 << 10, out);
     for status in Status::GAUGES {
         let name = status.as_str();
         writeln!(buf, "# HELP {PREFIX}_{name} Whether the container's image check concluded {name} (1) or not (0).")?;
         writeln!(buf, "# TYPE {PREFIX}_{name} gauge")?;
-        for (labels, s) in &rows {
+        for (labels, s) in rows {
             let v = if *s == status { '1' } else { '0' };
             writeln!(buf, "{PREFIX}_{name}{labels} {v}")?;
         }
@@ -224,22 +235,14 @@ fn render_containers(
 }
 
 /// When each check last finished, by reference and credentials.
-fn render_last_checked(
-    inventory: &Inventory,
-    results: &Results,
-    out: &mut dyn Write,
-) -> io::Result<()> {
-    let name = format!("{PREFIX}_last_check_timestamp_seconds");
-    let mut s = String::new();
-    writeln!(s, "# HELP {name} When the check of an image with a set of credentials last finished (Unix seconds).").ok();
-    writeln!(s, "# TYPE {name} gauge").ok();
+fn last_checked_lines(inventory: &Inventory, results: &Results) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
     results.with(|table| {
         for spec in inventory.checks() {
             let (Some(o), Ok(m)) = (table.get(&spec.id), &spec.target) else {
                 continue;
             };
-            let mut l = format!("{name}{{reference=\"");
+            let mut l = format!("{PREFIX}_last_check_timestamp_seconds{{reference=\"");
             escape(&mut l, &m.reference.to_string());
             l.push_str("\",credentials=\"");
             let creds = if spec.credentials.is_empty() {
@@ -262,9 +265,20 @@ fn render_last_checked(
         }
     });
     lines.sort_unstable();
-    lines.dedup_by(|a, b| a.split(' ').next() == b.split(' ').next());
+    // Two checks can share a label set (same reference, credentials with the
+    // same names in different order of discovery): keep one series. The
+    // value follows the last space; label values may contain spaces.
+    lines.dedup_by(|a, b| a.rsplit_once(' ').map(|x| x.0) == b.rsplit_once(' ').map(|x| x.0));
+    lines
+}
+
+fn write_last_checked(lines: &[String], out: &mut dyn Write) -> io::Result<()> {
+    let name = format!("{PREFIX}_last_check_timestamp_seconds");
+    let mut s = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum::<usize>() + 200);
+    writeln!(s, "# HELP {name} When the check of an image with a set of credentials last finished (Unix seconds).").ok();
+    writeln!(s, "# TYPE {name} gauge").ok();
     for l in lines {
-        s.push_str(&l);
+        s.push_str(l);
         s.push('\n');
     }
     out.write_all(s.as_bytes())

@@ -109,22 +109,20 @@ const INDEX: &str = "<html><head><title>k8s-image-availability-exporter</title><
 
 fn metrics(state: &State, gzip: bool) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
     let started = Instant::now();
-    let inventory = state.inventory.read().unwrap_or_else(|e| e.into_inner());
     let (body, encoding) = if gzip {
         let mut enc =
             flate2::write::GzEncoder::new(Vec::with_capacity(1 << 20), flate2::Compression::fast());
         let r = state
             .metrics
-            .render(&inventory, &state.results, &state.streams, &mut enc);
+            .render(&state.inventory, &state.results, &state.streams, &mut enc);
         (r.and_then(|_| enc.finish()), Some("gzip"))
     } else {
         let mut buf = Vec::with_capacity(1 << 20);
         let r = state
             .metrics
-            .render(&inventory, &state.results, &state.streams, &mut buf);
+            .render(&state.inventory, &state.results, &state.streams, &mut buf);
         (r.map(|_| buf), None)
     };
-    drop(inventory);
     match body {
         Ok(body) => {
             log::debug!(

@@ -149,6 +149,23 @@ fn private_image_pullable_only_where_the_secret_is() {
     e.wait_status("team-b", "app", "app", "authentication_failure");
     let (_, body) = e.get("/metrics");
     assert!(!body.contains("puller-pw"));
+    // One check per credential set: team-a's secret, and anonymous for team-b.
+    let mut creds: Vec<String> = parse_metrics(&body)
+        .into_iter()
+        .filter(|s| {
+            s.name == "k8s_image_availability_exporter_last_check_timestamp_seconds"
+                && s.labels["reference"] == image
+        })
+        .map(|s| s.labels["credentials"].clone())
+        .collect();
+    creds.sort();
+    assert_eq!(
+        creds,
+        [
+            "anonymous".to_string(),
+            format!("secret team-a/regcred ({})", reg.host)
+        ]
+    );
     assert!(
         !e.log().contains("puller-pw"),
         "secrets never reach the log"
