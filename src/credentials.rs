@@ -276,26 +276,68 @@ fn split_host_port(authority: &str) -> (&str, &str) {
 
 /// Go's `filepath.Match` for one host label: `*`, `?`, `[...]` classes with
 /// ranges and `^` negation, `\` escapes. A malformed pattern matches nothing.
+///
+/// Iterative with backtracking to the last `*` only, so it is linear in
+/// practice and O(len(p) * len(s)) at worst: a hostile registry key in a
+/// Secret must not cost exponential time (the fuzzer found one that did).
 pub fn glob_match(p: &[u8], s: &[u8]) -> bool {
-    match p.first() {
-        None => s.is_empty(),
-        Some(b'*') => (0..=s.len()).any(|i| glob_match(&p[1..], &s[i..])),
-        Some(b'?') => !s.is_empty() && glob_match(&p[1..], &s[1..]),
-        Some(b'[') => {
-            let Some((&c, rest_s)) = s.split_first() else {
-                return false;
-            };
-            match class_match(&p[1..], c) {
-                Some((true, after)) => glob_match(after, rest_s),
-                _ => false,
-            }
-        }
-        Some(b'\\') => match (p.get(1), s.first()) {
-            (Some(a), Some(b)) if a == b => glob_match(&p[2..], &s[1..]),
-            _ => false,
-        },
-        Some(&c) => s.first() == Some(&c) && glob_match(&p[1..], &s[1..]),
+    if !glob_valid(p) {
+        return false;
     }
+    let (mut pi, mut si) = (0, 0);
+    // Where to resume after the last star: (pattern after it, subject position).
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        let step = match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi + 1, si));
+                pi += 1;
+                continue;
+            }
+            Some(b'?') => Some(pi + 1),
+            Some(b'[') => match class_match(&p[pi + 1..], s[si]) {
+                Some((true, after)) => Some(p.len() - after.len()),
+                _ => None,
+            },
+            Some(b'\\') => (p.get(pi + 1) == Some(&s[si])).then_some(pi + 2),
+            Some(&c) => (c == s[si]).then_some(pi + 1),
+            None => None,
+        };
+        match (step, star) {
+            (Some(next), _) => {
+                pi = next;
+                si += 1;
+            }
+            (None, Some((after, from))) => {
+                pi = after;
+                si = from + 1;
+                star = Some((after, from + 1));
+            }
+            (None, None) => return false,
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+/// Whether every class is closed and no escape dangles.
+fn glob_valid(p: &[u8]) -> bool {
+    let mut i = 0;
+    while i < p.len() {
+        match p[i] {
+            b'\\' => {
+                if i + 1 >= p.len() {
+                    return false;
+                }
+                i += 2;
+            }
+            b'[' => match class_match(&p[i + 1..], 0) {
+                Some((_, after)) => i = p.len() - after.len(),
+                None => return false,
+            },
+            _ => i += 1,
+        }
+    }
+    true
 }
 
 /// Matches `c` against a class body (after `[`); returns whether it matched
@@ -546,6 +588,16 @@ mod tests {
     }
 
     #[test]
+    fn glob_is_not_exponential() {
+        // Found by fuzzing: the recursive version took minutes on this.
+        let p = "*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b".as_bytes();
+        let s = "a".repeat(200);
+        let t = std::time::Instant::now();
+        assert!(!glob_match(p, s.as_bytes()));
+        assert!(t.elapsed() < std::time::Duration::from_millis(100));
+    }
+
+    #[test]
     fn globs() {
         for (p, s, want) in [
             ("*", "abc", true),
@@ -558,6 +610,13 @@ mod tests {
             ("[", "a", false),
             ("[a-", "a", false),
             ("[]", "a", false),
+            ("a\\", "a", false),
+            ("*.example.com", "registry.example.com", true),
+            ("a*b*c", "aXbYc", true),
+            ("a*b*c", "aXbY", false),
+            ("*", "", true),
+            ("**", "x", true),
+            ("?", "", false),
         ] {
             assert_eq!(glob_match(p.as_bytes(), s.as_bytes()), want, "{p} {s}");
         }
