@@ -384,8 +384,15 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     Some(total)
 }
 
+/// Longest duration a flag accepts; longer values are surely mistakes and
+/// would overflow deadlines.
+const MAX_FLAG_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
 fn duration_flag(name: &str, value: &str) -> Result<Duration, ConfigError> {
     match parse_duration(value) {
+        Some(d) if d > MAX_FLAG_DURATION => {
+            Err(ConfigError(format!("--{name} {value:?}: at most a year")))
+        }
         Some(d) if !d.is_zero() => Ok(d),
         _ => Err(ConfigError(format!(
             "--{name} {value:?}: expected a duration such as 500ms, 15s or 10m"
@@ -719,6 +726,10 @@ mod tests {
             ),
             (&["--namespace", "Bad_NS"][..], "--namespace"),
             (&["--watch-timeout", "0s"][..], "--watch-timeout"),
+            (
+                &["--request-timeout", "99999999999h"][..],
+                "--request-timeout",
+            ),
             (
                 &["--check-period", "10s", "--check-interval", "20s"][..],
                 "--check-period",

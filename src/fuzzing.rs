@@ -73,7 +73,8 @@ pub fn reference(data: &[u8]) {
     let _ = Reference::parse_with_default(s, "registry.example.com:5000");
 }
 
-/// Challenges have lower-case schemes and parameter names; Retry-After stays bounded.
+/// Registry answers: challenges have lower-case schemes and parameter
+/// names; Retry-After and token lifetimes stay bounded.
 pub fn www_authenticate(data: &[u8]) {
     let s = String::from_utf8_lossy(data);
     for c in challenge::parse(&s) {
@@ -84,6 +85,13 @@ pub fn www_authenticate(data: &[u8]) {
         }
     }
     let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    if let Ok(t) = crate::registry::token::parse_token_response(data, now) {
+        assert!(!t.token.is_empty());
+        assert!(
+            t.lifetime <= Duration::from_secs(86_400),
+            "token lifetimes are bounded"
+        );
+    }
     let wait = parse_retry_after(Some(&s), now);
     assert!(
         wait >= Duration::from_secs(1) && wait <= MAX_RETRY_AFTER,

@@ -18,6 +18,9 @@ pub struct TokenKey {
     identity: Option<u64>,
 }
 
+/// Longest lifetime we trust: a token server's huge `expires_in` must not
+/// overflow a deadline, and a day-old token is worth refreshing anyway.
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// Default lifetime when the token server does not say (token spec).
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
 /// Prune expired tokens once the cache grows past this.
@@ -169,7 +172,7 @@ pub fn parse_token_response(body: &[u8], now: SystemTime) -> Result<Token, Strin
         .or(r.access_token.filter(|t| !t.is_empty()))
         .ok_or_else(|| "token server answer has neither token nor access_token".to_string())?;
     let expires_in = match r.expires_in {
-        Some(s) if s > 0 => Duration::from_secs(s as u64),
+        Some(s) if s > 0 => Duration::from_secs(s as u64).min(MAX_LIFETIME),
         _ => DEFAULT_LIFETIME,
     };
     // Count from issued_at when it is sane; a skewed clock must neither
@@ -222,6 +225,13 @@ mod tests {
         assert_eq!(t.lifetime.as_secs(), 0);
         let t = parse_token_response(br#"{"token":"d","issued_at":"garbage"}"#, now()).unwrap();
         assert_eq!(t.lifetime.as_secs(), 60);
+        let t = parse_token_response(br#"{"token":"d","expires_in":9223372036854775807}"#, now())
+            .unwrap();
+        assert_eq!(
+            t.lifetime.as_secs(),
+            86_400,
+            "capped, so deadlines cannot overflow"
+        );
         assert!(parse_token_response(br#"{}"#, now()).is_err());
         assert!(parse_token_response(b"<html>", now()).is_err());
         assert!(parse_token_response(br#"{"token":5}"#, now()).is_err());
