@@ -21,6 +21,9 @@ use crate::{server, signal};
 /// How long `--once` waits for the first lists.
 const ONCE_SYNC_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How long checks wait at most for credential sources that neither list nor refuse.
+const GATE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Exit status for a configuration or environment problem.
 const EXIT_USAGE: u8 = 2;
 
@@ -52,10 +55,11 @@ fn start_watching(
     )));
     let (tx, rx) = crossbeam_channel::unbounded();
     let states = watch::spawn_all(client, streams, config.kube.watch.clone(), tx, stop);
+    let gate = settled_gate(&states, progress.clone());
     let (inv, prog) = (inventory.clone(), progress.clone());
     let spawned = std::thread::Builder::new()
         .name("inventory".into())
-        .spawn(move || inventory::run(rx, inv, changes, prog));
+        .spawn(move || inventory::run(rx, inv, changes, prog, Some(gate)));
     if let Err(e) = spawned {
         log::error!("cannot start the inventory thread: {e}");
     }
@@ -64,6 +68,54 @@ fn start_watching(
         progress,
         streams: states,
     }
+}
+
+/// Opens when every stream has listed or been refused, or after
+/// [`GATE_TIMEOUT`] (then saying which streams it gave up waiting for).
+fn settled_gate(
+    states: &[(Stream, Arc<StreamState>)],
+    progress: Arc<SyncProgress>,
+) -> inventory::Gate {
+    let all = states.to_vec();
+    let states: Vec<(String, Arc<StreamState>)> = states
+        .iter()
+        .map(|(s, st)| (s.describe(), st.clone()))
+        .collect();
+    let started = Instant::now();
+    Arc::new(move || {
+        if settled(&all, &progress) {
+            for (name, st) in &states {
+                if !st.synced.load(Ordering::SeqCst) {
+                    log::warn!("{name} could not be listed (refused); checking without it");
+                }
+            }
+            return true;
+        }
+        if started.elapsed() > GATE_TIMEOUT {
+            let waiting: Vec<&str> = states
+                .iter()
+                .filter(|(_, st)| !st.settled())
+                .map(|(n, _)| n.as_str())
+                .collect();
+            log::warn!(
+                "starting checks before the first list of {} finished",
+                waiting.join(", ")
+            );
+            return true;
+        }
+        false
+    })
+}
+
+/// Every stream has listed or been refused, and the inventory has applied
+/// every list that arrived (a loop marks itself synced before the inventory
+/// has read its objects from the channel).
+fn settled(states: &[(Stream, Arc<StreamState>)], progress: &SyncProgress) -> bool {
+    let synced = states
+        .iter()
+        .filter(|(_, s)| s.synced.load(Ordering::SeqCst))
+        .count();
+    states.iter().all(|(_, s)| s.settled()) && progress.synced.load(Ordering::SeqCst) >= synced
 }
 
 /// Runs the exporter (or `--once`); returns the exit status.
@@ -143,7 +195,8 @@ fn once(config: &Config, client: Arc<ApiClient>, checker: &Checker) -> u8 {
     let stop = Arc::new(AtomicBool::new(false));
     let w = start_watching(config, client, None, stop.clone());
     let deadline = Instant::now() + ONCE_SYNC_TIMEOUT;
-    while !w.progress.done() {
+    // Refused sources (no Secrets access) are warned about and done without.
+    while !settled(&w.streams, &w.progress) {
         if Instant::now() > deadline {
             let waiting: Vec<String> = w
                 .streams

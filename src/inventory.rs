@@ -684,20 +684,33 @@ impl SyncProgress {
     }
 }
 
+/// Decides when checks may start: once every credential source has
+/// delivered its first list (or was refused), so that no check runs with
+/// credentials that simply have not arrived yet.
+pub type Gate = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// The inventory thread: applies watch events in batches and forwards check
-/// changes. Returns when every watch loop has hung up.
+/// changes once `gate` opens (with no gate, at once). Returns when every
+/// watch loop has hung up.
 pub fn run(
     rx: crossbeam_channel::Receiver<Event>,
     inventory: Arc<std::sync::RwLock<Inventory>>,
     changes: Option<crossbeam_channel::Sender<Change>>,
     progress: Arc<SyncProgress>,
+    gate: Option<Gate>,
 ) {
     let started = std::time::Instant::now();
     let mut announced = false;
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
+    let mut open = gate.is_none();
+    loop {
+        let first = match rx.recv_timeout(std::time::Duration::from_millis(250)) {
+            Ok(e) => Some(e),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+        };
+        let mut batch: Vec<Event> = first.into_iter().collect();
         // Apply what is already queued in one go: an initial list is resolved once.
-        while batch.len() < 50_000 {
+        while !batch.is_empty() && batch.len() < 50_000 {
             match rx.try_recv() {
                 Ok(e) => batch.push(e),
                 Err(_) => break,
@@ -707,22 +720,39 @@ pub fn run(
             .iter()
             .filter(|e| matches!(e, Event::Synced(..)))
             .count();
-        let out = {
+        let out = if batch.is_empty() {
+            Vec::new()
+        } else {
             let mut inv = inventory.write().unwrap_or_else(|e| e.into_inner());
             for e in batch {
                 inv.apply(e);
             }
             inv.flush()
         };
-        if let Some(tx) = &changes {
-            for c in out {
-                let _ = tx.send(c);
-            }
-        }
         if synced > 0 {
             progress
                 .synced
                 .fetch_add(synced, std::sync::atomic::Ordering::SeqCst);
+        }
+        let to_send = if open {
+            out
+        } else if gate.as_ref().is_some_and(|g| g()) {
+            open = true;
+            // Everything held back is summed up by what the inventory needs now.
+            let inv = inventory.read().unwrap_or_else(|e| e.into_inner());
+            log::info!(
+                "credential sources listed after {:.1?}: starting {} checks",
+                started.elapsed(),
+                inv.summary_checks()
+            );
+            inv.checks().cloned().map(Change::Added).collect()
+        } else {
+            Vec::new()
+        };
+        if let Some(tx) = &changes {
+            for c in to_send {
+                let _ = tx.send(c);
+            }
         }
         if !announced && progress.done() {
             announced = true;

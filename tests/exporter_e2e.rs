@@ -422,3 +422,45 @@ fn once_mode_exit_codes() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("/nonexistent/kubeconfig"));
 }
+
+#[test]
+fn no_check_runs_before_the_pull_secrets_are_listed() {
+    let reg = Registry::start(Auth::Token(Policy::default().user(
+        "puller",
+        "puller-pw",
+        "private/",
+        &["pull"],
+    )));
+    reg.push("private/app", "v1");
+    let (api, kc) = api();
+    for i in 0..40 {
+        api.apply(
+            "deployments",
+            deployment(
+                "team-a",
+                &format!("app-{i}"),
+                1,
+                &Template::image(&reg.image("private/app:v1")).pull_secret("regcred"),
+            ),
+        );
+    }
+    api.apply(
+        "secrets",
+        pull_secret("team-a", "regcred", &reg.host, "puller", "puller-pw"),
+    );
+    let e = Exporter::start(&kc, &args(&["--plain-http-registries", &reg.host]));
+    e.wait_status("team-a", "app-0", "app", "available");
+    // Had a check run before the secret was listed, it would have gone out
+    // anonymously and been reported as an authentication failure.
+    let tokens = reg.tokens.as_ref().unwrap();
+    let users: Vec<String> = tokens
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(u, _)| u.clone())
+        .filter(|u| u != "admin")
+        .collect();
+    assert!(users.iter().all(|u| u == "puller"), "{users:?}");
+    assert!(!e.log().contains("authentication_failure"), "{}", e.log());
+}

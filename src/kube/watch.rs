@@ -118,6 +118,15 @@ pub struct StreamState {
     pub alive: AtomicBool,
     /// Objects currently known.
     pub objects: AtomicUsize,
+    /// The last list was refused (401/403): no data will come until that changes.
+    pub denied: AtomicBool,
+}
+
+impl StreamState {
+    /// Synced, or refused: either way nothing more is coming soon.
+    pub fn settled(&self) -> bool {
+        self.synced.load(Ordering::SeqCst) || self.denied.load(Ordering::SeqCst)
+    }
 }
 
 struct AliveGuard<'a>(&'a AtomicBool);
@@ -261,6 +270,7 @@ pub fn run(
             }
         };
         l.last_error = None;
+        state.denied.store(false, Ordering::SeqCst);
         if !state.synced.swap(true, Ordering::SeqCst) {
             log::info!(
                 "listed {what}: {} objects in {:.1?}",
@@ -347,7 +357,14 @@ impl Loop<'_> {
                         );
                         continue 'restart;
                     }
-                    Err(e) => return Err(Stop::Failed(explain(&e))),
+                    Err(e) => {
+                        // 401/403 is an answer, not an outage: callers waiting
+                        // for this stream can stop waiting (see `settled`).
+                        if matches!(e.code(), Some(401 | 403)) {
+                            self.state.denied.store(true, Ordering::SeqCst);
+                        }
+                        return Err(Stop::Failed(explain(&e)));
+                    }
                 };
                 let page: ListPage = match serde_json::from_slice(&body) {
                     Ok(p) => p,

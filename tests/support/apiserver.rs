@@ -922,6 +922,9 @@ fn list(
     };
     let all = snapshot(&st, &route.plural, rv);
     drop(st);
+    // The real server pages in etcd key order: "namespace/name" as a string.
+    let mut all = all;
+    all.sort_by(|a, b| format!("{}/{}", a.0, a.1).cmp(&format!("{}/{}", b.0, b.1)));
     let matching: Vec<(String, Arc<Value>)> = all
         .into_iter()
         .filter(|(ns, _, o)| in_scope(route, ns) && selected(o, fields, labels))

@@ -105,7 +105,7 @@ impl Watching {
         let inv = Arc::new(RwLock::new(Inventory::new(config)));
         let states = spawn_all(client, streams, opts, tx, stop.clone());
         let (i, p) = (inv.clone(), progress.clone());
-        std::thread::spawn(move || inventory::run(rx, i, None, p));
+        std::thread::spawn(move || inventory::run(rx, i, None, p, None));
         Watching {
             inventory: inv,
             progress,

@@ -139,7 +139,11 @@ impl Exporter {
             .ok()?;
         Some((
             r.status().as_u16(),
-            r.body_mut().read_to_string().unwrap_or_default(),
+            r.body_mut()
+                .with_config()
+                .limit(1 << 30)
+                .read_to_string()
+                .expect("read the answer"),
         ))
     }
 
