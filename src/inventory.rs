@@ -756,6 +756,8 @@ pub fn run(
         }
         if !announced && progress.done() {
             announced = true;
+            // The list pages are gone; give their memory back.
+            crate::malloc::trim();
             let s = inventory
                 .read()
                 .unwrap_or_else(|e| e.into_inner())

@@ -13,6 +13,7 @@ pub mod fuzzing;
 pub mod inventory;
 pub mod kube;
 pub mod logger;
+pub mod malloc;
 pub mod metrics;
 pub mod registry;
 pub mod scheduler;

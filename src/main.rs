@@ -7,9 +7,10 @@ use argh::FromArgs;
 
 use k8s_image_availability_exporter::config::{normalize_args, Args, Command, Config};
 use k8s_image_availability_exporter::registry::Checker;
-use k8s_image_availability_exporter::{app, check_command, logger};
+use k8s_image_availability_exporter::{app, check_command, logger, malloc};
 
 fn main() -> ExitCode {
+    malloc::limit_arenas(2);
     let raw: Vec<String> = std::env::args().collect();
     let name = raw
         .first()

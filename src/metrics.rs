@@ -114,15 +114,15 @@ impl Metrics {
         }
     }
 
-    /// Writes the whole exposition. The inventory is locked only while the
-    /// series are collected, not while they are written to a slow client.
-    pub fn render(
+    /// Takes what a scrape shows. The inventory is locked only while the
+    /// series are collected; the text is produced as the client reads it,
+    /// so a large exposition is never held in memory whole.
+    pub fn exposition(
         &self,
         inventory: &RwLock<Inventory>,
         results: &Results,
         streams: &[(Stream, Arc<StreamState>)],
-        out: &mut dyn Write,
-    ) -> io::Result<()> {
+    ) -> io::Result<Exposition> {
         let (rows, last_checked, checks) = {
             let inv = inventory.read().unwrap_or_else(|e| e.into_inner());
             (
@@ -131,9 +131,6 @@ impl Metrics {
                 inv.summary_checks(),
             )
         };
-        write_containers(&rows, out)?;
-        drop(rows);
-        write_last_checked(&last_checked, out)?;
         self.watched.reset();
         for (s, st) in streams {
             self.watched
@@ -141,12 +138,100 @@ impl Metrics {
                 .add(st.objects.load(Ordering::Relaxed) as i64);
         }
         self.checks.set(checks as i64);
-        let mut buf = Vec::new();
+        let mut tail = Vec::new();
+        write_last_checked(&last_checked, &mut tail)?;
+        drop(last_checked);
         TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
+            .encode(&self.registry.gather(), &mut tail)
             .map_err(io::Error::other)?;
-        out.write_all(&buf)?;
-        render_process(out)
+        render_process(&mut tail)?;
+        Ok(Exposition {
+            rows,
+            class: 0,
+            row: 0,
+            tail: Some(tail),
+            buf: Vec::with_capacity(CHUNK + 512),
+            pos: 0,
+        })
+    }
+
+    /// Writes the whole exposition to `out`.
+    pub fn render(
+        &self,
+        inventory: &RwLock<Inventory>,
+        results: &Results,
+        streams: &[(Stream, Arc<StreamState>)],
+        out: &mut dyn Write,
+    ) -> io::Result<()> {
+        io::copy(&mut self.exposition(inventory, results, streams)?, out).map(|_| ())
+    }
+}
+
+/// Bytes produced per step of an [`Exposition`].
+const CHUNK: usize = 64 << 10;
+
+/// The exposition text, produced as it is read: the seven gauges are
+/// written from the collected label sets one chunk at a time.
+pub struct Exposition {
+    rows: Vec<(String, Status)>,
+    /// Index into `Status::GAUGES` of the family being written.
+    class: usize,
+    /// Next row of that family.
+    row: usize,
+    /// Everything after the seven gauges, already rendered (small).
+    tail: Option<Vec<u8>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Exposition {
+    /// Produces the next chunk into `buf`; false at the end.
+    fn fill(&mut self) -> bool {
+        self.buf.clear();
+        self.pos = 0;
+        while self.buf.len() < CHUNK {
+            let Some(status) = Status::GAUGES.get(self.class).copied() else {
+                return match self.tail.take() {
+                    Some(t) if self.buf.is_empty() => {
+                        self.buf = t;
+                        true
+                    }
+                    Some(t) => {
+                        self.buf.extend_from_slice(&t);
+                        true
+                    }
+                    None => !self.buf.is_empty(),
+                };
+            };
+            let name = status.as_str();
+            if self.row == 0 {
+                let _ = writeln!(self.buf, "# HELP {PREFIX}_{name} Whether the container's image check concluded {name} (1) or not (0).");
+                let _ = writeln!(self.buf, "# TYPE {PREFIX}_{name} gauge");
+            }
+            while self.row < self.rows.len() && self.buf.len() < CHUNK {
+                let (labels, s) = &self.rows[self.row];
+                let v = if *s == status { '1' } else { '0' };
+                let _ = writeln!(self.buf, "{PREFIX}_{name}{labels} {v}");
+                self.row += 1;
+            }
+            if self.row >= self.rows.len() {
+                self.class += 1;
+                self.row = 0;
+            }
+        }
+        true
+    }
+}
+
+impl io::Read for Exposition {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.buf.len() && !self.fill() {
+            return Ok(0);
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 
@@ -216,22 +301,6 @@ fn container_rows(inventory: &Inventory, results: &Results) -> Vec<(String, Stat
     });
     rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     rows
-}
-
-/// The seven gauges: per container one series per class, 1 for the verdict
-/// and 0 for the others. Label sets are built once and reused for the seven.
-fn write_containers(rows: &[(String, Status)], out: &mut dyn Write) -> io::Result<()> {
-    let mut buf = io::BufWriter::with_capacity(64 << 10, out);
-    for status in Status::GAUGES {
-        let name = status.as_str();
-        writeln!(buf, "# HELP {PREFIX}_{name} Whether the container's image check concluded {name} (1) or not (0).")?;
-        writeln!(buf, "# TYPE {PREFIX}_{name} gauge")?;
-        for (labels, s) in rows {
-            let v = if *s == status { '1' } else { '0' };
-            writeln!(buf, "{PREFIX}_{name}{labels} {v}")?;
-        }
-    }
-    buf.flush()
 }
 
 /// When each check last finished, by reference and credentials.

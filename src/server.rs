@@ -2,9 +2,10 @@
 //! (the scheduler and every watch loop are alive), `/readyz` (every watch
 //! has delivered its first list) and a short index page.
 
+use std::io::Read;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::inventory::{Inventory, SyncProgress};
 use crate::kube::watch::{Stream, StreamState};
@@ -67,10 +68,14 @@ fn header(name: &str, value: &str) -> tiny_http::Header {
     tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header")
 }
 
-fn text(status: u16, body: String) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+/// Every handler's answer.
+type Reply = tiny_http::ResponseBox;
+
+fn text(status: u16, body: String) -> Reply {
     tiny_http::Response::from_data(body.into_bytes())
         .with_status_code(status)
         .with_header(header("Content-Type", "text/plain; charset=utf-8"))
+        .boxed()
 }
 
 fn handle(state: &State, req: tiny_http::Request) {
@@ -82,6 +87,7 @@ fn handle(state: &State, req: tiny_http::Request) {
         let _ = req.respond(text(405, "only GET\n".into()));
         return;
     }
+    let is_metrics = path == "/metrics";
     let resp = match path.as_str() {
         "/metrics" => {
             let gzip = req.headers().iter().any(|h| {
@@ -96,10 +102,14 @@ fn handle(state: &State, req: tiny_http::Request) {
         "/healthz" => healthz(state),
         "/readyz" => readyz(state),
         "/" => tiny_http::Response::from_data(INDEX.as_bytes().to_vec())
-            .with_header(header("Content-Type", "text/html; charset=utf-8")),
+            .with_header(header("Content-Type", "text/html; charset=utf-8"))
+            .boxed(),
         _ => text(404, "not found\n".into()),
     };
     let _ = req.respond(resp);
+    if is_metrics {
+        crate::malloc::trim();
+    }
 }
 
 const INDEX: &str = "<html><head><title>k8s-image-availability-exporter</title></head><body>\
@@ -107,44 +117,33 @@ const INDEX: &str = "<html><head><title>k8s-image-availability-exporter</title><
 <li><a href=\"/metrics\">/metrics</a></li><li><a href=\"/healthz\">/healthz</a></li><li><a href=\"/readyz\">/readyz</a></li>\
 </ul></body></html>\n";
 
-fn metrics(state: &State, gzip: bool) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
-    let started = Instant::now();
-    let (body, encoding) = if gzip {
-        let mut enc =
-            flate2::write::GzEncoder::new(Vec::with_capacity(1 << 20), flate2::Compression::fast());
-        let r = state
+/// Streams the exposition (chunked), through gzip when asked.
+fn metrics(state: &State, gzip: bool) -> Reply {
+    let exposition =
+        match state
             .metrics
-            .render(&state.inventory, &state.results, &state.streams, &mut enc);
-        (r.and_then(|_| enc.finish()), Some("gzip"))
+            .exposition(&state.inventory, &state.results, &state.streams)
+        {
+            Ok(e) => e,
+            Err(e) => return text(500, format!("rendering metrics failed: {e}\n")),
+        };
+    let content_type = header("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    let body: Box<dyn Read + Send> = if gzip {
+        Box::new(flate2::read::GzEncoder::new(
+            exposition,
+            flate2::Compression::fast(),
+        ))
     } else {
-        let mut buf = Vec::with_capacity(1 << 20);
-        let r = state
-            .metrics
-            .render(&state.inventory, &state.results, &state.streams, &mut buf);
-        (r.map(|_| buf), None)
+        Box::new(exposition)
     };
-    match body {
-        Ok(body) => {
-            log::debug!(
-                "rendered /metrics ({} bytes{}) in {:.1?}",
-                body.len(),
-                if gzip { ", gzip" } else { "" },
-                started.elapsed()
-            );
-            let mut resp = tiny_http::Response::from_data(body).with_header(header(
-                "Content-Type",
-                "text/plain; version=0.0.4; charset=utf-8",
-            ));
-            if let Some(e) = encoding {
-                resp.add_header(header("Content-Encoding", e));
-            }
-            resp
-        }
-        Err(e) => text(500, format!("rendering metrics failed: {e}\n")),
+    let mut headers = vec![content_type];
+    if gzip {
+        headers.push(header("Content-Encoding", "gzip"));
     }
+    tiny_http::Response::new(tiny_http::StatusCode(200), headers, body, None, None)
 }
 
-fn healthz(state: &State) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+fn healthz(state: &State) -> Reply {
     let mut problems = Vec::new();
     if !state.heartbeat.alive(SCHEDULER_STALL) {
         problems.push("the scheduler has stopped".to_string());
@@ -161,7 +160,7 @@ fn healthz(state: &State) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
     }
 }
 
-fn readyz(state: &State) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+fn readyz(state: &State) -> Reply {
     let waiting: Vec<String> = state
         .streams
         .iter()

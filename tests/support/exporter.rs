@@ -239,7 +239,12 @@ impl Exporter {
             .expect("response head");
         let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
         assert!(head.contains("content-encoding: gzip"), "{head}");
-        raw[split + 4..].to_vec()
+        let body = &raw[split + 4..];
+        if head.contains("transfer-encoding: chunked") {
+            dechunk(body)
+        } else {
+            body.to_vec()
+        }
     }
 
     /// The process id.
@@ -256,6 +261,26 @@ impl Exporter {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
+    }
+}
+
+/// Decodes a chunked transfer-encoded body.
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = body
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk size line");
+        let size_text = String::from_utf8_lossy(&body[..line_end]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
+            .expect("hex chunk size");
+        body = &body[line_end + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&body[..size]);
+        body = &body[size + 2..];
     }
 }
 
