@@ -257,13 +257,21 @@ fn main() {
     let applied = t.elapsed();
     // The inventory has every change once the checks gauge counts the new images.
     let mut polls = 0;
-    wait_until("the inventory to reflect the changes", Duration::from_secs(300), || {
-        polls += 1;
-        let m = e.metrics();
-        counter(&m, "k8s_image_availability_exporter_checks") >= checks_before + changed as f64
-    });
+    wait_until(
+        "the inventory to reflect the changes",
+        Duration::from_secs(300),
+        || {
+            polls += 1;
+            let m = e.metrics();
+            counter(&m, "k8s_image_availability_exporter_checks") >= checks_before + changed as f64
+        },
+    );
     let inventory_updated = t.elapsed();
-    wait_until("changed workloads checked", Duration::from_secs(300), || reg.counters.answered() >= before + changed);
+    wait_until(
+        "changed workloads checked",
+        Duration::from_secs(300),
+        || reg.counters.answered() >= before + changed,
+    );
     let changes_checked = t.elapsed();
     let peak = status_kib(pid, "VmHWM:");
     let secrets_served = api.served("secrets");
