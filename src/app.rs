@@ -71,39 +71,32 @@ fn start_watching(
 }
 
 /// Opens when every stream has listed or been refused, or after
-/// [`GATE_TIMEOUT`] (then saying which streams it gave up waiting for).
+/// [`GATE_TIMEOUT`], saying which sources the checks go without.
 fn settled_gate(
     states: &[(Stream, Arc<StreamState>)],
     progress: Arc<SyncProgress>,
 ) -> inventory::Gate {
-    let all = states.to_vec();
-    let states: Vec<(String, Arc<StreamState>)> = states
-        .iter()
-        .map(|(s, st)| (s.describe(), st.clone()))
-        .collect();
+    let streams = states.to_vec();
     let started = Instant::now();
     Arc::new(move || {
-        if settled(&all, &progress) {
-            for (name, st) in &states {
-                if !st.synced.load(Ordering::SeqCst) {
-                    log::warn!("{name} could not be listed (refused); checking without it");
-                }
+        let done = settled(&streams, &progress);
+        if !done && started.elapsed() <= GATE_TIMEOUT {
+            return false;
+        }
+        for (s, st) in &streams {
+            if st.denied.load(Ordering::SeqCst) {
+                log::warn!(
+                    "{} could not be listed (refused); checking without it",
+                    s.describe()
+                );
+            } else if !st.synced.load(Ordering::SeqCst) {
+                log::warn!(
+                    "starting checks before the first list of {} finished",
+                    s.describe()
+                );
             }
-            return true;
         }
-        if started.elapsed() > GATE_TIMEOUT {
-            let waiting: Vec<&str> = states
-                .iter()
-                .filter(|(_, st)| !st.settled())
-                .map(|(n, _)| n.as_str())
-                .collect();
-            log::warn!(
-                "starting checks before the first list of {} finished",
-                waiting.join(", ")
-            );
-            return true;
-        }
-        false
+        true
     })
 }
 
