@@ -93,6 +93,11 @@ impl Queue {
         self.states.is_empty()
     }
 
+    /// Whether the check is still wanted.
+    pub fn contains(&self, id: CheckId) -> bool {
+        self.states.contains_key(&id)
+    }
+
     /// Checks running now.
     pub fn in_flight(&self) -> usize {
         self.in_flight
@@ -446,7 +451,7 @@ impl Scheduler {
                     let previous = self.results.get(d.spec.id).map(|o| o.status);
                     log_result(&d.spec, &d.result, previous);
                     // A rate-limited check keeps its last known verdict.
-                    if d.result.status != Status::RateLimited && queue_has(&queue, d.spec.id) {
+                    if d.result.status != Status::RateLimited && queue.contains(d.spec.id) {
                         self.results.set(d.spec.id, Outcome { status: d.result.status, reason: d.result.reason, checked_at: SystemTime::now() });
                     }
                 },
@@ -465,10 +470,6 @@ impl Scheduler {
             self.heartbeat.beat();
         }
     }
-}
-
-fn queue_has(q: &Queue, id: CheckId) -> bool {
-    q.states.contains_key(&id)
 }
 
 /// Logs a verdict at info level when it changes, at debug level when it repeats.
