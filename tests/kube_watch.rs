@@ -673,6 +673,58 @@ fn exec_plugin_tokens_are_refreshed() {
 }
 
 #[test]
+fn exec_plugin_runs_again_before_its_credential_expires() {
+    let api = FakeApiServer::start(ServerAuth::Tokens(vec!["tok".into()]));
+    let dir = TempDir::new("exec-expiry");
+    let calls = dir.join("calls").to_string_lossy().into_owned();
+    // Valid for 12 s: with the 10 s safety margin it is stale after 2 s.
+    let script = dir.write(
+        "plugin.sh",
+        format!(
+            "#!/bin/sh\necho x >> {calls}\nprintf '{{\"apiVersion\":\"client.authentication.k8s.io/v1beta1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"tok\",\"expirationTimestamp\":\"%s\"}}}}' \"$(date -u -d '+12 seconds' +%Y-%m-%dT%H:%M:%SZ)\"\n"
+        ),
+    );
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let kc = api.kubeconfig(&format!("    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n      command: {script}\n"));
+    let streams = vec![Stream {
+        resource: Resource::Workload(Kind::Deployment),
+        namespace: None,
+        label_selector: None,
+    }];
+    let w = Watching::start(
+        &kc,
+        streams,
+        WatchOptions {
+            watch_timeout: Duration::from_secs(30),
+            ..fast_watch()
+        },
+        inv_config(),
+    );
+    w.wait_synced();
+    let runs = || {
+        std::fs::read_to_string(&calls)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let first = runs();
+    std::thread::sleep(Duration::from_millis(2500));
+    api.drop_watches();
+    wait_until("the plugin to run again", Duration::from_secs(10), || {
+        runs() > first
+    });
+    api.apply(
+        "deployments",
+        deployment("a", "x", 1, &Template::image("reg.io/x:1")),
+    );
+    w.wait_for("the new object", |s| s.len() == 1);
+    assert!(
+        api.requests().iter().all(|r| r.status != 401),
+        "refreshed before expiry, not after a 401"
+    );
+}
+
+#[test]
 fn client_certificates_authenticate() {
     use base64::Engine;
     let api = FakeApiServer::start(ServerAuth::ClientCerts(vec![]));
