@@ -31,6 +31,23 @@ fn all_streams(namespace: Option<&str>) -> Vec<Stream> {
         .collect()
 }
 
+/// Deployments only, cluster-wide.
+fn deployments() -> Vec<Stream> {
+    vec![Stream {
+        resource: Resource::Workload(Kind::Deployment),
+        namespace: None,
+        label_selector: None,
+    }]
+}
+
+/// Watches that outlive the test, so only the test's hooks end them.
+fn long_watch() -> WatchOptions {
+    WatchOptions {
+        watch_timeout: Duration::from_secs(30),
+        ..fast_watch()
+    }
+}
+
 fn inv_config() -> InventoryConfig {
     InventoryConfig {
         registry: Some(registry_config()),
@@ -151,20 +168,8 @@ fn a_dropped_stream_resumes_from_the_last_version() {
         "deployments",
         deployment("a", "one", 1, &Template::image("reg.io/one:1")),
     );
-    let streams = vec![Stream {
-        resource: Resource::Workload(Kind::Deployment),
-        namespace: None,
-        label_selector: None,
-    }];
-    let w = Watching::start(
-        &kc,
-        streams,
-        WatchOptions {
-            watch_timeout: Duration::from_secs(30),
-            ..fast_watch()
-        },
-        inv_config(),
-    );
+    let streams = deployments();
+    let w = Watching::start(&kc, streams, long_watch(), inv_config());
     w.wait_synced();
     api.apply(
         "deployments",
@@ -214,20 +219,8 @@ fn gone_forces_a_relist_that_removes_objects_deleted_meanwhile() {
         "deployments",
         deployment("a", "goes", 1, &Template::image("reg.io/goes:1")),
     );
-    let streams = vec![Stream {
-        resource: Resource::Workload(Kind::Deployment),
-        namespace: None,
-        label_selector: None,
-    }];
-    let w = Watching::start(
-        &kc,
-        streams,
-        WatchOptions {
-            watch_timeout: Duration::from_secs(30),
-            ..fast_watch()
-        },
-        inv_config(),
-    );
+    let streams = deployments();
+    let w = Watching::start(&kc, streams, long_watch(), inv_config());
     w.wait_synced();
     w.wait_for("both", |s| s.len() == 2);
     // Cut the stream, change things, and compact so the old version is gone.
@@ -265,11 +258,7 @@ fn an_expired_continue_token_restarts_the_list() {
         );
     }
     api.expire_next_continue();
-    let streams = vec![Stream {
-        resource: Resource::Workload(Kind::Deployment),
-        namespace: None,
-        label_selector: None,
-    }];
+    let streams = deployments();
     let w = Watching::start(
         &kc,
         streams,
@@ -302,20 +291,8 @@ fn bookmarks_advance_the_resource_version() {
         "deployments",
         deployment("a", "web", 1, &Template::image("reg.io/web:1")),
     );
-    let streams = vec![Stream {
-        resource: Resource::Workload(Kind::Deployment),
-        namespace: None,
-        label_selector: None,
-    }];
-    let w = Watching::start(
-        &kc,
-        streams,
-        WatchOptions {
-            watch_timeout: Duration::from_secs(30),
-            ..fast_watch()
-        },
-        inv_config(),
-    );
+    let streams = deployments();
+    let w = Watching::start(&kc, streams, long_watch(), inv_config());
     w.wait_synced();
     let list_rv = api.resource_version();
     // Other resources move the global version; only bookmarks tell the deployment watch.
@@ -635,20 +612,8 @@ fn exec_plugin_tokens_are_refreshed() {
         "deployments",
         deployment("a", "one", 1, &Template::image("reg.io/one:1")),
     );
-    let streams = vec![Stream {
-        resource: Resource::Workload(Kind::Deployment),
-        namespace: None,
-        label_selector: None,
-    }];
-    let w = Watching::start(
-        &kc,
-        streams,
-        WatchOptions {
-            watch_timeout: Duration::from_secs(30),
-            ..fast_watch()
-        },
-        inv_config(),
-    );
+    let streams = deployments();
+    let w = Watching::start(&kc, streams, long_watch(), inv_config());
     w.wait_synced();
     let info_text = std::fs::read_to_string(&info).unwrap();
     assert!(
@@ -686,20 +651,8 @@ fn exec_plugin_runs_again_before_its_credential_expires() {
     );
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let kc = api.kubeconfig(&format!("    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n      command: {script}\n"));
-    let streams = vec![Stream {
-        resource: Resource::Workload(Kind::Deployment),
-        namespace: None,
-        label_selector: None,
-    }];
-    let w = Watching::start(
-        &kc,
-        streams,
-        WatchOptions {
-            watch_timeout: Duration::from_secs(30),
-            ..fast_watch()
-        },
-        inv_config(),
-    );
+    let streams = deployments();
+    let w = Watching::start(&kc, streams, long_watch(), inv_config());
     w.wait_synced();
     let runs = || {
         std::fs::read_to_string(&calls)
@@ -732,19 +685,12 @@ fn client_certificates_authenticate() {
         "deployments",
         deployment("a", "one", 1, &Template::image("reg.io/one:1")),
     );
-    let streams = || {
-        vec![Stream {
-            resource: Resource::Workload(Kind::Deployment),
-            namespace: None,
-            label_selector: None,
-        }]
-    };
     // An EC key in a file, by path.
     let (cert, key) = api.client_cert("exporter", false);
     let kc = api.kubeconfig(&format!(
         "    client-certificate: {cert}\n    client-key: {key}\n"
     ));
-    let w = Watching::start(&kc, streams(), fast_watch(), inv_config());
+    let w = Watching::start(&kc, deployments(), fast_watch(), inv_config());
     w.wait_synced();
     assert_eq!(w.seen().len(), 1);
     // An RSA PKCS#1 key inline, as kind and kubeadm write kubeconfigs.
@@ -758,7 +704,7 @@ fn client_certificates_authenticate() {
         b64(&cert),
         b64(&key)
     ));
-    let w2 = Watching::start(&kc, streams(), fast_watch(), inv_config());
+    let w2 = Watching::start(&kc, deployments(), fast_watch(), inv_config());
     w2.wait_synced();
     assert_eq!(w2.seen().len(), 1);
     let users: std::collections::BTreeSet<String> =
