@@ -408,11 +408,6 @@ impl Keyring {
         Keyring { index }
     }
 
-    /// Whether the keyring holds no credentials.
-    pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
-    }
-
     /// The credentials that apply to `reference`, most specific key first,
     /// without repeating an identity.
     pub fn lookup(&self, reference: &Reference) -> Vec<Arc<Credential>> {

@@ -154,17 +154,6 @@ impl Metrics {
             pos: 0,
         })
     }
-
-    /// Writes the whole exposition to `out`.
-    pub fn render(
-        &self,
-        inventory: &RwLock<Inventory>,
-        results: &Results,
-        streams: &[(Stream, Arc<StreamState>)],
-        out: &mut dyn Write,
-    ) -> io::Result<()> {
-        io::copy(&mut self.exposition(inventory, results, streams)?, out).map(|_| ())
-    }
 }
 
 /// Bytes produced per step of an [`Exposition`].

@@ -83,11 +83,6 @@ impl Queue {
         }
     }
 
-    /// Checks known.
-    pub fn len(&self) -> usize {
-        self.states.len()
-    }
-
     /// Whether no check is known.
     pub fn is_empty(&self) -> bool {
         self.states.is_empty()
@@ -96,11 +91,6 @@ impl Queue {
     /// Whether the check is still wanted.
     pub fn contains(&self, id: CheckId) -> bool {
         self.states.contains_key(&id)
-    }
-
-    /// Checks running now.
-    pub fn in_flight(&self) -> usize {
-        self.in_flight
     }
 
     /// Rechecks released per period: enough that all are re-run within `recheck_within`.

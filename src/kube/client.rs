@@ -152,11 +152,6 @@ impl ApiClient {
         })
     }
 
-    /// Where the client points, for log lines.
-    pub fn describe(&self) -> String {
-        format!("{} ({})", self.config.server, self.config.source)
-    }
-
     /// GET `path_and_query`; on 401 refreshes the credentials once and retries.
     pub fn get(
         &self,
@@ -165,7 +160,7 @@ impl ApiClient {
     ) -> Result<ureq::http::Response<ureq::Body>, ApiError> {
         let mut refreshed = false;
         loop {
-            let (authorization, agent) = self.prepare(refreshed)?;
+            let (authorization, agent) = self.prepare()?;
             let url = format!("{}{path_and_query}", self.base);
             let mut req = agent.get(&url).header("Accept", "application/json");
             if let Some(a) = &authorization {
@@ -229,7 +224,7 @@ impl ApiClient {
     }
 
     /// The Authorization header and the agent for the next request.
-    fn prepare(&self, _refreshed: bool) -> Result<(Option<String>, ureq::Agent), ApiError> {
+    fn prepare(&self) -> Result<(Option<String>, ureq::Agent), ApiError> {
         let mut cert = None;
         let header = match &self.auth {
             AuthState::None => None,

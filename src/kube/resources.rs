@@ -207,6 +207,18 @@ pub enum Object {
     Namespace(ObjectKey),
 }
 
+impl Object {
+    /// Namespace and name.
+    pub fn key(&self) -> &ObjectKey {
+        match self {
+            Object::Workload(w) => &w.key,
+            Object::PullSecret(s) => &s.key,
+            Object::ServiceAccount(a) => &a.key,
+            Object::Namespace(k) => k,
+        }
+    }
+}
+
 /// The metadata fields every watch event and list item has.
 #[derive(Deserialize, Default)]
 pub struct Meta {

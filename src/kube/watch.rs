@@ -240,7 +240,7 @@ pub fn run(
     state: &StreamState,
     stop: &AtomicBool,
 ) {
-    state.alive.store(true, Ordering::SeqCst);
+    // `spawn_all` set `alive` before starting the thread; the guard clears it.
     let _guard = AliveGuard(&state.alive);
     let mut l = Loop {
         client,
@@ -397,25 +397,28 @@ impl Loop<'_> {
     /// Decodes and sends one object; returns its key (None if unusable).
     fn apply(&mut self, raw: &str, listing: bool) -> Result<Option<ObjectKey>, Stop> {
         let what = self.stream.resource.name();
-        let m = match meta(raw) {
-            Ok(m) if !m.name.is_empty() => m,
-            Ok(_) => {
-                log::warn!("{what}: skipping an object without metadata.name");
-                return Ok(None);
+        let key = match self.stream.resource.decode(raw) {
+            Ok(obj) if !obj.key().name.is_empty() => {
+                let key = obj.key().clone();
+                self.send(Event::Upsert(self.stream.resource, obj))?;
+                key
             }
-            Err(e) => {
-                log::warn!("{what}: skipping: {e}");
-                return Ok(None);
-            }
-        };
-        let key = ObjectKey {
-            namespace: m.namespace,
-            name: m.name,
-        };
-        match self.stream.resource.decode(raw) {
-            Ok(obj) => self.send(Event::Upsert(self.stream.resource, obj))?,
-            Err(e) => {
-                log::warn!("{what}: skipping {key}: {e}");
+            // Only an object that cannot be decoded is read a second time,
+            // for the name to log and to forget it by.
+            decoded => {
+                let m = match meta(raw) {
+                    Ok(m) if !m.name.is_empty() => m,
+                    _ => {
+                        log::warn!("{what}: skipping an object without a readable metadata.name");
+                        return Ok(None);
+                    }
+                };
+                let key = ObjectKey {
+                    namespace: m.namespace,
+                    name: m.name,
+                };
+                let why = decoded.err().unwrap_or_else(|| "no metadata.name".into());
+                log::warn!("{what}: skipping {key}: {why}");
                 // A pull secret that cannot be read gives no credentials, as
                 // for the kubelet; other kinds keep their last good state.
                 if matches!(
@@ -431,8 +434,9 @@ impl Loop<'_> {
                         Object::PullSecret(empty),
                     ))?;
                 }
+                key
             }
-        }
+        };
         if !listing {
             self.known.insert(key.clone());
             self.state

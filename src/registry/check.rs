@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use super::challenge::{self, Challenge};
 use super::outcome::{parse_retry_after, CheckResult, Status};
 use super::reference::Reference;
-use super::token::{parse_token_response, Token, TokenCache, TokenKey};
+use super::token::{parse_token_response, Token, TokenCache};
 use super::transport::{
     host_of, is_internal_ip, Method, Response, Scheme, Transport, TransportConfig, TransportError,
     Url,
@@ -271,7 +271,7 @@ impl Checker {
                         cred,
                         stale.as_deref(),
                     ) {
-                        Ok((token, _, cached)) => {
+                        Ok((token, cached)) => {
                             let header = format!("Bearer {token}");
                             cached_token = cached.then_some(token);
                             Some(header)
@@ -479,13 +479,12 @@ impl Checker {
         registry_scheme: Scheme,
         cred: Option<&Credential>,
         stale: Option<&str>,
-    ) -> Result<(String, TokenKey, bool), Attempt> {
+    ) -> Result<(String, bool), Attempt> {
         let scope = format!("repository:{}:pull", r.repository);
         let key = self.tokens.key(&realm.to_string(), service, &scope, cred);
-        let fetched = self.tokens.get_or_fetch(&key, stale, || {
+        self.tokens.get_or_fetch(&key, stale, || {
             self.fetch_token(ctx, realm, service, &scope, r, registry_scheme, cred)
-        });
-        fetched.map(|(token, cached)| (token, key, cached))
+        })
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -131,16 +131,6 @@ impl TokenCache {
         self.fetched.notify_all();
         out
     }
-
-    /// Number of cached tokens (for tests and metrics).
-    pub fn len(&self) -> usize {
-        self.tokens.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    /// Whether the cache is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// A parsed token response.

@@ -179,8 +179,6 @@ fn main() {
     let sync_time = started.elapsed();
     let cpu_sync = cpu_seconds(pid);
     let rss_sync = status_kib(pid, "VmRSS:");
-    let (m0, t0, _) = reg.counters.snapshot();
-    let _ = (m0, t0);
 
     wait_until("every image checked", Duration::from_secs(600), || {
         reg.counters.answered() >= o.images
