@@ -191,12 +191,7 @@ fn once(config: &Config, client: Arc<ApiClient>, checker: &Checker) -> u8 {
     // Refused sources (no Secrets access) are warned about and done without.
     while !settled(&w.streams, &w.progress) {
         if Instant::now() > deadline {
-            let waiting: Vec<String> = w
-                .streams
-                .iter()
-                .filter(|(_, s)| !s.synced.load(Ordering::SeqCst))
-                .map(|(s, _)| s.describe())
-                .collect();
+            let waiting = watch::unsynced(&w.streams);
             return fail(format!(
                 "the first list did not finish within {ONCE_SYNC_TIMEOUT:?} for: {}",
                 waiting.join(", ")

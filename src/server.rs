@@ -161,12 +161,7 @@ fn healthz(state: &State) -> Reply {
 }
 
 fn readyz(state: &State) -> Reply {
-    let waiting: Vec<String> = state
-        .streams
-        .iter()
-        .filter(|(_, st)| !st.synced.load(Ordering::SeqCst))
-        .map(|(s, _)| s.describe())
-        .collect();
+    let waiting = crate::kube::watch::unsynced(&state.streams);
     if waiting.is_empty() {
         text(200, "ok\n".into())
     } else {

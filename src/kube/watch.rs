@@ -555,6 +555,15 @@ fn explain(e: &ApiError) -> String {
     }
 }
 
+/// The streams whose first list has not arrived, for `/readyz` and errors.
+pub fn unsynced(streams: &[(Stream, Arc<StreamState>)]) -> Vec<String> {
+    streams
+        .iter()
+        .filter(|(_, st)| !st.synced.load(Ordering::SeqCst))
+        .map(|(s, _)| s.describe())
+        .collect()
+}
+
 /// Starts one thread per stream.
 pub fn spawn_all(
     client: Arc<ApiClient>,

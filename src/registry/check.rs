@@ -367,15 +367,11 @@ impl Checker {
                 ),
             ),
             403 => Attempt::Forbidden(format!("access denied (HTTP 403{})", codes_suffix(&codes))),
-            429 => Attempt::Final {
-                status: Status::RateLimited,
-                reason: format!("rate limited by {} (HTTP 429)", r.api_host()),
-                retry_after: Some(parse_retry_after(
-                    resp.header("retry-after"),
-                    SystemTime::now(),
-                )),
+            429 => rate_limited(
+                resp,
+                format!("rate limited by {} (HTTP 429)", r.api_host()),
                 authenticated,
-            },
+            ),
             _ if has("MANIFEST_UNKNOWN") || has("NAME_UNKNOWN") => fin(
                 Status::Absent,
                 format!(
@@ -539,15 +535,11 @@ impl Checker {
             403 => Err(Attempt::Forbidden(format!(
                 "token server {server} denied access (HTTP 403)"
             ))),
-            429 => Err(Attempt::Final {
-                status: Status::RateLimited,
-                reason: format!("rate limited by token server {server} (HTTP 429)"),
-                retry_after: Some(parse_retry_after(
-                    resp.header("retry-after"),
-                    SystemTime::now(),
-                )),
-                authenticated: false,
-            }),
+            429 => Err(rate_limited(
+                &resp,
+                format!("rate limited by token server {server} (HTTP 429)"),
+                false,
+            )),
             500..=599 => Err(final_(
                 Status::RegistryUnavailable,
                 format!("token server {server} answered HTTP {}", resp.status),
@@ -626,6 +618,19 @@ impl Checker {
             std::thread::sleep(backoff);
             backoff *= 2;
         }
+    }
+}
+
+/// A 429, with the pause its `Retry-After` asks for.
+fn rate_limited(resp: &Response, reason: String, authenticated: bool) -> Attempt {
+    Attempt::Final {
+        status: Status::RateLimited,
+        reason,
+        retry_after: Some(parse_retry_after(
+            resp.header("retry-after"),
+            SystemTime::now(),
+        )),
+        authenticated,
     }
 }
 
