@@ -304,8 +304,12 @@ fn bookmarks_advance_the_resource_version() {
     }
     let now = api.resource_version();
     assert!(now > list_rv);
-    // Give the server time to send a bookmark, then break the stream.
-    std::thread::sleep(Duration::from_millis(400));
+    // Wait for a bookmark carrying the new version, then break the stream.
+    wait_until(
+        "a bookmark at the new version",
+        Duration::from_secs(10),
+        || api.bookmarks().contains(&now),
+    );
     api.drop_watches();
     wait_until("a resumed watch", Duration::from_secs(10), || {
         api.requests()

@@ -108,6 +108,8 @@ struct Shared {
     served: Mutex<HashMap<String, usize>>,
     stopping: AtomicBool,
     connections: AtomicU64,
+    /// (resourceVersion) of every BOOKMARK sent.
+    bookmarks: Mutex<Vec<u64>>,
 }
 
 /// How clients authenticate.
@@ -156,6 +158,7 @@ impl FakeApiServer {
             served: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
             connections: AtomicU64::new(0),
+            bookmarks: Mutex::new(Vec::new()),
         });
         let tls_config = server_tls(&cert);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -318,6 +321,11 @@ impl FakeApiServer {
     /// How often watches with allowWatchBookmarks get a BOOKMARK.
     pub fn set_bookmark_interval(&self, d: Duration) {
         self.shared.options.lock().unwrap().bookmark_interval = d;
+    }
+
+    /// The resourceVersions of the BOOKMARK events sent so far.
+    pub fn bookmarks(&self) -> Vec<u64> {
+        self.shared.bookmarks.lock().unwrap().clone()
     }
 
     /// The current resourceVersion.
@@ -787,28 +795,18 @@ fn handle(
             }
         };
     }
-    if query.get("watch").is_some_and(|w| w == "1" || w == "true") {
-        return watch(
-            shared,
-            out,
-            &route,
-            kind,
-            api_version,
-            query,
-            &fields,
-            &labels,
-        );
-    }
-    list(
-        shared,
-        out,
-        &route,
+    let sel = Selection {
+        route: &route,
         kind,
         api_version,
         query,
-        &fields,
-        &labels,
-    )
+        fields: &fields,
+        labels: &labels,
+    };
+    if query.get("watch").is_some_and(|w| w == "1" || w == "true") {
+        return watch(shared, out, sel);
+    }
+    list(shared, out, sel)
 }
 
 /// The objects of `plural` as of version `rv`, sorted by (namespace, name).
@@ -839,6 +837,17 @@ fn snapshot(st: &Store, plural: &str, rv: u64) -> Vec<(String, String, Arc<Value
     m.into_iter().map(|((ns, n), o)| (ns, n, o)).collect()
 }
 
+/// What a list or watch request asks for.
+#[derive(Clone, Copy)]
+struct Selection<'a> {
+    route: &'a Route,
+    kind: &'a str,
+    api_version: &'a str,
+    query: &'a HashMap<String, String>,
+    fields: &'a [(String, bool, String)],
+    labels: &'a [LabelReq],
+}
+
 fn count_served(shared: &Shared, plural: &str, n: usize) {
     *shared
         .served
@@ -853,17 +862,15 @@ fn continue_token(rv: i64, start: &str) -> String {
         .encode(json!({"v": "meta.k8s.io/v1", "rv": rv, "start": start}).to_string())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn list(
-    shared: &Shared,
-    out: &mut Out,
-    route: &Route,
-    kind: &str,
-    api_version: &str,
-    query: &HashMap<String, String>,
-    fields: &[(String, bool, String)],
-    labels: &[LabelReq],
-) -> u16 {
+fn list(shared: &Shared, out: &mut Out, sel: Selection) -> u16 {
+    let Selection {
+        route,
+        kind,
+        api_version,
+        query,
+        fields,
+        labels,
+    } = sel;
     let st = shared.store.lock().unwrap();
     let limit: usize = query
         .get("limit")
@@ -964,17 +971,15 @@ fn list(
     out.write_response(200, "OK", body.to_string().as_bytes())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn watch(
-    shared: &Shared,
-    out: &mut Out,
-    route: &Route,
-    kind: &str,
-    api_version: &str,
-    query: &HashMap<String, String>,
-    fields: &[(String, bool, String)],
-    labels: &[LabelReq],
-) -> u16 {
+fn watch(shared: &Shared, out: &mut Out, sel: Selection) -> u16 {
+    let Selection {
+        route,
+        kind,
+        api_version,
+        query,
+        fields,
+        labels,
+    } = sel;
     let (bookmark_every, default_timeout) = {
         let o = shared.options.lock().unwrap();
         (o.bookmark_interval, o.default_watch_timeout)
@@ -1064,6 +1069,7 @@ fn watch(
             if bookmarks && now.duration_since(last_bookmark) >= bookmark_every {
                 last_bookmark = now;
                 let b = json!({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": st.rv.to_string(), "creationTimestamp": null}}});
+                shared.bookmarks.lock().unwrap().push(st.rv);
                 drop(st);
                 if !out.chunk(&b.to_string()) {
                     return 200;

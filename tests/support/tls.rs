@@ -51,26 +51,7 @@ pub fn server_cert(dir: &TempDir) -> ServerCert {
     a.extend(ec);
     a.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=127.0.0.1"]);
     run("openssl", &a);
-    run(
-        "openssl",
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &ca_pem,
-            "-CAkey",
-            &ca_key,
-            "-CAcreateserial",
-            "-out",
-            &cert,
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-        ],
-    );
+    sign(&csr, &ca_pem, &ca_key, &ext, &cert);
     ServerCert {
         ca_pem,
         cert_pem: cert,
@@ -113,25 +94,30 @@ pub fn client_cert(dir: &TempDir, ca: &ServerCert, cn: &str, rsa: bool) -> (Stri
         args.extend(["-keyout", &key, "-out", &csr, "-subj", &subject]);
         run("openssl", &args);
     }
-    let x509 = [
+    sign(&csr, &ca.ca_pem, &ca.ca_key, &ext, &cert);
+    (cert, key)
+}
+
+/// Signs a certificate request with the CA, adding the extensions in `ext`.
+fn sign(csr: &str, ca_pem: &str, ca_key: &str, ext: &str, cert: &str) {
+    let args = [
         "x509",
         "-req",
         "-in",
-        &csr,
+        csr,
         "-CA",
-        &ca.ca_pem,
+        ca_pem,
         "-CAkey",
-        &ca.ca_key,
+        ca_key,
         "-CAcreateserial",
         "-out",
-        &cert,
+        cert,
         "-days",
         "2",
         "-extfile",
-        &ext,
+        ext,
     ];
-    run("openssl", &x509);
-    (cert, key)
+    run("openssl", &args);
 }
 
 /// An ECDSA P-256 key for signing tokens, and a self-signed certificate for
