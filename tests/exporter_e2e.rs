@@ -85,20 +85,9 @@ fn no_series_before_the_first_check_and_quick_first_check() {
     wait_until("readiness", Duration::from_secs(10), || {
         e.get("/readyz").0 == 200
     });
-    api.apply(
-        "deployments",
-        deployment(
-            "a",
-            "slow",
-            1,
-            &Template::image(&format!("{}/team/slow:v1", slow.host)),
-        ),
-    );
+    api.deploy("a", "slow", &format!("{}/team/slow:v1", slow.host));
     let created = Instant::now();
-    api.apply(
-        "deployments",
-        deployment("a", "fast", 1, &Template::image(&reg.image("team/fast:v1"))),
-    );
+    api.deploy("a", "fast", &reg.image("team/fast:v1"));
     e.wait_status("a", "fast", "app", "available");
     let first_series = created.elapsed();
     println!("time from ADDED to first series: {first_series:?}");
@@ -178,10 +167,7 @@ fn deleted_and_disabled_workloads() {
     reg.push("team/app", "v1");
     let image = reg.image("team/app:v1");
     let (api, kc) = api();
-    api.apply(
-        "deployments",
-        deployment("a", "gone-soon", 1, &Template::image(&image)),
-    );
+    api.deploy("a", "gone-soon", &image);
     api.apply(
         "deployments",
         deployment("a", "scaled-down", 0, &Template::image(&image)),
@@ -240,10 +226,7 @@ fn registry_down_and_back() {
     let mut reg = Registry::start(Auth::None);
     reg.push("team/app", "v1");
     let (api, kc) = api();
-    api.apply(
-        "deployments",
-        deployment("a", "web", 1, &Template::image(&reg.image("team/app:v1"))),
-    );
+    api.deploy("a", "web", &reg.image("team/app:v1"));
     let e = Exporter::start(
         &kc,
         &args(&[
@@ -263,15 +246,7 @@ fn registry_down_and_back() {
 #[test]
 fn bad_image_format_is_reported_without_requests() {
     let (api, kc) = api();
-    api.apply(
-        "deployments",
-        deployment(
-            "a",
-            "typo",
-            1,
-            &Template::image("Registry.Example.com/UPPER/app:v1"),
-        ),
-    );
+    api.deploy("a", "typo", "Registry.Example.com/UPPER/app:v1");
     let e = Exporter::start(&kc, &args(&[]));
     e.wait_status("a", "typo", "app", "bad_image_format");
     let requests: f64 = e
@@ -289,10 +264,7 @@ fn health_readiness_metrics_and_sigterm() {
     reg.push("team/app", "v1");
     let (api, kc) = api();
     api.forbid("secrets");
-    api.apply(
-        "deployments",
-        deployment("a", "web", 1, &Template::image(&reg.image("team/app:v1"))),
-    );
+    api.deploy("a", "web", &reg.image("team/app:v1"));
     let mut e = Exporter::start(&kc, &args(&["--plain-http-registries", &reg.host]));
     assert_eq!(e.get("/healthz"), (200, "ok\n".to_string()));
     println!("GET /healthz -> {:?}", e.get("/healthz"));
@@ -370,10 +342,7 @@ fn once_mode_exit_codes() {
     let reg = Registry::start(Auth::None);
     reg.push("team/app", "v1");
     let (api, kc) = api();
-    api.apply(
-        "deployments",
-        deployment("a", "ok", 1, &Template::image(&reg.image("team/app:v1"))),
-    );
+    api.deploy("a", "ok", &reg.image("team/app:v1"));
     let run = |extra: &[&str]| {
         let out = std::process::Command::new(support::exporter_bin())
             .args([
@@ -397,15 +366,7 @@ fn once_mode_exit_codes() {
     let (code, stdout, stderr) = run(&[]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.trim().is_empty());
-    api.apply(
-        "deployments",
-        deployment(
-            "b",
-            "broken",
-            1,
-            &Template::image(&reg.image("team/app:v9")),
-        ),
-    );
+    api.deploy("b", "broken", &reg.image("team/app:v9"));
     let (code, stdout, _) = run(&[]);
     assert_eq!(code, Some(1));
     let rows: Vec<serde_json::Value> = stdout

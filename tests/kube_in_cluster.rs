@@ -12,7 +12,6 @@ use k8s_image_availability_exporter::kube::resources::{Kind, Resource};
 use k8s_image_availability_exporter::kube::watch::Stream;
 use support::apiserver::{FakeApiServer, ServerAuth};
 use support::cluster::{fast_watch, registry_config, Watching};
-use support::objects::{deployment, Template};
 use support::TempDir;
 
 #[test]
@@ -33,10 +32,7 @@ fn in_cluster_token_rotation() {
     assert_eq!(cluster.server, api.url);
     assert!(matches!(cluster.auth, Auth::TokenFile(_)));
     let client = Arc::new(ApiClient::new(cluster).unwrap());
-    api.apply(
-        "deployments",
-        deployment("a", "one", 1, &Template::image("reg.io/one:1")),
-    );
+    api.deploy("a", "one", "reg.io/one:1");
     let streams = vec![Stream {
         resource: Resource::Workload(Kind::Deployment),
         namespace: None,
@@ -57,10 +53,7 @@ fn in_cluster_token_rotation() {
     std::fs::write(&token, "sa-token-2\n").unwrap();
     api.set_tokens(&["sa-token-2"]);
     api.drop_watches();
-    api.apply(
-        "deployments",
-        deployment("a", "two", 1, &Template::image("reg.io/two:1")),
-    );
+    api.deploy("a", "two", "reg.io/two:1");
     w.wait_for("the object created after rotation", |s| s.len() == 2);
     assert!(api.requests().iter().any(|r| r.user == "token:sa-token-2"));
     assert!(

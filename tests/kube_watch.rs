@@ -126,25 +126,16 @@ fn initial_sync_pages_through_many_objects() {
 #[test]
 fn every_watch_event_type_is_applied() {
     let (api, kc) = server();
-    api.apply(
-        "deployments",
-        deployment("a", "web", 1, &Template::image("reg.io/web:1")),
-    );
+    api.deploy("a", "web", "reg.io/web:1");
     let w = Watching::start(&kc, all_streams(None), fast_watch(), inv_config());
     w.wait_synced();
     // ADDED
-    api.apply(
-        "deployments",
-        deployment("a", "api", 1, &Template::image("reg.io/api:1")),
-    );
+    api.deploy("a", "api", "reg.io/api:1");
     w.wait_for("added deployment", |s| {
         s.iter().any(|c| c.image == "reg.io/api:1")
     });
     // MODIFIED: new image
-    api.apply(
-        "deployments",
-        deployment("a", "web", 1, &Template::image("reg.io/web:2")),
-    );
+    api.deploy("a", "web", "reg.io/web:2");
     w.wait_for("modified deployment", |s| {
         s.iter().any(|c| c.image == "reg.io/web:2") && !s.iter().any(|c| c.image == "reg.io/web:1")
     });
@@ -164,25 +155,16 @@ fn every_watch_event_type_is_applied() {
 #[test]
 fn a_dropped_stream_resumes_from_the_last_version() {
     let (api, kc) = server();
-    api.apply(
-        "deployments",
-        deployment("a", "one", 1, &Template::image("reg.io/one:1")),
-    );
+    api.deploy("a", "one", "reg.io/one:1");
     let streams = deployments();
     let w = Watching::start(&kc, streams, long_watch(), inv_config());
     w.wait_synced();
-    api.apply(
-        "deployments",
-        deployment("a", "two", 1, &Template::image("reg.io/two:1")),
-    );
+    api.deploy("a", "two", "reg.io/two:1");
     w.wait_for("two", |s| s.len() == 2);
     let seen_rv = api.resource_version();
     api.drop_watches();
     // Changes while the client reconnects: none may be lost.
-    api.apply(
-        "deployments",
-        deployment("a", "three", 1, &Template::image("reg.io/three:1")),
-    );
+    api.deploy("a", "three", "reg.io/three:1");
     api.delete("deployments", "a", "one");
     w.wait_for("three added and one deleted", |s| {
         s.iter().map(|c| c.image.as_str()).collect::<Vec<_>>() == ["reg.io/three:1", "reg.io/two:1"]
@@ -211,14 +193,8 @@ fn a_dropped_stream_resumes_from_the_last_version() {
 #[test]
 fn gone_forces_a_relist_that_removes_objects_deleted_meanwhile() {
     let (api, kc) = server();
-    api.apply(
-        "deployments",
-        deployment("a", "stays", 1, &Template::image("reg.io/stays:1")),
-    );
-    api.apply(
-        "deployments",
-        deployment("a", "goes", 1, &Template::image("reg.io/goes:1")),
-    );
+    api.deploy("a", "stays", "reg.io/stays:1");
+    api.deploy("a", "goes", "reg.io/goes:1");
     let streams = deployments();
     let w = Watching::start(&kc, streams, long_watch(), inv_config());
     w.wait_synced();
@@ -226,10 +202,7 @@ fn gone_forces_a_relist_that_removes_objects_deleted_meanwhile() {
     // Cut the stream, change things, and compact so the old version is gone.
     api.drop_watches();
     api.delete("deployments", "a", "goes");
-    api.apply(
-        "deployments",
-        deployment("b", "new", 1, &Template::image("reg.io/new:1")),
-    );
+    api.deploy("b", "new", "reg.io/new:1");
     api.compact();
     w.wait_for("relist converged", |s| {
         s.iter().map(|c| c.who.as_str()).collect::<Vec<_>>()
@@ -287,10 +260,7 @@ fn an_expired_continue_token_restarts_the_list() {
 fn bookmarks_advance_the_resource_version() {
     let (api, kc) = server();
     api.set_bookmark_interval(Duration::from_millis(100));
-    api.apply(
-        "deployments",
-        deployment("a", "web", 1, &Template::image("reg.io/web:1")),
-    );
+    api.deploy("a", "web", "reg.io/web:1");
     let streams = deployments();
     let w = Watching::start(&kc, streams, long_watch(), inv_config());
     w.wait_synced();
@@ -335,14 +305,8 @@ fn bookmarks_advance_the_resource_version() {
 #[test]
 fn namespace_scoping_uses_namespaced_paths_only() {
     let (api, kc) = server();
-    api.apply(
-        "deployments",
-        deployment("team-a", "mine", 1, &Template::image("reg.io/mine:1")),
-    );
-    api.apply(
-        "deployments",
-        deployment("team-b", "theirs", 1, &Template::image("reg.io/theirs:1")),
-    );
+    api.deploy("team-a", "mine", "reg.io/mine:1");
+    api.deploy("team-b", "theirs", "reg.io/theirs:1");
     let w = Watching::start(&kc, all_streams(Some("team-a")), fast_watch(), inv_config());
     w.wait_synced();
     assert_eq!(w.who(), ["deployment team-a/mine app"]);
@@ -421,10 +385,7 @@ fn credentials_follow_the_kubelet_rules() {
             &Template::image("reg.io/x:1").pull_secret("own"),
         ),
     );
-    api.apply(
-        "deployments",
-        deployment("a", "via-sa", 1, &Template::image("reg.io/x:1")),
-    );
+    api.deploy("a", "via-sa", "reg.io/x:1");
     api.apply(
         "deployments",
         deployment(
@@ -559,14 +520,8 @@ fn namespace_label_limits_checked_namespaces() {
         namespace("watched", &[("image-checks", "on")]),
     );
     api.apply("namespaces", namespace("ignored", &[]));
-    api.apply(
-        "deployments",
-        deployment("watched", "a", 1, &Template::image("reg.io/a:1")),
-    );
-    api.apply(
-        "deployments",
-        deployment("ignored", "b", 1, &Template::image("reg.io/b:1")),
-    );
+    api.deploy("watched", "a", "reg.io/a:1");
+    api.deploy("ignored", "b", "reg.io/b:1");
     let mut streams = all_streams(None);
     streams.push(Stream {
         resource: Resource::Namespaces,
@@ -612,10 +567,7 @@ fn exec_plugin_tokens_are_refreshed() {
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let user = format!("    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {script}\n      provideClusterInfo: true\n");
     let kc = api.kubeconfig(&user);
-    api.apply(
-        "deployments",
-        deployment("a", "one", 1, &Template::image("reg.io/one:1")),
-    );
+    api.deploy("a", "one", "reg.io/one:1");
     let streams = deployments();
     let w = Watching::start(&kc, streams, long_watch(), inv_config());
     w.wait_synced();
@@ -628,10 +580,7 @@ fn exec_plugin_tokens_are_refreshed() {
     std::fs::write(&token_file, "second").unwrap();
     api.set_tokens(&["second"]);
     api.drop_watches();
-    api.apply(
-        "deployments",
-        deployment("a", "two", 1, &Template::image("reg.io/two:1")),
-    );
+    api.deploy("a", "two", "reg.io/two:1");
     w.wait_for("the object created after rotation", |s| s.len() == 2);
     let runs = std::fs::read_to_string(&calls).unwrap().lines().count();
     assert!(
@@ -670,10 +619,7 @@ fn exec_plugin_runs_again_before_its_credential_expires() {
     wait_until("the plugin to run again", Duration::from_secs(10), || {
         runs() > first
     });
-    api.apply(
-        "deployments",
-        deployment("a", "x", 1, &Template::image("reg.io/x:1")),
-    );
+    api.deploy("a", "x", "reg.io/x:1");
     w.wait_for("the new object", |s| s.len() == 1);
     assert!(
         api.requests().iter().all(|r| r.status != 401),
@@ -685,10 +631,7 @@ fn exec_plugin_runs_again_before_its_credential_expires() {
 fn client_certificates_authenticate() {
     use base64::Engine;
     let api = FakeApiServer::start(ServerAuth::ClientCerts(vec![]));
-    api.apply(
-        "deployments",
-        deployment("a", "one", 1, &Template::image("reg.io/one:1")),
-    );
+    api.deploy("a", "one", "reg.io/one:1");
     // An EC key in a file, by path.
     let (cert, key) = api.client_cert("exporter", false);
     let kc = api.kubeconfig(&format!(

@@ -260,6 +260,14 @@ impl FakeApiServer {
         rv
     }
 
+    /// Creates or replaces a one-replica Deployment running `image`.
+    pub fn deploy(&self, namespace: &str, name: &str, image: &str) -> u64 {
+        self.apply(
+            "deployments",
+            super::objects::deployment(namespace, name, 1, &super::objects::Template::image(image)),
+        )
+    }
+
     /// Deletes an object (no-op if absent).
     pub fn delete(&self, plural: &str, namespace: &str, name: &str) {
         let mut st = self.shared.store.lock().unwrap();
