@@ -138,21 +138,10 @@ fn tls_with_custom_ca() {
     reg.push("team/app", "v1");
     let image = reg.image("team/app:v1");
     let run = check(&["check", &image]);
-    assert_eq!(
-        run.status(&image),
-        "registry_unavailable",
-        "{:?}",
-        run.row(&image)
-    );
+    run.assert_status(&image, "registry_unavailable");
     assert!(run.row(&image)["reason"].as_str().unwrap().contains("TLS"));
     let run = check(&["--capath", reg.ca_pem(), "check", &image]);
-    assert_eq!(
-        run.status(&image),
-        "available",
-        "{:?}\n{}",
-        run.row(&image),
-        run.stderr
-    );
+    run.assert_status(&image, "available");
     assert_eq!(run.row(&image)["requests"], 1);
     let run = check(&["--skip-registry-cert-verification", "check", &image]);
     assert_eq!(run.status(&image), "available");
@@ -207,13 +196,7 @@ fn basic_auth_credentials() {
         "check",
         &image,
     ]);
-    assert_eq!(
-        run.status(&image),
-        "available",
-        "{:?}\n{}",
-        run.row(&image),
-        run.stderr
-    );
+    run.assert_status(&image, "available");
     assert_eq!(
         run.row(&image)["credential"],
         format!("docker-config {good} ({})", reg.host)
@@ -227,12 +210,7 @@ fn basic_auth_credentials() {
         "check",
         &image,
     ]);
-    assert_eq!(
-        run.status(&image),
-        "authentication_failure",
-        "{:?}",
-        run.row(&image)
-    );
+    run.assert_status(&image, "authentication_failure");
     assert!(!run.stdout.contains("hunter2") && !run.stderr.contains("hunter2"));
 
     let run = check(&["--allow-plain-http", "check", &image]);
@@ -269,13 +247,7 @@ fn token_auth_outcomes() {
         &public,
         &reg.image("private/app:v9"),
     ]);
-    assert_eq!(
-        run.status(&private),
-        "available",
-        "{:?}\n{}",
-        run.row(&private),
-        run.stderr
-    );
+    run.assert_status(&private, "available");
     assert!(run.row(&private)["credential"]
         .as_str()
         .unwrap()
@@ -285,12 +257,7 @@ fn token_auth_outcomes() {
 
     // No credentials for a private repository.
     let run = check(&["--allow-plain-http", "check", &private, &public]);
-    assert_eq!(
-        run.status(&private),
-        "authentication_failure",
-        "{:?}",
-        run.row(&private)
-    );
+    run.assert_status(&private, "authentication_failure");
     assert_eq!(run.status(&public), "available");
     assert_eq!(run.row(&public)["credential"], "anonymous");
 
@@ -302,12 +269,7 @@ fn token_auth_outcomes() {
         "check",
         &private,
     ]);
-    assert_eq!(
-        run.status(&private),
-        "authentication_failure",
-        "{:?}",
-        run.row(&private)
-    );
+    run.assert_status(&private, "authentication_failure");
     assert!(!run.stdout.contains("not-the-pw") && !run.stderr.contains("not-the-pw"));
 
     // Valid credentials the token server refuses with 403.
@@ -318,12 +280,7 @@ fn token_auth_outcomes() {
         "check",
         &private,
     ]);
-    assert_eq!(
-        run.status(&private),
-        "authorization_failure",
-        "{:?}",
-        run.row(&private)
-    );
+    run.assert_status(&private, "authorization_failure");
 
     // Valid credentials whose token lacks the scope: the registry answers 401 insufficient_scope.
     let run = check(&[
@@ -333,12 +290,7 @@ fn token_auth_outcomes() {
         "check",
         &private,
     ]);
-    assert_eq!(
-        run.status(&private),
-        "authentication_failure",
-        "{:?}",
-        run.row(&private)
-    );
+    run.assert_status(&private, "authentication_failure");
     assert!(run.row(&private)["reason"]
         .as_str()
         .unwrap()
@@ -367,13 +319,7 @@ fn second_matching_credential_wins() {
         "check",
         &image,
     ]);
-    assert_eq!(
-        run.status(&image),
-        "available",
-        "{:?}\n{}",
-        run.row(&image),
-        run.stderr
-    );
+    run.assert_status(&image, "available");
     assert_eq!(
         run.row(&image)["credential"],
         format!("docker-config {config} ({})", reg.host)
@@ -413,7 +359,7 @@ fn token_is_reused_for_the_same_repository() {
         &v1,
         &v2,
     ]);
-    assert_eq!(run.status(&v1), "available", "{:?}", run.row(&v1));
+    run.assert_status(&v1, "available");
     assert_eq!(run.status(&v2), "available");
     // First check: https attempt, HEAD (401 challenge), token, HEAD.
     assert_eq!(run.row(&v1)["requests"], 4, "{:?}", run.row(&v1));
@@ -441,12 +387,7 @@ fn mirrors_and_default_registry() {
         "nginx:1.25",
         "nginx:1.26",
     ]);
-    assert_eq!(
-        run.status("nginx:1.25"),
-        "available",
-        "{:?}",
-        run.row("nginx:1.25")
-    );
+    run.assert_status("nginx:1.25", "available");
     assert_eq!(
         run.row("nginx:1.25")["reference"],
         format!("{}/hub/library/nginx:1.25", reg.host)
@@ -468,12 +409,7 @@ fn mirrors_and_default_registry() {
         "library/busybox:1",
         "busybox:1",
     ]);
-    assert_eq!(
-        run.status("team/app:v1"),
-        "available",
-        "{:?}",
-        run.row("team/app:v1")
-    );
+    run.assert_status("team/app:v1", "available");
     assert_eq!(
         run.row("team/app:v1")["reference"],
         format!("{}/team/app:v1", reg.host)

@@ -56,12 +56,7 @@ fn server_errors_are_retried_then_unavailable() {
     });
     let image = format!("{}/team/down:v1", fake.host);
     let r = run(&fake.host, &[], &image);
-    assert_eq!(
-        r.status(&image),
-        "registry_unavailable",
-        "{:?}",
-        r.row(&image)
-    );
+    r.assert_status(&image, "registry_unavailable");
     // https attempt, then three plain http tries (one try plus two retries).
     assert_eq!(r.row(&image)["requests"], 4);
     assert_eq!(fake.seen().len(), 3);
@@ -70,7 +65,7 @@ fn server_errors_are_retried_then_unavailable() {
     let fake = FakeRegistry::start(|_, n| if n == 0 { Reply::status(500) } else { found() });
     let image = format!("{}/team/blip:v1", fake.host);
     let r = run(&fake.host, &[], &image);
-    assert_eq!(r.status(&image), "available", "{:?}", r.row(&image));
+    r.assert_status(&image, "available");
 }
 
 #[test]
@@ -135,7 +130,7 @@ fn get_fallback_only_for_listed_registries() {
         &["--get-fallback-registries", &fake.host],
         &image,
     );
-    assert_eq!(r.status(&image), "available", "{:?}", r.row(&image));
+    r.assert_status(&image, "available");
     assert_eq!(fake.seen().last().unwrap().method, "GET");
 }
 
@@ -155,7 +150,7 @@ fn credentials_do_not_follow_redirects_to_other_hosts() {
     let config = dir.write("config.json", serde_json::json!({"auths": {fake.host.clone(): {"username": "u", "password": "redirect-secret"}}}).to_string());
     let image = format!("{}/team/a:v1", fake.host);
     let r = run(&fake.host, &["--docker-config", &config], &image);
-    assert_eq!(r.status(&image), "available", "{:?}", r.row(&image));
+    r.assert_status(&image, "available");
     let seen = other.seen();
     assert_eq!(seen.len(), 1);
     assert_eq!(
@@ -167,7 +162,7 @@ fn credentials_do_not_follow_redirects_to_other_hosts() {
     // A redirect within the same origin keeps the credentials.
     let image = format!("{}/team/same:v1", fake.host);
     let r = run(&fake.host, &["--docker-config", &config], &image);
-    assert_eq!(r.status(&image), "available", "{:?}", r.row(&image));
+    r.assert_status(&image, "available");
     let last = fake.seen().last().unwrap().clone();
     assert!(last.url.contains("moved") && last.authorization.is_some());
 }
@@ -184,7 +179,7 @@ fn hostile_token_realms_are_refused() {
     let config = dir.write("config.json", serde_json::json!({"auths": {fake.host.clone(): {"username": "u", "password": "ssrf-secret"}}}).to_string());
     let image = format!("{}/team/a:v1", fake.host);
     let r = run(&fake.host, &["--docker-config", &config], &image);
-    assert_eq!(r.status(&image), "unknown_error", "{:?}", r.row(&image));
+    r.assert_status(&image, "unknown_error");
     assert!(r.row(&image)["reason"]
         .as_str()
         .unwrap()
@@ -221,8 +216,8 @@ fn a_stale_cached_token_is_refreshed_once() {
         format!("{}/team/a:v2", fake.host),
     );
     let r = check(&["--plain-http-registries", &fake.host, "check", &v1, &v2]);
-    assert_eq!(r.status(&v1), "available", "{:?}", r.row(&v1));
-    assert_eq!(r.status(&v2), "available", "{:?}", r.row(&v2));
+    r.assert_status(&v1, "available");
+    r.assert_status(&v2, "available");
     // Stale token HEAD (401), fresh token, HEAD.
     assert_eq!(r.row(&v2)["requests"], 3);
 }
@@ -243,12 +238,7 @@ fn a_stuck_registry_times_out() {
         "check",
         &image,
     ]);
-    assert_eq!(
-        r.status(&image),
-        "registry_unavailable",
-        "{:?}",
-        r.row(&image)
-    );
+    r.assert_status(&image, "registry_unavailable");
     assert!(r.row(&image)["reason"]
         .as_str()
         .unwrap()

@@ -170,6 +170,17 @@ impl CheckRun {
             })
     }
 
+    /// Asserts the status of `image`, showing its row and the log otherwise.
+    pub fn assert_status(&self, image: &str, want: &str) {
+        assert_eq!(
+            self.status(image),
+            want,
+            "{image}: {:?}\n{}",
+            self.row(image),
+            self.stderr
+        );
+    }
+
     /// The status of `image`.
     pub fn status(&self, image: &str) -> &str {
         self.row(image)["status"].as_str().expect("status")
