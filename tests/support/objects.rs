@@ -172,23 +172,31 @@ pub fn cronjob(ns: &str, name: &str, suspend: bool, t: &Template) -> CronJob {
     }
 }
 
-/// A `kubernetes.io/dockerconfigjson` pull secret for one registry.
-pub fn pull_secret(ns: &str, name: &str, registry: &str, user: &str, password: &str) -> Secret {
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    let cfg = serde_json::json!({"auths": {registry: {"username": user, "password": password, "auth": auth}}}).to_string();
+/// A Secret of `type_` with one data key.
+fn secret(ns: &str, name: &str, type_: &str, key: &str, data: Vec<u8>) -> Secret {
     Secret {
         metadata: ObjectMeta {
             name: Some(name.into()),
             namespace: Some(ns.into()),
             ..Default::default()
         },
-        type_: Some("kubernetes.io/dockerconfigjson".into()),
-        data: Some(BTreeMap::from([(
-            ".dockerconfigjson".to_string(),
-            ByteString(cfg.into_bytes()),
-        )])),
+        type_: Some(type_.into()),
+        data: Some(BTreeMap::from([(key.to_string(), ByteString(data))])),
         ..Default::default()
     }
+}
+
+/// A `kubernetes.io/dockerconfigjson` pull secret for one registry.
+pub fn pull_secret(ns: &str, name: &str, registry: &str, user: &str, password: &str) -> Secret {
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let cfg = serde_json::json!({"auths": {registry: {"username": user, "password": password, "auth": auth}}}).to_string();
+    secret(
+        ns,
+        name,
+        "kubernetes.io/dockerconfigjson",
+        ".dockerconfigjson",
+        cfg.into_bytes(),
+    )
 }
 
 /// A legacy `kubernetes.io/dockercfg` pull secret for one registry.
@@ -200,36 +208,24 @@ pub fn dockercfg_secret(
     password: &str,
 ) -> Secret {
     let cfg = serde_json::json!({registry: {"username": user, "password": password}}).to_string();
-    Secret {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some(ns.into()),
-            ..Default::default()
-        },
-        type_: Some("kubernetes.io/dockercfg".into()),
-        data: Some(BTreeMap::from([(
-            ".dockercfg".to_string(),
-            ByteString(cfg.into_bytes()),
-        )])),
-        ..Default::default()
-    }
+    secret(
+        ns,
+        name,
+        "kubernetes.io/dockercfg",
+        ".dockercfg",
+        cfg.into_bytes(),
+    )
 }
 
 /// A pull secret whose payload is not a docker config.
 pub fn garbage_pull_secret(ns: &str, name: &str) -> Secret {
-    Secret {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some(ns.into()),
-            ..Default::default()
-        },
-        type_: Some("kubernetes.io/dockerconfigjson".into()),
-        data: Some(BTreeMap::from([(
-            ".dockerconfigjson".to_string(),
-            ByteString(b"{not json at all".to_vec()),
-        )])),
-        ..Default::default()
-    }
+    secret(
+        ns,
+        name,
+        "kubernetes.io/dockerconfigjson",
+        ".dockerconfigjson",
+        b"{not json at all".to_vec(),
+    )
 }
 
 /// A Helm-release-like secret of about `size` bytes (never needed by the exporter).
@@ -237,19 +233,7 @@ pub fn helm_secret(ns: &str, name: &str, size: usize) -> Secret {
     let payload: Vec<u8> = (0..size)
         .map(|i| b"abcdefghijklmnopqrstuvwxyz0123456789"[i % 36])
         .collect();
-    Secret {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some(ns.into()),
-            ..Default::default()
-        },
-        type_: Some("helm.sh/release.v1".into()),
-        data: Some(BTreeMap::from([(
-            "release".to_string(),
-            ByteString(payload),
-        )])),
-        ..Default::default()
-    }
+    secret(ns, name, "helm.sh/release.v1", "release", payload)
 }
 
 /// A ServiceAccount with imagePullSecrets.
