@@ -174,24 +174,19 @@ impl fmt::Display for Reference {
     }
 }
 
-/// Whether the first path component names a registry host. Upper case makes
-/// it a host too (it cannot be a repository), and validation then rejects it
-/// unless it also looks like a real host name.
+/// Whether the first path component names a registry host, as
+/// `splitDockerDomain` decides: a dot, a colon, `localhost`, or any upper
+/// case letter (it cannot be a repository path, so it is a host: `Foo/bar`
+/// is a valid name whose pull fails on the lookup of the host `Foo`).
 fn is_registry_component(first: &str) -> bool {
     first.contains(['.', ':'])
         || first == "localhost"
         || first.chars().any(|c| c.is_ascii_uppercase())
 }
 
+/// distribution's `domainAndPort`: host name labels of letters (either case),
+/// digits and inner hyphens, or a bracketed IPv6 address, then an optional port.
 fn validate_registry(registry: &str) -> Result<(), ReferenceError> {
-    if !registry.contains(['.', ':'])
-        && registry != "localhost"
-        && registry.chars().any(|c| c.is_ascii_uppercase())
-    {
-        return err(format!(
-            "repository name must be lowercase (found {registry:?})"
-        ));
-    }
     let (host, port) = if let Some(rest) = registry.strip_prefix('[') {
         // IPv6 literal, as distribution/reference v0.6 accepts.
         let Some(end) = rest.find(']') else {
@@ -269,7 +264,8 @@ fn is_path_component(c: &str) -> bool {
             i += 1;
             continue;
         }
-        // A separator run: one '.', one or two '_', or any number of '-'.
+        // One separator (`[._]`, `__` or `-+`), and then a letter or digit:
+        // `dock_.er` and `dock-.er` are two separators in a row, not one.
         let start = i;
         let sep = b[i];
         while i < b.len() && b[i] == sep {
@@ -282,7 +278,7 @@ fn is_path_component(c: &str) -> bool {
             b'-' => true,
             _ => false,
         };
-        if !ok {
+        if !ok || !b.get(i).is_some_and(|&x| alnum(x)) {
             return false;
         }
     }
@@ -488,7 +484,6 @@ mod tests {
         let cases: &[&str] = &[
             "",
             "Nginx",
-            "Foo/bar",
             "docker.io/Library/nginx",
             "nginx:",
             "nginx:.bad",
@@ -516,6 +511,128 @@ mod tests {
             "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
         ];
         for input in cases {
+            assert!(
+                Reference::parse(input).is_err(),
+                "{input:?} should be rejected"
+            );
+        }
+    }
+
+    /// Vectors from distribution/reference's normalize_test.go
+    /// (TestValidateReferenceName, TestValidateRemoteName,
+    /// TestParseRepositoryInfo, TestNormalizedSplitHostname) and
+    /// reference_test.go (TestReferenceParse), read through ParseNormalizedNamed.
+    #[test]
+    fn distribution_test_vectors() {
+        let hex = "1a3f5e7d9c1b3a5f7e9d1c3b5a7f9e1d3c5b7a9f1e3d5d7c9b1a3f5e7d9c1b3a";
+        let f64 = "f".repeat(64);
+        let valid: &[(&str, &str)] = &[
+            ("docker/docker", "docker.io/docker/docker:latest"),
+            ("library/debian", "docker.io/library/debian:latest"),
+            ("debian", "docker.io/library/debian:latest"),
+            ("docker.io/debian", "docker.io/library/debian:latest"),
+            (
+                "index.docker.io/docker/docker",
+                "docker.io/docker/docker:latest",
+            ),
+            (
+                "127.0.0.1:5000/library/debian",
+                "127.0.0.1:5000/library/debian:latest",
+            ),
+            ("192.168.0.1", "docker.io/library/192.168.0.1:latest"),
+            ("192.168.0.1:80", "docker.io/library/192.168.0.1:80"),
+            ("192.168.0.1:8/debian", "192.168.0.1:8/debian:latest"),
+            ("[fc00::1]:5000/docker", "[fc00::1]:5000/docker:latest"),
+            (
+                "[fc00:1:2:3:4:5:6:7]:5000/library/debian",
+                "[fc00:1:2:3:4:5:6:7]:5000/library/debian:latest",
+            ),
+            ("[2001:db8::1]/repo", "[2001:db8::1]/repo:latest"),
+            ("Docker/docker", "Docker/docker:latest"),
+            ("DOCKER/docker", "DOCKER/docker:latest"),
+            ("Foo/bar", "Foo/bar:latest"),
+            (
+                "docker-rules/docker",
+                "docker.io/docker-rules/docker:latest",
+            ),
+            (
+                "docker---rules/docker",
+                "docker.io/docker---rules/docker:latest",
+            ),
+            ("d/docker", "docker.io/d/docker:latest"),
+            ("jess/t", "docker.io/jess/t:latest"),
+            ("dock__er/docker", "docker.io/dock__er/docker:latest"),
+            ("test_com/foo", "docker.io/test_com/foo:latest"),
+            ("test-com:8080/foo", "test-com:8080/foo:latest"),
+            ("xn--n3h.com:18080/foo", "xn--n3h.com:18080/foo:latest"),
+            ("test.com:5000", "docker.io/library/test.com:5000"),
+            ("foo_bar.com:8080", "docker.io/library/foo_bar.com:8080"),
+            ("foo/foo_bar.com:8080", "docker.io/foo/foo_bar.com:8080"),
+            (
+                "lowercase:Uppercase",
+                "docker.io/library/lowercase:Uppercase",
+            ),
+            (
+                "b.gcr.io/test.example.com/my-app:test.example.com",
+                "b.gcr.io/test.example.com/my-app:test.example.com",
+            ),
+            (
+                "sub-dom1.foo.com/bar/baz/quux:some-long-tag",
+                "sub-dom1.foo.com/bar/baz/quux:some-long-tag",
+            ),
+            ("store/foo/bar", "docker.io/store/foo/bar:latest"),
+            ("library/foo/bar", "docker.io/library/foo/bar:latest"),
+        ];
+        for (input, want) in valid {
+            let r = Reference::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!(r.to_string(), *want, "{input}");
+        }
+        let with_hex = format!("docker.io/{hex}");
+        assert!(Reference::parse(&with_hex).is_ok());
+        let digest = format!("test:5000/repo:tag@sha256:{f64}");
+        let r = Reference::parse(&digest).unwrap();
+        assert_eq!(
+            (r.registry.as_str(), r.tag.as_deref()),
+            ("test:5000", Some("tag"))
+        );
+        let too_long = format!("{}a:tag", "a/".repeat(128));
+        let namespace_too_long = format!("{}/docker", "this_is_not_a_valid_namespace".repeat(9));
+        let short_digest = format!("repo@sha256:{}", "f".repeat(34));
+        let bad_algorithm = format!("validname@invaliddigest:{f64}");
+        let invalid: &[&str] = &[
+            "https://github.com/docker/docker",
+            "docker/Docker",
+            "-docker",
+            "-docker/docker",
+            "-docker.io/docker/docker",
+            "docker///docker",
+            "docker.io/docker/Docker",
+            "docker.io/docker///docker",
+            "[fc00::1]",
+            "[fc00::1]:5000",
+            "fc00::1:5000/debian",
+            "[fe80::1%eth0]:5000/debian",
+            "[2001:db8:3:4::192.0.2.33]:5000/debian",
+            hex,
+            "docker-/docker",
+            "-docker-/docker",
+            "____/____",
+            "_docker/_docker",
+            "dock..er/docker",
+            "dock_.er/docker",
+            "dock-.er/docker",
+            "docker/",
+            ":justtag",
+            "Uppercase:tag",
+            "test:5000/Uppercase/lowercase:tag",
+            "aa/asdf$$^/aa",
+            "",
+            &too_long,
+            &namespace_too_long,
+            &short_digest,
+            &bad_algorithm,
+        ];
+        for input in invalid {
             assert!(
                 Reference::parse(input).is_err(),
                 "{input:?} should be rejected"
