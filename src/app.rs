@@ -219,23 +219,14 @@ fn once(config: &Config, client: Arc<ApiClient>, checker: &Checker) -> u8 {
             return;
         }
         let c = &wl.containers[i];
-        let spec = inv.check(id);
-        rows.push(Row {
-            workload: Some(WorkloadRef {
-                namespace: wl.key.namespace.clone(),
-                kind: wl.kind.as_str().to_string(),
-                name: wl.key.name.clone(),
-                container: c.container.clone(),
-            }),
-            image: c.image.clone(),
-            reference: spec
-                .and_then(|s| s.target.as_ref().ok())
-                .map(|m| m.reference.to_string()),
-            mirror: spec
-                .and_then(|s| s.target.as_ref().ok())
-                .and_then(|m| m.mirror.clone()),
-            result: result.clone(),
-        });
+        let target = inv.check(id).and_then(|s| s.target.image());
+        let workload = WorkloadRef {
+            namespace: wl.key.namespace.clone(),
+            kind: wl.kind.as_str().to_string(),
+            name: wl.key.name.clone(),
+            container: c.container.clone(),
+        };
+        rows.push(Row::new(Some(workload), &c.image, target, result.clone()));
     });
     rows.sort_by(|a, b| {
         let key = |r: &Row| {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io::{self, Write};
 
 use crate::config::{Output, RegistryConfig};
-use crate::registry::{CheckResult, Checker, Status};
+use crate::registry::{CheckResult, Checker, Mirrored, Status};
 
 /// The workload container a row is about (`--once`).
 #[derive(Debug, Clone)]
@@ -34,6 +34,26 @@ pub struct Row {
     pub mirror: Option<String>,
     /// The verdict.
     pub result: CheckResult,
+}
+
+impl Row {
+    /// A row for `image`; reference and mirror are those of the host that
+    /// gave the verdict (a mirror, or the image's own registry).
+    pub fn new(
+        workload: Option<WorkloadRef>,
+        image: &str,
+        target: Option<&Mirrored>,
+        result: CheckResult,
+    ) -> Row {
+        let on_host = target.map(|m| m.on_host(result.host.as_deref().unwrap_or("")));
+        Row {
+            workload,
+            image: image.to_string(),
+            reference: on_host.map(|(r, _)| r.to_string()),
+            mirror: on_host.and_then(|(_, rule)| rule.map(str::to_string)),
+            result,
+        }
+    }
 }
 
 /// Checks every image once (the same image written two ways is one check),
@@ -64,7 +84,7 @@ pub fn run(config: &RegistryConfig, checker: &Checker, images: &[String]) -> Vec
             },
             None => {
                 let creds = config.node_keyring.lookup(&mirrored.reference);
-                let r = checker.check(&mirrored.reference, &creds);
+                let r = checker.check_mirrored(&mirrored, &creds);
                 log::debug!(
                     "{image}: {} ({}), {} requests",
                     r.status,
@@ -75,13 +95,7 @@ pub fn run(config: &RegistryConfig, checker: &Checker, images: &[String]) -> Vec
                 r
             }
         };
-        rows.push(Row {
-            workload: None,
-            image: image.clone(),
-            reference: Some(mirrored.reference.to_string()),
-            mirror: mirrored.mirror,
-            result,
-        });
+        rows.push(Row::new(None, image, Some(&mirrored), result));
     }
     rows
 }
@@ -107,6 +121,7 @@ pub fn print(rows: &[Row], output: Output, w: &mut dyn Write) -> io::Result<()> 
                     "status": r.result.status.as_str(),
                     "reason": r.result.reason,
                     "credential": r.result.credential.as_deref().unwrap_or("anonymous"),
+                    "host": r.result.host,
                     "requests": r.result.requests,
                     "digest": r.result.digest,
                     "retry_after_seconds": r.result.retry_after.map(|d| d.as_secs()),

@@ -84,7 +84,8 @@ pub enum ConfigFormat {
     DockerCfg,
 }
 
-/// A payload that cannot be used at all.
+/// A payload the kubelet would refuse: the message names the source and the
+/// entry, never a value from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError(pub String);
 
@@ -96,62 +97,205 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Credentials parsed from one payload, plus warnings about entries that
-/// were skipped (the warnings name keys, never values).
+/// Credentials parsed from one payload, plus notes about parts we ignore
+/// (the notes name keys, never values).
 #[derive(Debug, Default)]
 pub struct Parsed {
-    /// The usable entries, in payload order.
+    /// Every entry, in payload order.
     pub credentials: Vec<Credential>,
-    /// One line per skipped entry.
+    /// One line per ignored part (`credsStore`, `credHelpers`).
     pub warnings: Vec<String>,
 }
 
-/// Parses a docker config payload found at `source`.
+/// Parses a docker config payload found at `source` exactly as the kubelet's
+/// `json.Unmarshal` into `DockerConfigJSON` / `DockerConfig` does
+/// (pkg/credentialprovider/config.go): field names match case-insensitively
+/// (Go's encoding/json), the last of duplicate keys wins, and one entry that
+/// cannot be decoded fails the whole payload, as `MakeDockerKeyring` then
+/// fails every pull of the pod. An entry without user name is kept: the
+/// runtime pulls anonymously with it.
 pub fn parse_docker_config(
     source: &str,
     bytes: &[u8],
     format: ConfigFormat,
 ) -> Result<Parsed, ConfigError> {
-    let value: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| ConfigError(format!("{source}: not valid JSON ({})", e.classify_name())))?;
+    let fail = |why: String| ConfigError(format!("{source}: {why}"));
+    let root: GoJson = serde_json::from_slice(bytes)
+        .map_err(|e| fail(format!("not valid JSON ({})", e.classify_name())))?;
     let mut parsed = Parsed::default();
-    if let Some(obj) = value.as_object() {
-        if obj.contains_key("credsStore") || obj.contains_key("credHelpers") {
-            parsed.warnings.push(format!(
-                "{source}: credsStore/credHelpers are not supported; only \"auths\" is used"
-            ));
-        }
-    }
     let auths = match format {
-        ConfigFormat::DockerConfigJson => match value.get("auths") {
-            Some(a) => a,
-            // A config.json with only credential helpers is valid but empty.
-            None if value.is_object() => return Ok(parsed),
-            None => return Err(ConfigError(format!("{source}: expected a JSON object"))),
-        },
-        ConfigFormat::DockerCfg => &value,
-    };
-    let Some(auths) = auths.as_object() else {
-        return Err(ConfigError(format!(
-            "{source}: \"auths\" is not a JSON object"
-        )));
-    };
-    for (key, entry) in auths {
-        match parse_entry(entry) {
-            Ok(Some((user, pass))) => {
-                parsed
-                    .credentials
-                    .push(Credential::new(source, key.clone(), user, pass))
+        ConfigFormat::DockerConfigJson => {
+            let fields = match root {
+                GoJson::Null => return Ok(parsed),
+                GoJson::Object(fields) => fields,
+                other => {
+                    return Err(fail(format!(
+                        "expected a JSON object, found {}",
+                        other.kind()
+                    )))
+                }
+            };
+            for name in ["credsStore", "credHelpers"] {
+                if fields.iter().any(|(k, _)| k == name) {
+                    parsed.warnings.push(format!(
+                        "{source}: {name} is not supported; only \"auths\" is used"
+                    ));
+                }
             }
-            Ok(None) => parsed.warnings.push(format!(
-                "{source}: entry {key:?} has no username/password or auth; skipped"
-            )),
-            Err(why) => parsed
-                .warnings
-                .push(format!("{source}: entry {key:?}: {why}; skipped")),
+            if let Some(h) = go_field(&fields, "httpheaders") {
+                string_map(h).map_err(|why| fail(format!("\"HttpHeaders\": {why}")))?;
+            }
+            match go_field(&fields, "auths") {
+                None | Some(GoJson::Null) => return Ok(parsed),
+                Some(a) => a.clone(),
+            }
         }
+        ConfigFormat::DockerCfg => root,
+    };
+    let entries = match auths {
+        GoJson::Null => return Ok(parsed),
+        GoJson::Object(entries) => entries,
+        other => {
+            return Err(fail(format!(
+                "\"auths\" must be a JSON object, found {}",
+                other.kind()
+            )))
+        }
+    };
+    // A Go map: a repeated key keeps its last value.
+    let mut keep: Vec<(String, GoJson)> = Vec::with_capacity(entries.len());
+    for (key, value) in entries {
+        keep.retain(|(k, _)| *k != key);
+        keep.push((key, value));
+    }
+    for (key, entry) in keep {
+        let (user, pass) =
+            parse_entry(&entry).map_err(|why| fail(format!("entry {key:?}: {why}")))?;
+        parsed
+            .credentials
+            .push(Credential::new(source, key, user, pass));
     }
     Ok(parsed)
+}
+
+/// A JSON value that keeps the order (and the repeats) of object keys, as
+/// Go's decoder sees them.
+#[derive(Debug, Clone)]
+enum GoJson {
+    Null,
+    Bool,
+    Number,
+    String(String),
+    Array,
+    Object(Vec<(String, GoJson)>),
+}
+
+impl GoJson {
+    /// Go's name for the JSON type, as its type errors say it.
+    fn kind(&self) -> &'static str {
+        match self {
+            GoJson::Null => "null",
+            GoJson::Bool => "a bool",
+            GoJson::Number => "a number",
+            GoJson::String(_) => "a string",
+            GoJson::Array => "an array",
+            GoJson::Object(_) => "an object",
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for GoJson {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<GoJson, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = GoJson;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_unit<E>(self) -> Result<GoJson, E> {
+                Ok(GoJson::Null)
+            }
+            fn visit_none<E>(self) -> Result<GoJson, E> {
+                Ok(GoJson::Null)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<GoJson, E> {
+                Ok(GoJson::Bool)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<GoJson, E> {
+                Ok(GoJson::Number)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<GoJson, E> {
+                Ok(GoJson::Number)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<GoJson, E> {
+                Ok(GoJson::Number)
+            }
+            fn visit_str<E>(self, v: &str) -> Result<GoJson, E> {
+                Ok(GoJson::String(v.to_string()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<GoJson, E> {
+                Ok(GoJson::String(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<GoJson, A::Error> {
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(GoJson::Array)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<GoJson, A::Error> {
+                let mut fields = Vec::new();
+                while let Some((k, v)) = a.next_entry::<String, GoJson>()? {
+                    fields.push((k, v));
+                }
+                Ok(GoJson::Object(fields))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// Go's case folding of field names: ASCII case, and the two non-ASCII
+/// letters that fold to ASCII (`ſ` to s, the Kelvin sign to k).
+fn fold(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            '\u{17f}' => 's',
+            '\u{212a}' => 'k',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+/// The value Go's decoder stores in the struct field `name` (lower case):
+/// every key that folds to it is applied in order, so the last one wins.
+fn go_field<'a>(fields: &'a [(String, GoJson)], name: &str) -> Option<&'a GoJson> {
+    fields
+        .iter()
+        .rev()
+        .find(|(k, _)| fold(k) == name)
+        .map(|(_, v)| v)
+}
+
+/// A `string` field: absent or null leave it empty; any other type fails.
+fn string_field(fields: &[(String, GoJson)], name: &str) -> Result<String, String> {
+    match go_field(fields, name) {
+        None | Some(GoJson::Null) => Ok(String::new()),
+        Some(GoJson::String(s)) => Ok(s.clone()),
+        Some(other) => Err(format!(
+            "field {name:?} must be a string, found {}",
+            other.kind()
+        )),
+    }
+}
+
+/// A `map[string]string`.
+fn string_map(v: &GoJson) -> Result<(), String> {
+    match v {
+        GoJson::Null => Ok(()),
+        GoJson::Object(fields) => fields.iter().try_for_each(|(k, v)| match v {
+            GoJson::String(_) | GoJson::Null => Ok(()),
+            other => Err(format!("{k:?} must be a string, found {}", other.kind())),
+        }),
+        other => Err(format!("must be an object, found {}", other.kind())),
+    }
 }
 
 trait ClassifyName {
@@ -170,32 +314,62 @@ impl ClassifyName for serde_json::Error {
     }
 }
 
-/// `auth` (base64 of `user:pass`, padded or not) wins over `username`/`password`.
-fn parse_entry(entry: &serde_json::Value) -> Result<Option<(String, String)>, &'static str> {
-    let field = |name: &str| entry.get(name).and_then(|v| v.as_str()).unwrap_or("");
-    if !entry.is_object() {
-        return Err("not a JSON object");
+/// `DockerConfigEntry.UnmarshalJSON`: a non-empty `auth` wins over
+/// `username`/`password`; null is an empty entry.
+fn parse_entry(entry: &GoJson) -> Result<(String, String), String> {
+    let fields = match entry {
+        GoJson::Null => return Ok((String::new(), String::new())),
+        GoJson::Object(fields) => fields,
+        other => return Err(format!("expected a JSON object, found {}", other.kind())),
+    };
+    let user = string_field(fields, "username")?;
+    let pass = string_field(fields, "password")?;
+    string_field(fields, "email")?;
+    let auth = string_field(fields, "auth")?;
+    if auth.is_empty() {
+        return Ok((user, pass));
     }
-    let auth = field("auth");
-    if !auth.is_empty() {
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(auth.trim())
-            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(auth.trim()))
-            .map_err(|_| "\"auth\" is not valid base64")?;
-        let decoded = String::from_utf8(decoded).map_err(|_| "\"auth\" is not UTF-8")?;
-        let Some((user, pass)) = decoded.split_once(':') else {
-            return Err("\"auth\" must be base64(username:password)");
-        };
-        return Ok(Some((
-            user.to_string(),
-            pass.trim_end_matches('\n').to_string(),
-        )));
-    }
-    let (user, pass) = (field("username"), field("password"));
-    if user.is_empty() && pass.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some((user.to_string(), pass.to_string())))
+    decode_auth(&auth)
+}
+
+/// `decodeDockerConfigFieldAuth`: padded base64 when the trimmed value ends
+/// in `=`, unpadded otherwise; like Go's decoder, `\r` and `\n` anywhere are
+/// skipped and the unused bits of the last character are not checked. The
+/// two halves are used as they are: a secret made with `echo user:pw |
+/// base64` has a password ending in a newline, and fails on the node.
+fn decode_auth(field: &str) -> Result<(String, String), String> {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    let padded = field.trim().ends_with('=');
+    let config = GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(if padded {
+            DecodePaddingMode::RequireCanonical
+        } else {
+            DecodePaddingMode::RequireNone
+        });
+    let engine = GeneralPurpose::new(&base64::alphabet::STANDARD, config);
+    let cleaned: Vec<u8> = field
+        .bytes()
+        .filter(|b| !matches!(b, b'\r' | b'\n'))
+        .collect();
+    let decoded = engine.decode(cleaned).map_err(|_| {
+        format!(
+            "\"auth\" is not valid {} base64",
+            if padded { "padded" } else { "unpadded" }
+        )
+    })?;
+    let Some(colon) = decoded.iter().position(|&b| b == b':') else {
+        return Err(
+            "unable to parse auth field, must be formatted as base64(username:password)".into(),
+        );
+    };
+    // Go keeps any bytes; a registry gets them back only through Basic auth,
+    // so a lossy conversion of non-UTF-8 bytes can only change a password no
+    // registry would have accepted either way.
+    Ok((
+        String::from_utf8_lossy(&decoded[..colon]).into_owned(),
+        String::from_utf8_lossy(&decoded[colon + 1..]).into_owned(),
+    ))
 }
 
 /// A key normalised as the kubelet does: `host[:port][/path]`.
@@ -224,7 +398,10 @@ impl Key {
             .map(|p| format!("/{p}"))
             .unwrap_or_else(|| path.to_string());
         let path = if path == "/" { String::new() } else { path };
-        if authority.is_empty() || authority.contains('@') {
+        // Go's url.Parse takes user info up to the last '@' out of the host:
+        // `user@registry.io` is keyed by `registry.io`.
+        let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        if authority.is_empty() {
             return None;
         }
         let (host, port) = split_host_port(authority);
@@ -500,15 +677,35 @@ mod tests {
             parse_docker_config("s", br#"{"auths":[]}"#, ConfigFormat::DockerConfigJson).is_err()
         );
         assert!(parse_docker_config("s", br#"[1]"#, ConfigFormat::DockerCfg).is_err());
-        let p = parse_docker_config(
+        // One entry the kubelet cannot decode fails the whole payload, as
+        // MakeDockerKeyring fails; the error names the entry, not its value.
+        for (bad, why) in [
+            (r#"{"auth":"!!!hunter2"}"#, "base64"),
+            (r#"{"auth":"bm9jb2xvbg=="}"#, "base64(username:password)"),
+            (r#"5"#, "found a number"),
+            (r#"{"username":7}"#, "\"username\" must be a string"),
+            (r#"{"email":["hunter2"]}"#, "\"email\" must be a string"),
+        ] {
+            let payload = format!(r#"{{"auths":{{"good.io":{{"auth":"dTpw"}},"bad.io":{bad}}}}}"#);
+            let e = parse_docker_config(
+                "secret n/s",
+                payload.as_bytes(),
+                ConfigFormat::DockerConfigJson,
+            )
+            .unwrap_err();
+            assert!(
+                e.0.contains("secret n/s") && e.0.contains("\"bad.io\""),
+                "{e}"
+            );
+            assert!(e.0.contains(why), "{bad}: {e}");
+            assert!(!e.0.contains("hunter2"), "{e}");
+        }
+        assert!(parse_docker_config(
             "s",
-            br#"{"auths":{"a.io":{"auth":"!!!hunter2"},"b.io":{"auth":"bm9jb2xvbg=="},"c.io":{},"d.io":5,"e.io":{"auth":"dTpw"}}}"#,
-            ConfigFormat::DockerConfigJson,
+            br#"{"auths":{},"HttpHeaders":{"x":1}}"#,
+            ConfigFormat::DockerConfigJson
         )
-        .unwrap();
-        assert_eq!(p.credentials.len(), 1);
-        assert_eq!(p.warnings.len(), 4);
-        assert!(p.warnings.iter().all(|w| !w.contains("hunter2")));
+        .is_err());
         let p = parse_docker_config(
             "s",
             br#"{"credsStore":"desktop"}"#,
@@ -517,6 +714,98 @@ mod tests {
         .unwrap();
         assert!(p.credentials.is_empty());
         assert_eq!(p.warnings.len(), 1);
+    }
+
+    fn one(payload: &str) -> (String, String) {
+        let p = parse_docker_config("s", payload.as_bytes(), ConfigFormat::DockerConfigJson)
+            .unwrap_or_else(|e| panic!("{payload}: {e}"));
+        assert_eq!(p.credentials.len(), 1, "{payload}");
+        let c = &p.credentials[0];
+        (c.username.clone(), c.password.clone())
+    }
+
+    /// decodeDockerConfigFieldAuth and Go's encoding/json, case by case.
+    #[test]
+    fn entries_decode_as_the_kubelet_decodes_them() {
+        let pair = |u: &str, p: &str| (u.to_string(), p.to_string());
+        // Padded only when the (trimmed) value ends in '='.
+        assert_eq!(
+            one(r#"{"auths":{"r":{"auth":"dTE6cDE="}}}"#),
+            pair("u1", "p1")
+        );
+        assert_eq!(
+            one(r#"{"auths":{"r":{"auth":"dTE6cDE"}}}"#),
+            pair("u1", "p1")
+        );
+        // Go's decoder skips \r and \n anywhere.
+        assert_eq!(
+            one(r#"{"auths":{"r":{"auth":"dTE6\r\ncDE="}}}"#),
+            pair("u1", "p1")
+        );
+        assert_eq!(
+            one(r#"{"auths":{"r":{"auth":"dTE6cDE=\n"}}}"#),
+            pair("u1", "p1")
+        );
+        // `echo alice:pw | base64`: the newline stays in the password.
+        assert_eq!(
+            one(r#"{"auths":{"r":{"auth":"YWxpY2U6cHcK"}}}"#),
+            pair("alice", "pw\n")
+        );
+        // Split at the first colon; nothing is trimmed.
+        assert_eq!(
+            one(r#"{"auths":{"r":{"auth":"IGE6YjpjIA=="}}}"#),
+            pair(" a", "b:c ")
+        );
+        // Unused trailing bits are not checked (Go is not strict).
+        assert_eq!(one(r#"{"auths":{"r":{"auth":"dTpx"}}}"#).0, "u");
+        // Field names match case-insensitively; the last of repeated names wins.
+        assert_eq!(
+            one(r#"{"AUTHS":{"r":{"UserName":"u","PASSWORD":"p"}}}"#),
+            pair("u", "p")
+        );
+        assert_eq!(
+            one(r#"{"auths":{"r":{"auth":"dTE6cDE=","Auth":"","username":"x","password":"y"}}}"#),
+            pair("x", "y")
+        );
+        assert_eq!(one(r#"{"auths":{"r":{"uſername":"long-s"}}}"#).0, "long-s");
+        // An entry with no user name is kept: the runtime then pulls anonymously.
+        assert_eq!(one(r#"{"auths":{"r":{}}}"#), pair("", ""));
+        assert_eq!(one(r#"{"auths":{"r":null}}"#), pair("", ""));
+        // A repeated registry key keeps its last entry, as a Go map does.
+        assert_eq!(
+            one(r#"{"auths":{"r":{"username":"a"},"r":{"username":"b"}}}"#).0,
+            "b"
+        );
+        // A space is not skipped by Go's decoder.
+        assert!(parse_docker_config(
+            "s",
+            br#"{"auths":{"r":{"auth":" dTE6cDE="}}}"#,
+            ConfigFormat::DockerConfigJson
+        )
+        .is_err());
+        // Padding where none is expected, and missing padding where it is.
+        assert!(parse_docker_config(
+            "s",
+            br#"{"auths":{"r":{"auth":"dTE6cD=E"}}}"#,
+            ConfigFormat::DockerConfigJson
+        )
+        .is_err());
+        assert!(
+            parse_docker_config("s", b"null", ConfigFormat::DockerConfigJson)
+                .unwrap()
+                .credentials
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn keys_with_user_info_are_keyed_by_host() {
+        let k = Keyring::new([
+            cred("https://someone@r.example.com/v2/", "u"),
+            cred("a:b@q.io", "q"),
+        ]);
+        assert_eq!(users(&k, "r.example.com/app"), ["u"]);
+        assert_eq!(users(&k, "q.io/app"), ["q"]);
     }
 
     #[test]

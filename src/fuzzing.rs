@@ -63,12 +63,15 @@ pub fn reference(data: &[u8]) {
         let mirrors =
             Mirrors::parse(&["docker.io=mirror.example.com/hub".to_string()]).expect("valid rule");
         let m = mirrors.apply(&r);
-        assert_eq!(
-            m.reference.manifest_ref(),
-            r.manifest_ref(),
-            "mirrors keep tag and digest"
-        );
-        Reference::parse(&m.reference.to_string()).expect("a mirrored reference is valid");
+        assert_eq!(m.reference, r, "the image itself is always tried last");
+        for (on_mirror, _) in m.candidates() {
+            assert_eq!(
+                on_mirror.manifest_ref(),
+                r.manifest_ref(),
+                "mirrors keep tag and digest"
+            );
+            Reference::parse(&on_mirror.to_string()).expect("a mirrored reference is valid");
+        }
     }
     let _ = Reference::parse_with_default(s, "registry.example.com:5000");
 }

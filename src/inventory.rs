@@ -21,23 +21,46 @@ use crate::registry::Mirrored;
 /// Identifies a check for the scheduler and the results table.
 pub type CheckId = u64;
 
+/// What a check looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// An image, with the mirrors to try before its own registry.
+    Image(Mirrored),
+    /// The image string is not a reference (`bad_image_format`, no request).
+    Invalid(String),
+    /// A pull secret of the pod cannot be parsed: `MakeDockerKeyring` fails,
+    /// so the kubelet fails every pull of the pod before any request.
+    BrokenPullSecret(String),
+}
+
+impl Target {
+    /// The image, when there is one to ask a registry about.
+    pub fn image(&self) -> Option<&Mirrored> {
+        match self {
+            Target::Image(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
 /// One distinct check.
 #[derive(Debug)]
 pub struct CheckSpec {
     /// Stable for the check's lifetime.
     pub id: CheckId,
-    /// The reference to check, after mirrors, or why the image is not a reference.
-    pub target: Result<Mirrored, String>,
-    /// Credentials in the order a pod would try them (anonymous comes after).
+    /// What to check.
+    pub target: Target,
+    /// Credentials in the order a pod would try them; none means anonymous.
     pub credentials: Vec<Arc<Credential>>,
 }
 
 impl CheckSpec {
-    /// The registry host checks are grouped by for per-registry limits.
+    /// The registry host checks are grouped by for per-registry limits: the
+    /// first host tried.
     pub fn registry(&self) -> &str {
-        match &self.target {
-            Ok(m) => m.reference.api_host(),
-            Err(_) => "",
+        match self.target.image().and_then(|m| m.candidates().next()) {
+            Some((r, _)) => r.api_host(),
+            None => "",
         }
     }
 }
@@ -75,7 +98,7 @@ struct CheckKey {
 /// What one container needs checked.
 struct Resolution {
     key: CheckKey,
-    target: Result<Mirrored, String>,
+    target: Target,
     credentials: Vec<Arc<Credential>>,
 }
 
@@ -111,7 +134,7 @@ pub struct Inventory {
     workloads: HashMap<WorkloadKey, Workload>,
     /// Per reported workload: (container index, check) for each checked container.
     resolved: HashMap<WorkloadKey, Vec<(usize, CheckId)>>,
-    secrets: HashMap<ObjectKey, Vec<Arc<Credential>>>,
+    secrets: HashMap<ObjectKey, Result<Vec<Arc<Credential>>, Arc<str>>>,
     service_accounts: HashMap<ObjectKey, Vec<String>>,
     namespaces: HashSet<String>,
     checks: HashMap<CheckKey, (CheckId, usize)>,
@@ -239,8 +262,11 @@ impl Inventory {
             || self.config.allowed_images.iter().any(|r| r.is_match(image))
     }
 
-    /// The pull secrets a pod of `w` gets: its own, or else its service account's.
-    fn keyring_for(&self, w: &Workload) -> Keyring {
+    /// The pull secrets a pod of `w` gets: its own, or else its service
+    /// account's (pkg/kubelet: getPullSecretsForPod; a missing secret is
+    /// skipped), in one keyring as `MakeDockerKeyring` builds it. A secret
+    /// the kubelet cannot parse is an error for the whole pod.
+    fn keyring_for(&self, w: &Workload) -> Result<Keyring, String> {
         let names: &[String] = if !w.pull_secrets.is_empty() {
             &w.pull_secrets
         } else {
@@ -253,17 +279,23 @@ impl Inventory {
                 .map(Vec::as_slice)
                 .unwrap_or(&[])
         };
-        let creds = names
-            .iter()
-            .filter_map(|n| {
-                self.secrets.get(&ObjectKey {
-                    namespace: w.key.namespace.clone(),
-                    name: n.clone(),
-                })
-            })
-            .flatten()
-            .cloned();
-        Keyring::new(creds)
+        let mut creds: Vec<Arc<Credential>> = Vec::new();
+        for n in names {
+            let key = ObjectKey {
+                namespace: w.key.namespace.clone(),
+                name: n.clone(),
+            };
+            match self.secrets.get(&key) {
+                None => {}
+                Some(Ok(c)) => creds.extend(c.iter().cloned()),
+                Some(Err(why)) => {
+                    return Err(format!(
+                        "{why}; the kubelet cannot build the pod's keyring, so every pull of this pod fails"
+                    ))
+                }
+            }
+        }
+        Ok(Keyring::new(creds))
     }
 
     fn resolve(&mut self, key: &WorkloadKey) {
@@ -275,7 +307,7 @@ impl Inventory {
                 .iter()
                 .enumerate()
                 .filter(|(_, c)| self.image_selected(&c.image))
-                .map(|(i, c)| (i, self.check_for(&c.image, &keyring)))
+                .map(|(i, c)| (i, self.check_for(&c.image, keyring.as_ref())))
                 .collect();
             for (i, r) in wanted {
                 new.push((i, self.acquire(r)));
@@ -291,45 +323,63 @@ impl Inventory {
         }
     }
 
-    fn check_for(&self, image: &str, keyring: &Keyring) -> Resolution {
-        let invalid = |why: String| Resolution {
+    /// The check for one container. As in the kubelet's PullImage, the
+    /// image is parsed before the keyring is built: a bad reference wins
+    /// over a broken pull secret.
+    fn check_for(&self, image: &str, keyring: Result<&Keyring, &String>) -> Resolution {
+        let without_request = |key: String, target: Target| Resolution {
             key: CheckKey {
-                image: format!("invalid {image}"),
+                image: key,
                 credentials: vec![],
             },
-            target: Err(why),
+            target,
             credentials: vec![],
         };
         let Some(reg) = &self.config.registry else {
-            return invalid("no registry configuration".into());
+            return without_request(
+                format!("invalid {image}"),
+                Target::Invalid("no registry configuration".into()),
+            );
         };
-        match reg.parse_image(image) {
-            Err(e) => invalid(e.to_string()),
-            Ok(r) => {
-                let m = reg.mirrors.apply(&r);
-                let mut creds = keyring.lookup(&m.reference);
-                for c in reg.node_keyring.lookup(&m.reference) {
-                    if !creds.iter().any(|x| x.same_secret(&c)) {
-                        creds.push(c);
-                    }
-                }
-                let ids = creds
-                    .iter()
-                    .map(|c| {
-                        let mut h = self.hasher.build_hasher();
-                        c.hash_identity(&mut h);
-                        std::hash::Hasher::finish(&h)
-                    })
-                    .collect();
-                Resolution {
-                    key: CheckKey {
-                        image: m.reference.check_key(),
-                        credentials: ids,
-                    },
-                    target: Ok(m),
-                    credentials: creds,
-                }
+        let r = match reg.parse_image(image) {
+            Ok(r) => r,
+            Err(e) => {
+                return without_request(format!("invalid {image}"), Target::Invalid(e.to_string()))
             }
+        };
+        let keyring = match keyring {
+            Ok(k) => k,
+            Err(why) => {
+                return without_request(
+                    format!("broken-secret {why}"),
+                    Target::BrokenPullSecret(why.clone()),
+                )
+            }
+        };
+        let m = reg.mirrors.apply(&r);
+        // The kubelet looks credentials up by the image's own name, then
+        // sends them to every host the runtime tries (mirrors included).
+        let mut creds = keyring.lookup(&m.reference);
+        for c in reg.node_keyring.lookup(&m.reference) {
+            if !creds.iter().any(|x| x.same_secret(&c)) {
+                creds.push(c);
+            }
+        }
+        let ids = creds
+            .iter()
+            .map(|c| {
+                let mut h = self.hasher.build_hasher();
+                c.hash_identity(&mut h);
+                std::hash::Hasher::finish(&h)
+            })
+            .collect();
+        Resolution {
+            key: CheckKey {
+                image: m.reference.check_key(),
+                credentials: ids,
+            },
+            target: Target::Image(m),
+            credentials: creds,
         }
     }
 
@@ -499,12 +549,12 @@ mod tests {
             Resource::DockerConfigJsonSecrets,
             Object::PullSecret(PullSecret {
                 key: key(ns, name),
-                credentials: vec![Arc::new(Credential::new(
+                credentials: Ok(vec![Arc::new(Credential::new(
                     format!("secret {ns}/{name}"),
                     registry,
                     user,
                     "pw",
-                ))],
+                ))]),
             }),
         )
     }
@@ -645,7 +695,7 @@ mod tests {
         ));
         let specs = added(&inv.flush());
         assert_eq!(specs.len(), 2);
-        assert!(specs.iter().any(|s| s.target.is_err()));
+        assert!(specs.iter().any(|s| matches!(s.target, Target::Invalid(_))));
         assert!(parse_image_regexes("allowed-images", "ok~(unclosed")
             .unwrap_err()
             .contains("--allowed-images"));

@@ -297,7 +297,7 @@ fn last_checked_lines(inventory: &Inventory, results: &Results) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
     results.with(|table| {
         for spec in inventory.checks() {
-            let (Some(o), Ok(m)) = (table.get(&spec.id), &spec.target) else {
+            let (Some(o), Some(m)) = (table.get(&spec.id), spec.target.image()) else {
                 continue;
             };
             let mut l = format!("{PREFIX}_last_check_timestamp_seconds{{reference=\"");

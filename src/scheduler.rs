@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{select, Receiver, Sender};
 
-use crate::inventory::{Change, CheckId, CheckSpec};
+use crate::inventory::{Change, CheckId, CheckSpec, Target};
 use crate::registry::{CheckResult, Checker, Status};
 
 /// Queue settings.
@@ -324,8 +324,11 @@ struct Done {
 /// Runs one check (no request for an invalid reference).
 pub fn run_check(checker: &Checker, spec: &CheckSpec) -> CheckResult {
     match &spec.target {
-        Ok(m) => checker.check(&m.reference, &spec.credentials),
-        Err(why) => CheckResult::without_requests(Status::BadImageFormat, why.clone()),
+        Target::Image(m) => checker.check_mirrored(m, &spec.credentials),
+        Target::Invalid(why) => CheckResult::without_requests(Status::BadImageFormat, why.clone()),
+        Target::BrokenPullSecret(why) => {
+            CheckResult::without_requests(Status::AuthenticationFailure, why.clone())
+        }
     }
 }
 
@@ -465,8 +468,9 @@ impl Scheduler {
 /// Logs a verdict at info level when it changes, at debug level when it repeats.
 fn log_result(spec: &CheckSpec, r: &CheckResult, previous: Option<Status>) {
     let name = match &spec.target {
-        Ok(m) => m.reference.to_string(),
-        Err(_) => "invalid image".to_string(),
+        Target::Image(m) => m.reference.to_string(),
+        Target::Invalid(_) => "invalid image".to_string(),
+        Target::BrokenPullSecret(_) => "image of a pod with a broken pull secret".to_string(),
     };
     let changed = previous != Some(r.status);
     match r.status {
@@ -486,10 +490,7 @@ mod tests {
         let reference = Reference::parse(image).unwrap();
         Arc::new(CheckSpec {
             id,
-            target: Ok(Mirrored {
-                reference,
-                mirror: None,
-            }),
+            target: Target::Image(Mirrored::direct(reference)),
             credentials: vec![],
         })
     }

@@ -181,8 +181,9 @@ pub struct Workload {
 pub struct PullSecret {
     /// Namespace and name.
     pub key: ObjectKey,
-    /// Credentials in payload order.
-    pub credentials: Vec<Arc<Credential>>,
+    /// Credentials in payload order, or why the kubelet cannot parse the
+    /// secret (then every pull of a pod naming it fails).
+    pub credentials: Result<Vec<Arc<Credential>>, Arc<str>>,
 }
 
 /// What we keep of a service account.
@@ -358,26 +359,33 @@ fn decode_secret(raw: &str) -> Result<PullSecret, String> {
             ))
         }
     };
+    // secrets.MakeDockerKeyring skips a secret whose key is missing or empty.
     let data = s
         .data
         .as_ref()
         .and_then(|d| d.get(field))
-        .map(|b| b.0.clone())
-        .or_else(|| {
-            s.string_data
-                .as_ref()
-                .and_then(|d| d.get(field))
-                .map(|v| v.clone().into_bytes())
-        })
-        .ok_or_else(|| format!("{source}: no {field} key"))?;
-    let parsed = parse_docker_config(&source, &data, format).map_err(|e| e.to_string())?;
-    for w in parsed.warnings {
-        log::warn!("{w}");
-    }
-    Ok(PullSecret {
-        key,
-        credentials: parsed.credentials.into_iter().map(Arc::new).collect(),
-    })
+        .map(|b| b.0.as_slice())
+        .filter(|d| !d.is_empty());
+    let Some(data) = data else {
+        log::debug!("{source}: no {field} data; the kubelet ignores it");
+        return Ok(PullSecret {
+            key,
+            credentials: Ok(Vec::new()),
+        });
+    };
+    let credentials = match parse_docker_config(&source, data, format) {
+        Ok(parsed) => {
+            for w in parsed.warnings {
+                log::warn!("{w}");
+            }
+            Ok(parsed.credentials.into_iter().map(Arc::new).collect())
+        }
+        Err(e) => {
+            log::warn!("{e}; every pod that names this secret fails to pull");
+            Err(Arc::from(e.0))
+        }
+    };
+    Ok(PullSecret { key, credentials })
 }
 
 fn decode_service_account(raw: &str) -> Result<ServiceAccountInfo, String> {
@@ -469,12 +477,17 @@ mod tests {
             );
         }
         let garbage = r#"{"metadata":{"name":"s","namespace":"n"},"type":"kubernetes.io/dockerconfigjson","data":{".dockerconfigjson":"aHVudGVyMg=="}}"#;
-        let e = Resource::DockerConfigJsonSecrets
-            .decode(garbage)
-            .unwrap_err();
+        let Ok(Object::PullSecret(s)) = Resource::DockerConfigJsonSecrets.decode(garbage) else {
+            panic!()
+        };
+        let e = s.credentials.unwrap_err();
         assert!(e.contains("secret n/s") && !e.contains("hunter2"), "{e}");
+        // No data under the type's key: ignored, as by the kubelet.
         let missing = r#"{"metadata":{"name":"s","namespace":"n"},"type":"kubernetes.io/dockercfg","data":{}}"#;
-        assert!(Resource::DockerCfgSecrets.decode(missing).is_err());
+        let Ok(Object::PullSecret(s)) = Resource::DockerCfgSecrets.decode(missing) else {
+            panic!()
+        };
+        assert!(s.credentials.unwrap().is_empty());
     }
 
     #[test]
@@ -484,11 +497,9 @@ mod tests {
         let Object::PullSecret(s) = Resource::DockerConfigJsonSecrets.decode(raw).unwrap() else {
             panic!()
         };
-        assert_eq!(s.credentials.len(), 1);
-        assert_eq!(
-            s.credentials[0].describe(),
-            "secret t1/pull (reg.example.com)"
-        );
+        let creds = s.credentials.unwrap();
+        assert_eq!(creds.len(), 1);
+        assert_eq!(creds[0].describe(), "secret t1/pull (reg.example.com)");
         let sa = r#"{"metadata":{"name":"default","namespace":"t1"},"imagePullSecrets":[{"name":"pull"}]}"#;
         let Object::ServiceAccount(a) = Resource::ServiceAccounts.decode(sa).unwrap() else {
             panic!()
@@ -524,7 +535,7 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            s.credentials[0].describe(),
+            s.credentials.unwrap()[0].describe(),
             "secret t1/pull (reg.example.com)"
         );
     }

@@ -419,15 +419,15 @@ impl Loop<'_> {
                 };
                 let why = decoded.err().unwrap_or_else(|| "no metadata.name".into());
                 log::warn!("{what}: skipping {key}: {why}");
-                // A pull secret that cannot be read gives no credentials, as
-                // for the kubelet; other kinds keep their last good state.
+                // A pull secret that cannot be read fails the pulls of the
+                // pods naming it; other kinds keep their last good state.
                 if matches!(
                     self.stream.resource,
                     Resource::DockerConfigJsonSecrets | Resource::DockerCfgSecrets
                 ) {
                     let empty = PullSecret {
                         key: key.clone(),
-                        credentials: Vec::new(),
+                        credentials: Err(Arc::from(format!("secret {key} could not be decoded"))),
                     };
                     self.send(Event::Upsert(
                         self.stream.resource,

@@ -1,5 +1,6 @@
 //! One image check: `HEAD /v2/<name>/manifests/<ref>` with the credentials a
-//! pod would use, tried in the kubelet's order, then anonymously.
+//! pod would use, tried in the kubelet's order (anonymously only when none
+//! matches), on each mirror and then the image's own registry.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, ToSocketAddrs};
@@ -8,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use super::challenge::{self, Challenge};
 use super::outcome::{parse_retry_after, CheckResult, Status};
-use super::reference::Reference;
+use super::reference::{Mirrored, Reference};
 use super::token::{parse_token_response, Token, TokenCache};
 use super::transport::{
     host_of, is_internal_ip, Method, Response, Scheme, Transport, TransportConfig, TransportError,
@@ -99,6 +100,16 @@ fn final_(status: Status, reason: impl Into<String>) -> Attempt {
     }
 }
 
+/// What a fresh unauthenticated request said about a host's auth.
+enum Relearned {
+    /// A different challenge, now stored: try again with it.
+    Changed,
+    /// The same challenge: the failure stands.
+    Same,
+    /// An answer that settles the attempt (the registry no longer asks, or failed).
+    Answered(Attempt),
+}
+
 /// Checks images against registries. Shared by all worker threads.
 pub struct Checker {
     transport: Transport,
@@ -142,23 +153,79 @@ impl Checker {
         })
     }
 
-    /// Checks `reference` with `credentials` in order, then anonymously.
+    /// Checks an image as a node pulls it: each host in containerd's order
+    /// (the mirrors, then the image's own registry), the first that serves
+    /// the manifest wins; when none does, the most informative failure is
+    /// reported and the reason names every host tried. The same credentials
+    /// (looked up by the image's own name, as the kubelet does) go to every
+    /// host: the CRI auth config carries no server address.
+    pub fn check_mirrored(&self, image: &Mirrored, credentials: &[Arc<Credential>]) -> CheckResult {
+        if image.mirrors.is_empty() {
+            return self.check(&image.reference, credentials);
+        }
+        let mut requests = 0;
+        let mut failures: Vec<(String, CheckResult)> = Vec::new();
+        for (reference, _) in image.candidates() {
+            let mut r = self.check(reference, credentials);
+            requests += r.requests;
+            if r.status == Status::Available {
+                r.requests = requests;
+                if !failures.is_empty() {
+                    let tried: Vec<String> = failures
+                        .iter()
+                        .map(|(h, f)| format!("{h}: {}", f.reason))
+                        .collect();
+                    r.reason = format!("{} (after {})", r.reason, tried.join("; "));
+                }
+                return r;
+            }
+            failures.push((reference.api_host().to_string(), r));
+        }
+        let reason = failures
+            .iter()
+            .map(|(h, f)| format!("{h}: {}", f.reason))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let (_, mut worst) = failures
+            .into_iter()
+            .max_by_key(|(_, f)| informative(f.status))
+            .expect("at least the image's own registry is tried");
+        worst.reason = format!("no host serves it: {reason}");
+        worst.requests = requests;
+        worst
+    }
+
+    /// Checks `reference` as the kubelet's PullImage does
+    /// (pkg/kubelet/kuberuntime/kuberuntime_image.go): when credentials
+    /// match the image, each is tried in turn and the first success wins;
+    /// if all fail, the pull fails, with no anonymous attempt after refused
+    /// credentials. Only when none matches is the pull anonymous. When all
+    /// fail, the most informative failure is the verdict (see
+    /// [`informative`]); the reason lists what each credential got.
+    ///
+    /// Two shortcuts change no verdict: a failure that did not depend on the
+    /// credential (the registry answered without asking for one, could not
+    /// be reached, or asked us to slow down) is the answer every other
+    /// credential would get too.
     pub fn check(&self, reference: &Reference, credentials: &[Arc<Credential>]) -> CheckResult {
         let mut ctx = Ctx::default();
-        let mut refusals: Vec<(String, bool, String)> = Vec::new();
-        // Against an open registry the first attempt sends no Authorization
-        // and succeeds, so credentials cost nothing there.
-        let attempts = credentials
-            .iter()
-            .map(|c| Some(c.as_ref()))
-            .chain(std::iter::once(None));
+        let mut failures: Vec<(String, CheckResult)> = Vec::new();
+        let anonymous = [None];
+        let attempts: Vec<Option<&Credential>> = if credentials.is_empty() {
+            anonymous.to_vec()
+        } else {
+            credentials.iter().map(|c| Some(c.as_ref())).collect()
+        };
         for cred in attempts {
             let who = cred
                 .map(Credential::describe)
                 .unwrap_or_else(|| "anonymous".to_string());
+            // containerd sends no credentials for an entry without a user
+            // name (ParseAuth): the runtime pulls anonymously with it.
+            let sent = cred.filter(|c| !c.username.is_empty());
             let described =
-                |authenticated: bool| cred.filter(|_| authenticated).map(Credential::describe);
-            match self.attempt(&mut ctx, reference, cred) {
+                |authenticated: bool| sent.filter(|_| authenticated).map(Credential::describe);
+            let (result, independent) = match self.attempt(&mut ctx, reference, sent) {
                 Attempt::Present {
                     digest,
                     authenticated,
@@ -170,47 +237,55 @@ impl Checker {
                         requests: ctx.requests,
                         digest,
                         retry_after: None,
+                        host: Some(reference.api_host().to_string()),
                     }
                 }
-                Attempt::Unauthorized(why) => refusals.push((who, false, why)),
-                Attempt::Forbidden(why) => refusals.push((who, true, why)),
+                Attempt::Unauthorized(why) => (
+                    failed(Status::AuthenticationFailure, why, described(true)),
+                    false,
+                ),
+                Attempt::Forbidden(why) => (
+                    failed(Status::AuthorizationFailure, why, described(true)),
+                    false,
+                ),
                 Attempt::Final {
                     status,
                     reason,
                     retry_after,
                     authenticated,
                 } => {
-                    return CheckResult {
-                        status,
-                        reason,
-                        credential: described(authenticated),
-                        requests: ctx.requests,
-                        digest: None,
-                        retry_after,
-                    }
+                    let independent = !authenticated
+                        || matches!(status, Status::RegistryUnavailable | Status::RateLimited);
+                    let mut r = failed(status, reason, described(authenticated));
+                    r.retry_after = retry_after;
+                    (r, independent)
                 }
+            };
+            failures.push((who, result));
+            if independent {
+                break;
             }
         }
-        // Access was denied to someone who authenticated: that is the
-        // actionable fact, even if anonymous was then refused too.
-        let status = if refusals.iter().any(|(_, forbidden, _)| *forbidden) {
-            Status::AuthorizationFailure
-        } else {
-            Status::AuthenticationFailure
-        };
-        let reason = refusals
+        let single = failures.len() == 1;
+        let reason = failures
             .iter()
-            .map(|(who, _, why)| format!("{who}: {why}"))
+            .map(|(who, f)| {
+                if single && who == "anonymous" {
+                    f.reason.clone()
+                } else {
+                    format!("{who}: {}", f.reason)
+                }
+            })
             .collect::<Vec<_>>()
             .join("; ");
-        CheckResult {
-            status,
-            reason,
-            credential: None,
-            requests: ctx.requests,
-            digest: None,
-            retry_after: None,
-        }
+        let (_, mut worst) = failures
+            .into_iter()
+            .max_by_key(|(_, f)| informative(f.status))
+            .expect("at least one attempt");
+        worst.reason = reason;
+        worst.requests = ctx.requests;
+        worst.host = Some(reference.api_host().to_string());
+        worst
     }
 
     fn hint(&self, host: &str) -> AuthHint {
@@ -241,10 +316,20 @@ impl Checker {
             || set.contains(&r.api_host().to_ascii_lowercase())
     }
 
-    /// One credential's try: at most one challenge round trip and one token refresh.
+    /// One credential's try: at most one challenge round trip, one token
+    /// refresh, and one fresh look at the challenge when a token cannot be had.
+    ///
+    /// What was learnt about a host's auth is a hint, not a truth: like
+    /// containerd's authorizer (remotes/docker/authorizer.go), which reads
+    /// the challenge of every 401 again, a Basic hint with nothing to send
+    /// asks without credentials (another repository of the host may be
+    /// public), and a token that cannot be fetched leads to one request
+    /// without credentials to learn the challenge again (a moved realm, or a
+    /// registry that changed its auth).
     fn attempt(&self, ctx: &mut Ctx, r: &Reference, cred: Option<&Credential>) -> Attempt {
         let host = r.api_host();
         let mut learnt = false;
+        let mut relearned = false;
         // A cached token the registry refused: replaced once, never reused.
         let mut stale: Option<String> = None;
         loop {
@@ -252,14 +337,7 @@ impl Checker {
             let mut cached_token = None;
             let auth = match &hint {
                 AuthHint::Open => None,
-                AuthHint::Basic => match cred {
-                    Some(c) => Some(c.basic_authorization()),
-                    None => {
-                        return Attempt::Unauthorized(
-                            "registry requires HTTP Basic credentials and none apply".into(),
-                        )
-                    }
-                },
+                AuthHint::Basic => cred.map(Credential::basic_authorization),
                 AuthHint::Bearer { realm, service } => {
                     let scheme = self.learnt_scheme(host).unwrap_or(Scheme::Https);
                     match self.token(
@@ -276,34 +354,32 @@ impl Checker {
                             cached_token = cached.then_some(token);
                             Some(header)
                         }
-                        Err(a) => return a,
+                        Err(failure)
+                            if relearned
+                                || matches!(
+                                    failure,
+                                    Attempt::Final {
+                                        status: Status::RateLimited,
+                                        ..
+                                    }
+                                ) =>
+                        {
+                            return failure
+                        }
+                        Err(failure) => {
+                            relearned = true;
+                            match self.relearn(ctx, r, &hint) {
+                                Relearned::Changed => continue,
+                                Relearned::Same => return failure,
+                                Relearned::Answered(a) => return a,
+                            }
+                        }
                     }
                 }
             };
-            let (resp, scheme) = match self.manifest_request(ctx, r, Method::Head, auth.as_deref())
-            {
+            let (resp, scheme) = match self.request(ctx, r, auth.as_deref()) {
                 Ok(x) => x,
-                Err(e) => {
-                    return final_(
-                        Status::RegistryUnavailable,
-                        format!("{}: {e}", r.api_host()),
-                    )
-                }
-            };
-            let resp = if Checker::listed(&self.get_fallback, r)
-                && matches!(resp.status, 400 | 403 | 404 | 405)
-            {
-                match self.manifest_request(ctx, r, Method::Get, auth.as_deref()) {
-                    Ok((get, _)) => get,
-                    Err(e) => {
-                        return final_(
-                            Status::RegistryUnavailable,
-                            format!("{}: GET fallback: {e}", r.api_host()),
-                        )
-                    }
-                }
-            } else {
-                resp
+                Err(a) => return a,
             };
             if resp.status == 401 {
                 let challenges: Vec<Challenge> = resp
@@ -330,6 +406,63 @@ impl Checker {
                 self.set_hint(host, AuthHint::Open);
             }
             return self.classify(r, &resp, auth.is_some());
+        }
+    }
+
+    /// The manifest request, with the GET fallback where it is enabled.
+    fn request(
+        &self,
+        ctx: &mut Ctx,
+        r: &Reference,
+        auth: Option<&str>,
+    ) -> Result<(Response, Scheme), Attempt> {
+        let (resp, scheme) = self
+            .manifest_request(ctx, r, Method::Head, auth)
+            .map_err(|e| {
+                final_(
+                    Status::RegistryUnavailable,
+                    format!("{}: {e}", r.api_host()),
+                )
+            })?;
+        if !(Checker::listed(&self.get_fallback, r) && matches!(resp.status, 400 | 403 | 404 | 405))
+        {
+            return Ok((resp, scheme));
+        }
+        let (get, _) = self
+            .manifest_request(ctx, r, Method::Get, auth)
+            .map_err(|e| {
+                final_(
+                    Status::RegistryUnavailable,
+                    format!("{}: GET fallback: {e}", r.api_host()),
+                )
+            })?;
+        Ok((get, scheme))
+    }
+
+    /// Asks without credentials how the host wants to be authenticated now.
+    fn relearn(&self, ctx: &mut Ctx, r: &Reference, hint: &AuthHint) -> Relearned {
+        let host = r.api_host();
+        let (resp, scheme) = match self.request(ctx, r, None) {
+            Ok(x) => x,
+            Err(a) => return Relearned::Answered(a),
+        };
+        if resp.status != 401 {
+            // It no longer asks for credentials at all.
+            self.set_hint(host, AuthHint::Open);
+            return Relearned::Answered(self.classify(r, &resp, false));
+        }
+        let challenges: Vec<Challenge> = resp
+            .headers_named("www-authenticate")
+            .flat_map(challenge::parse)
+            .collect();
+        match hint_from(&challenges, scheme, host) {
+            Ok(h) if h == *hint => Relearned::Same,
+            Ok(h) => {
+                log::info!("{host} changed how it authenticates; using its new challenge");
+                self.set_hint(host, h);
+                Relearned::Changed
+            }
+            Err(why) => Relearned::Answered(final_(Status::UnknownError, why)),
         }
     }
 
@@ -631,6 +764,37 @@ fn rate_limited(resp: &Response, reason: String, authenticated: bool) -> Attempt
             SystemTime::now(),
         )),
         authenticated,
+    }
+}
+
+/// A failed attempt, before the requests are counted.
+fn failed(status: Status, reason: String, credential: Option<String>) -> CheckResult {
+    CheckResult {
+        status,
+        reason,
+        credential,
+        requests: 0,
+        digest: None,
+        retry_after: None,
+        host: None,
+    }
+}
+
+/// How much a failure tells the operator, when several credentials or hosts
+/// failed in different ways: a 429 first (the image's state is unknown, so
+/// the last verdict stays), then a manifest that an accepted credential was
+/// told is not there, access denied to an accepted credential, credentials
+/// refused, anything unexpected, and last a host that could not be reached.
+pub fn informative(status: Status) -> u8 {
+    match status {
+        Status::RateLimited => 7,
+        Status::Absent => 6,
+        Status::AuthorizationFailure => 5,
+        Status::AuthenticationFailure => 4,
+        Status::UnknownError => 3,
+        Status::RegistryUnavailable => 2,
+        Status::BadImageFormat => 1,
+        Status::Available => 0,
     }
 }
 

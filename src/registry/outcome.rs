@@ -73,6 +73,8 @@ pub struct CheckResult {
     pub digest: Option<String>,
     /// For `RateLimited`: how long to leave this registry alone.
     pub retry_after: Option<Duration>,
+    /// The registry host that gave the verdict (a mirror or the image's own).
+    pub host: Option<String>,
 }
 
 impl CheckResult {
@@ -85,6 +87,7 @@ impl CheckResult {
             requests: 0,
             digest: None,
             retry_after: None,
+            host: None,
         }
     }
 }

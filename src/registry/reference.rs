@@ -329,13 +329,41 @@ pub struct Mirrors {
     rules: Vec<(String, String)>,
 }
 
-/// A reference after mirror rules, and which rule applied.
+/// An image and the mirrors to try before its own registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mirrored {
-    /// What to check.
+    /// The image as named: credentials are looked up by this name, and its
+    /// registry is tried last.
     pub reference: Reference,
-    /// `original=mirror` of the rule used, if any.
-    pub mirror: Option<String>,
+    /// The image on each mirror to try first, in order, with the
+    /// `original=mirror` rule that made it.
+    pub mirrors: Vec<(Reference, String)>,
+}
+
+impl Mirrored {
+    /// An image with no mirror.
+    pub fn direct(reference: Reference) -> Mirrored {
+        Mirrored {
+            reference,
+            mirrors: Vec::new(),
+        }
+    }
+
+    /// Every place to try, in containerd's order (remotes/docker
+    /// resolver.go: the mirrors, then the upstream), with the rule used.
+    pub fn candidates(&self) -> impl Iterator<Item = (&Reference, Option<&str>)> {
+        self.mirrors
+            .iter()
+            .map(|(r, rule)| (r, Some(rule.as_str())))
+            .chain(std::iter::once((&self.reference, None)))
+    }
+
+    /// The candidate served by `api_host`, for reports.
+    pub fn on_host(&self, api_host: &str) -> (&Reference, Option<&str>) {
+        self.candidates()
+            .find(|(r, _)| r.api_host() == api_host)
+            .unwrap_or((&self.reference, None))
+    }
 }
 
 impl Mirrors {
@@ -361,13 +389,15 @@ impl Mirrors {
             }
             rules.push((original, mirror));
         }
-        rules.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        // Longest prefix first; rules of equal length keep their flag order.
+        rules.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
         Ok(Mirrors { rules })
     }
 
-    /// Applies the longest matching rule.
+    /// Every matching rule, longest prefix first, then the image itself.
     pub fn apply(&self, reference: &Reference) -> Mirrored {
         let name = reference.name();
+        let mut mirrors = Vec::new();
         for (original, mirror) in &self.rules {
             let Some(rest) = name.strip_prefix(original.as_str()) else {
                 continue;
@@ -378,19 +408,18 @@ impl Mirrors {
             let target = format!("{mirror}{rest}");
             let (registry, repository) = target.split_once('/').unwrap_or((&target, ""));
             // A rewrite that makes the name invalid (too long) cannot be
-            // pulled from the mirror; containerd then falls back to the
-            // original registry, and so do we.
+            // pulled from the mirror; containerd goes on to the next host.
             if repository.is_empty() || target.len() > NAME_MAX {
                 continue;
             }
-            return Mirrored {
-                reference: reference.with_name(registry.to_string(), repository.to_string()),
-                mirror: Some(format!("{original}={mirror}")),
-            };
+            let on_mirror = reference.with_name(registry.to_string(), repository.to_string());
+            if on_mirror != *reference && !mirrors.iter().any(|(r, _)| *r == on_mirror) {
+                mirrors.push((on_mirror, format!("{original}={mirror}")));
+            }
         }
         Mirrored {
             reference: reference.clone(),
-            mirror: None,
+            mirrors,
         }
     }
 }
@@ -668,32 +697,52 @@ mod tests {
             "docker.io=mirror.local".into(),
             "index.docker.io/library=mirror.local/hub-official".into(),
             "quay.io/team=q.local/t".into(),
+            "quay.io/team=q2.local/t".into(),
         ])
         .unwrap();
         let apply = |s: &str| m.apply(&Reference::parse(s).unwrap());
+        let hosts =
+            |m: &Mirrored| -> Vec<String> { m.candidates().map(|(r, _)| r.to_string()).collect() };
         let a = apply("nginx:1");
-        assert_eq!(a.reference.to_string(), "mirror.local/hub-official/nginx:1");
+        // Every matching rule, longest first, then the image's own registry.
         assert_eq!(
-            a.mirror.as_deref(),
+            hosts(&a),
+            [
+                "mirror.local/hub-official/nginx:1",
+                "mirror.local/library/nginx:1",
+                "docker.io/library/nginx:1"
+            ]
+        );
+        assert_eq!(
+            a.candidates().next().unwrap().1,
             Some("docker.io/library=mirror.local/hub-official")
         );
+        assert_eq!(a.reference.to_string(), "docker.io/library/nginx:1");
         assert_eq!(
-            apply("foo/bar").reference.to_string(),
-            "mirror.local/foo/bar:latest"
+            hosts(&apply("foo/bar")),
+            ["mirror.local/foo/bar:latest", "docker.io/foo/bar:latest"]
         );
+        // Rules of equal length keep their flag order.
         assert_eq!(
-            apply("quay.io/team/x").reference.to_string(),
-            "q.local/t/x:latest"
+            hosts(&apply("quay.io/team/x")),
+            [
+                "q.local/t/x:latest",
+                "q2.local/t/x:latest",
+                "quay.io/team/x:latest"
+            ]
         );
         // "quay.io/teammate" does not start with "quay.io/team" at a component boundary.
         let b = apply("quay.io/teammate/x");
-        assert_eq!(b.reference.to_string(), "quay.io/teammate/x:latest");
-        assert_eq!(b.mirror, None);
+        assert!(b.mirrors.is_empty());
+        assert_eq!(
+            b.on_host("quay.io").0.to_string(),
+            "quay.io/teammate/x:latest"
+        );
         // Found by fuzzing: a rewrite past the 255-character limit is not used.
         let long = format!("quay.io/team/{}", "a".repeat(230));
         let m2 = Mirrors::parse(&["quay.io=mirror.example.com/a/very/long/prefix".into()]).unwrap();
         let r = Reference::parse(&long).unwrap();
-        assert_eq!(m2.apply(&r).mirror, None);
+        assert!(m2.apply(&r).mirrors.is_empty());
         assert!(Mirrors::parse(&["nomirror".into()]).is_err());
         assert!(Mirrors::parse(&["docker.io=".into()]).is_err());
         assert!(Mirrors::parse(&["Bad Host=x.io".into()]).is_err());

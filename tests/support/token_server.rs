@@ -207,9 +207,16 @@ fn answer(
             );
         }
     }
-    let grants = match &user {
-        Some(u) => &policy.users[u].1,
-        None => &policy.anonymous,
+    // As Docker Hub, Harbor and docker_auth do: what anyone may pull, any
+    // signed-in user may pull too.
+    let grants: Vec<(String, Vec<String>)> = match &user {
+        Some(u) => policy.users[u]
+            .1
+            .iter()
+            .chain(&policy.anonymous)
+            .cloned()
+            .collect(),
+        None => policy.anonymous.clone(),
     };
     // scope = repository:NAME:ACTIONS
     let mut access = Vec::new();
