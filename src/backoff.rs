@@ -2,7 +2,7 @@
 //! exporters) that fail together do not retry together.
 
 use std::cell::Cell;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Doubling delays between `initial` and `max`, each scaled by a random
 /// factor in [0.75, 1.25).
@@ -33,6 +33,41 @@ impl Backoff {
     /// Back to the initial delay after a success.
     pub fn reset(&mut self) {
         self.next = self.initial;
+    }
+}
+
+/// A token bucket that spaces out one loop's requests, as client-go's
+/// default client rate limiter does (5 per second, bursts of 10): whatever
+/// a server answers, the loop cannot turn into a flood.
+#[derive(Debug, Clone)]
+pub struct RateLimiter {
+    per_second: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimiter {
+    /// At most `burst` at once, `per_second` on average.
+    pub fn new(per_second: f64, burst: u32) -> RateLimiter {
+        RateLimiter {
+            per_second,
+            burst: f64::from(burst),
+            tokens: f64::from(burst),
+            last: Instant::now(),
+        }
+    }
+
+    /// Takes a token; returns how long to wait before using it.
+    pub fn reserve(&mut self, now: Instant) -> Duration {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst) - 1.0;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.per_second)
+        }
     }
 }
 
@@ -84,5 +119,20 @@ mod tests {
             let r = random_unit();
             assert!((0.0..1.0).contains(&r));
         }
+    }
+
+    #[test]
+    fn rate_limiter_allows_a_burst_then_spaces_requests() {
+        let t0 = Instant::now();
+        let mut l = RateLimiter::new(5.0, 10);
+        let waits: Vec<Duration> = (0..12).map(|_| l.reserve(t0)).collect();
+        assert!(waits[..10].iter().all(|w| w.is_zero()), "{waits:?}");
+        assert_eq!(waits[10].as_millis(), 200);
+        assert_eq!(waits[11].as_millis(), 400);
+        // A second later five more tokens have come back (minus the two owed).
+        let later = t0 + Duration::from_secs(1);
+        let waits: Vec<Duration> = (0..4).map(|_| l.reserve(later)).collect();
+        assert!(waits[..3].iter().all(|w| w.is_zero()), "{waits:?}");
+        assert!(!waits[3].is_zero());
     }
 }

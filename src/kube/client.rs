@@ -34,6 +34,8 @@ pub enum ApiError {
         reason: String,
         /// `Status.message`.
         message: String,
+        /// `Retry-After` of a 429 or 5xx, in seconds as the apiserver sends it.
+        retry_after: Option<Duration>,
     },
     /// Credentials could not be obtained (plugin failed, token file unreadable).
     Auth(String),
@@ -49,11 +51,13 @@ impl std::fmt::Display for ApiError {
                 code,
                 reason,
                 message,
+                ..
             } if reason.is_empty() => write!(f, "HTTP {code}: {message}"),
             ApiError::Status {
                 code,
                 reason,
                 message,
+                ..
             } => write!(f, "HTTP {code} {reason}: {message}"),
             ApiError::Auth(m) => write!(f, "credentials: {m}"),
             ApiError::Decode(m) => write!(f, "bad answer: {m}"),
@@ -79,6 +83,9 @@ struct StatusBody {
     message: String,
 }
 
+/// The longest Retry-After from the apiserver we honour.
+const MAX_RETRY_AFTER_SECS: u64 = 600;
+
 /// Builds an [`ApiError`] from an error answer's body.
 pub fn status_error(code: u16, body: &[u8]) -> ApiError {
     let s: StatusBody = serde_json::from_slice(body).unwrap_or_default();
@@ -93,6 +100,7 @@ pub fn status_error(code: u16, body: &[u8]) -> ApiError {
         code,
         reason: s.reason,
         message,
+        retry_after: None,
     }
 }
 
@@ -180,13 +188,24 @@ impl ApiClient {
                 continue;
             }
             if code >= 400 {
+                // client-go's checkWait: a 429 or 5xx may say when to come back.
+                let retry_after = (code == 429 || code >= 500)
+                    .then(|| resp.headers().get("retry-after"))
+                    .flatten()
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(|s| Duration::from_secs(s.min(MAX_RETRY_AFTER_SECS)));
                 let mut body = Vec::new();
                 let _ = resp
                     .into_body()
                     .into_reader()
                     .take(64 << 10)
                     .read_to_end(&mut body);
-                return Err(status_error(code, &body));
+                let mut e = status_error(code, &body);
+                if let ApiError::Status { retry_after: r, .. } = &mut e {
+                    *r = retry_after;
+                }
+                return Err(e);
             }
             return Ok(resp);
         }
@@ -471,7 +490,8 @@ mod tests {
             ApiError::Status {
                 code: 403,
                 reason: "Forbidden".into(),
-                message: "deployments.apps is forbidden".into()
+                message: "deployments.apps is forbidden".into(),
+                retry_after: None,
             }
         );
         assert_eq!(

@@ -7,8 +7,8 @@
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 
 use super::client::{ApiClient, ApiError};
 use super::resources::{meta, Object, ObjectKey, PullSecret, Resource};
-use crate::backoff::Backoff;
+use crate::backoff::{Backoff, RateLimiter};
 
 /// What a watch loop tells the inventory.
 #[derive(Debug, Clone)]
@@ -120,12 +120,41 @@ pub struct StreamState {
     pub objects: AtomicUsize,
     /// The last list was refused (401/403): no data will come until that changes.
     pub denied: AtomicBool,
+    /// The last list was refused with 403: only a change of RBAC helps.
+    pub forbidden: AtomicBool,
+    /// List and watch requests sent.
+    pub requests: AtomicU64,
+    /// Lists and watches that failed, were very short, or ended in an ERROR event.
+    pub failures: AtomicU64,
+    /// Since when every request has failed, and the last failure; `None`
+    /// while the stream makes progress.
+    pub failing: Mutex<Option<(Instant, String)>>,
 }
 
 impl StreamState {
     /// Synced, or refused: either way nothing more is coming soon.
     pub fn settled(&self) -> bool {
         self.synced.load(Ordering::SeqCst) || self.denied.load(Ordering::SeqCst)
+    }
+
+    /// How long the stream has made no progress, and why, if it is failing.
+    pub fn failing_for(&self) -> Option<(Duration, String)> {
+        self.failing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|(since, why)| (since.elapsed(), why.clone()))
+    }
+
+    fn failed(&self, why: &str) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let mut f = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        let since = f.as_ref().map_or_else(Instant::now, |(since, _)| *since);
+        *f = Some((since, why.to_string()));
+    }
+
+    fn progressed(&self) {
+        *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 
@@ -139,11 +168,16 @@ impl Drop for AliveGuard<'_> {
 
 /// How a watch request ended without error.
 enum WatchEnd {
-    /// The server closed the stream (its timeout): watch again from the last version.
-    Closed,
+    /// The server closed the stream after this many events: watch again
+    /// from the last version.
+    Closed(usize),
     /// The version is gone or the server reported an error: list again.
     Relist(String),
 }
+
+/// client-go's reflector: a watch that ends sooner than this with no event
+/// is an error ("very short watch"), not a normal end.
+const SHORT_WATCH: Duration = Duration::from_secs(1);
 
 #[derive(Deserialize)]
 struct ListPage<'a> {
@@ -251,16 +285,28 @@ pub fn run(
         known: HashSet::new(),
         last_error: None,
     };
-    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    // As client-go's reflector (tools/cache/reflector.go): failed lists,
+    // failed or very short watches, and ERROR events wait 0.8 s doubling to
+    // 30 s with jitter before the next request; only a healthy watch (one
+    // that ran its course) resets that. A Retry-After from the apiserver
+    // is honoured. The rate limiter bounds the loop whatever the server does.
+    let mut backoff = Backoff::new(Duration::from_millis(800), Duration::from_secs(30));
+    let mut limiter = RateLimiter::new(5.0, 10);
     let what = stream.describe();
     log::info!("watching {what}");
+    let pace = |limiter: &mut RateLimiter| {
+        std::thread::sleep(limiter.reserve(Instant::now()));
+        state.requests.fetch_add(1, Ordering::Relaxed);
+    };
     'list: while !stop.load(Ordering::Relaxed) {
+        pace(&mut limiter);
         let started = Instant::now();
         let mut rv = match l.list() {
             Ok(rv) => rv,
             Err(Stop::HungUp) => return,
-            Err(Stop::Failed(why)) => {
-                let d = backoff.next_delay();
+            Err(Stop::Failed(why, retry_after)) => {
+                let d = backoff.next_delay().max(retry_after.unwrap_or_default());
+                state.failed(&why);
                 l.report(
                     &format!("list of {what} failed: {why}"),
                     &format!("; retrying in {d:.1?}"),
@@ -270,7 +316,9 @@ pub fn run(
             }
         };
         l.last_error = None;
+        state.progressed();
         state.denied.store(false, Ordering::SeqCst);
+        state.forbidden.store(false, Ordering::SeqCst);
         if !state.synced.swap(true, Ordering::SeqCst) {
             log::info!(
                 "listed {what}: {} objects in {:.1?}",
@@ -284,27 +332,43 @@ pub fn run(
                 return;
             }
         }
-        backoff.reset();
         while !stop.load(Ordering::Relaxed) {
-            match l.watch(&mut rv) {
-                Ok(WatchEnd::Closed) => {
-                    log::debug!("watch of {what} ended; resuming from resourceVersion {rv}");
-                    backoff.reset();
+            pace(&mut limiter);
+            let started = Instant::now();
+            let failure = match l.watch(&mut rv) {
+                Ok(WatchEnd::Closed(events)) if events == 0 && started.elapsed() < SHORT_WATCH => (
+                    format!(
+                        "very short watch: the server closed it after {:.0?} with no event",
+                        started.elapsed()
+                    ),
+                    None,
+                ),
+                Ok(WatchEnd::Closed(events)) => {
+                    log::debug!("watch of {what} ended after {events} events; resuming from resourceVersion {rv}");
+                    state.progressed();
+                    if started.elapsed() >= SHORT_WATCH {
+                        backoff.reset();
+                    }
+                    continue;
                 }
                 Ok(WatchEnd::Relist(why)) => {
-                    log::info!("watch of {what}: {why}; listing again");
+                    state.failed(&why);
+                    let d = backoff.next_delay();
+                    log::info!("watch of {what}: {why}; listing again in {d:.1?}");
+                    std::thread::sleep(d);
                     continue 'list;
                 }
                 Err(Stop::HungUp) => return,
-                Err(Stop::Failed(why)) => {
-                    let d = backoff.next_delay();
-                    l.report(
-                        &format!("watch of {what} failed: {why}"),
-                        &format!("; resuming from resourceVersion {rv} in {d:.1?}"),
-                    );
-                    std::thread::sleep(d);
-                }
-            }
+                Err(Stop::Failed(why, retry_after)) => (why, retry_after),
+            };
+            let (why, retry_after) = failure;
+            let d = backoff.next_delay().max(retry_after.unwrap_or_default());
+            state.failed(&why);
+            l.report(
+                &format!("watch of {what} failed: {why}"),
+                &format!("; resuming from resourceVersion {rv} in {d:.1?}"),
+            );
+            std::thread::sleep(d);
         }
     }
 }
@@ -313,8 +377,19 @@ pub fn run(
 enum Stop {
     /// The inventory is gone: the process is shutting down.
     HungUp,
-    /// The request failed, for this reason.
-    Failed(String),
+    /// The request failed, for this reason; the server may have said when
+    /// to come back.
+    Failed(String, Option<Duration>),
+}
+
+impl Stop {
+    fn from_api(e: &ApiError) -> Stop {
+        let retry_after = match e {
+            ApiError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        };
+        Stop::Failed(explain(e), retry_after)
+    }
 }
 
 impl Loop<'_> {
@@ -363,12 +438,15 @@ impl Loop<'_> {
                         if matches!(e.code(), Some(401 | 403)) {
                             self.state.denied.store(true, Ordering::SeqCst);
                         }
-                        return Err(Stop::Failed(explain(&e)));
+                        self.state
+                            .forbidden
+                            .store(e.code() == Some(403), Ordering::SeqCst);
+                        return Err(Stop::from_api(&e));
                     }
                 };
                 let page: ListPage = match serde_json::from_slice(&body) {
                     Ok(p) => p,
-                    Err(e) => return Err(Stop::Failed(format!("malformed answer: {e}"))),
+                    Err(e) => return Err(Stop::Failed(format!("malformed answer: {e}"), None)),
                 };
                 rv = page.metadata.resource_version;
                 for raw in page.items.unwrap_or_default() {
@@ -448,7 +526,8 @@ impl Loop<'_> {
 
     /// One watch request, from `rv`, which advances with every event.
     fn watch(&mut self, rv: &mut String) -> Result<WatchEnd, Stop> {
-        let failed = Stop::Failed;
+        let failed = |why: String| Stop::Failed(why, None);
+        let mut events = 0;
         let timeout = self
             .opts
             .watch_timeout
@@ -471,7 +550,7 @@ impl Loop<'_> {
                     "resourceVersion too old (410: {message})"
                 )))
             }
-            Err(e) => return Err(failed(explain(&e))),
+            Err(e) => return Err(Stop::from_api(&e)),
         };
         let mut reader = BufReader::with_capacity(64 << 10, resp.into_body().into_reader());
         let mut line = Vec::new();
@@ -482,7 +561,7 @@ impl Loop<'_> {
                 .read_until(b'\n', &mut line)
                 .map_err(|e| failed(format!("stream broken: {e}")))?;
             if n == 0 {
-                return Ok(WatchEnd::Closed);
+                return Ok(WatchEnd::Closed(events));
             }
             if line.len() >= MAX_EVENT_LINE && !line.ends_with(b"\n") {
                 return Err(failed("watch event larger than 16 MiB".into()));
@@ -492,6 +571,10 @@ impl Loop<'_> {
                 Ok(None) => continue,
                 Err(e) => return Err(failed(e)),
             };
+            events += 1;
+            if events == 1 {
+                self.state.progressed();
+            }
             match event {
                 WatchEvent::Upsert(raw) => {
                     if self.apply(raw, false)?.is_some() {

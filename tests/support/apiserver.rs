@@ -97,6 +97,24 @@ struct Options {
     forbidden: HashSet<String>,
     bookmark_interval: Duration,
     default_watch_timeout: Duration,
+    misbehaviour: Misbehaviour,
+}
+
+/// How the server misbehaves, as a proxy in front of an apiserver, or an
+/// apiserver under strain, really does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Misbehaviour {
+    /// Answer as the apiserver does.
+    None,
+    /// Accept every watch (200, chunked) and close it at once with no
+    /// event, as a proxy with a very short idle timeout does.
+    CloseWatchesAtOnce,
+    /// Answer every watch with one ERROR event (500 InternalError, as when
+    /// the watch cache cannot serve) and close it.
+    ErrorEveryWatch,
+    /// Answer every list and watch 429 TooManyRequests with this
+    /// Retry-After (seconds), as API Priority and Fairness does.
+    Throttle(u64),
 }
 
 struct Shared {
@@ -153,6 +171,7 @@ impl FakeApiServer {
                 forbidden: HashSet::new(),
                 bookmark_interval: Duration::from_secs(60),
                 default_watch_timeout: Duration::from_secs(1800),
+                misbehaviour: Misbehaviour::None,
             }),
             log: Mutex::new(Vec::new()),
             served: Mutex::new(HashMap::new()),
@@ -324,6 +343,11 @@ impl FakeApiServer {
             .unwrap()
             .forbidden
             .insert(plural.to_string());
+    }
+
+    /// Makes the server misbehave from now on (or behave again).
+    pub fn misbehave(&self, m: Misbehaviour) {
+        self.shared.options.lock().unwrap().misbehaviour = m;
     }
 
     /// How often watches with allowWatchBookmarks get a BOOKMARK.
@@ -527,8 +551,13 @@ struct Out<'a> {
 
 impl Out<'_> {
     fn write_response(&mut self, status: u16, reason: &str, body: &[u8]) -> u16 {
+        self.write_response_with(status, reason, "", body)
+    }
+
+    /// An answer with extra header lines (each ending in CRLF).
+    fn write_response_with(&mut self, status: u16, reason: &str, extra: &str, body: &[u8]) -> u16 {
         let head = format!(
-            "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nCache-Control: no-cache, private\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nCache-Control: no-cache, private\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
         );
         let _ = self.tls.write_all(head.as_bytes());
@@ -770,6 +799,32 @@ fn handle(
             &msg,
             Some(json!({"group": group, "kind": plural})),
         );
+    }
+    let misbehaviour = shared.options.lock().unwrap().misbehaviour;
+    let watching = query.get("watch").is_some_and(|w| w == "1" || w == "true");
+    match misbehaviour {
+        Misbehaviour::Throttle(secs) => {
+            let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "Too many requests, please try again later.", "reason": "TooManyRequests", "details": {"retryAfterSeconds": secs}, "code": 429});
+            return out.write_response_with(
+                429,
+                "Too Many Requests",
+                &format!("Retry-After: {secs}\r\n"),
+                body.to_string().as_bytes(),
+            );
+        }
+        Misbehaviour::CloseWatchesAtOnce if watching => {
+            out.start_chunked();
+            out.end_chunked();
+            return 200;
+        }
+        Misbehaviour::ErrorEveryWatch if watching => {
+            out.start_chunked();
+            let e = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "Internal error occurred: etcdserver: request timed out", "reason": "InternalError", "details": {"causes": [{"message": "etcdserver: request timed out"}]}, "code": 500}});
+            out.chunk(&e.to_string());
+            out.end_chunked();
+            return 200;
+        }
+        _ => {}
     }
     let fields = match parse_fields(
         plural,
