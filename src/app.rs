@@ -166,6 +166,7 @@ pub fn run(config: &Config) -> u8 {
         streams: w.streams,
         progress: w.progress,
         heartbeat,
+        stream_stall: config.kube.watch.watch_timeout.max(Duration::from_secs(1)),
     });
     server::spawn(http.clone(), state, 4);
     log::info!(
@@ -198,6 +199,26 @@ fn once(config: &Config, client: Arc<ApiClient>, checker: &Checker) -> u8 {
             ));
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+    // A workload kind that cannot be listed means the report would be
+    // silent about it: that is an error, not "0 not available".
+    let refused: Vec<String> = w
+        .streams
+        .iter()
+        .filter(|(s, _)| s.resource.required())
+        .filter_map(|(s, st)| watch::refusal(s, st))
+        .collect();
+    if !refused.is_empty() {
+        stop.store(true, Ordering::SeqCst);
+        return fail(format!(
+            "cannot report on every workload:\n  {}\n(see deploy/rbac.yaml)",
+            refused.join("\n  ")
+        ));
+    }
+    for (s, st) in &w.streams {
+        if let Some(why) = watch::refusal(s, st) {
+            log::warn!("{why}; checking without it");
+        }
     }
     let specs: Vec<Arc<inventory::CheckSpec>> = w
         .inventory

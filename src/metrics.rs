@@ -140,6 +140,7 @@ impl Metrics {
         self.checks.set(checks as i64);
         let mut tail = Vec::new();
         write_last_checked(&last_checked, &mut tail)?;
+        write_streams(streams, &mut tail)?;
         drop(last_checked);
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut tail)
@@ -338,6 +339,38 @@ fn write_last_checked(lines: &[String], out: &mut dyn Write) -> io::Result<()> {
     for l in lines {
         s.push_str(l);
         s.push('\n');
+    }
+    out.write_all(s.as_bytes())
+}
+
+/// Per watch stream: synced, failing, requests and failures, so that an
+/// operator can alert on a resource the exporter cannot see.
+fn write_streams(streams: &[(Stream, Arc<StreamState>)], out: &mut dyn Write) -> io::Result<()> {
+    let families: [(&str, &str, &str, fn(&StreamState) -> f64); 4] = [
+        ("watch_synced", "gauge", "1 once the resource's first list has arrived, 0 before (and while it is refused).", |st| {
+            f64::from(u8::from(st.synced.load(Ordering::SeqCst)))
+        }),
+        ("watch_failing_seconds", "gauge", "How long every list and watch of the resource has failed (0 while it makes progress).", |st| {
+            st.failing_for().map_or(0.0, |(d, _)| d.as_secs_f64())
+        }),
+        ("watch_requests_total", "counter", "List and watch requests sent for the resource.", |st| {
+            st.requests.load(Ordering::Relaxed) as f64
+        }),
+        ("watch_failures_total", "counter", "Lists and watches of the resource that failed, were very short or ended in an ERROR event.", |st| {
+            st.failures.load(Ordering::Relaxed) as f64
+        }),
+    ];
+    let mut s = String::new();
+    for (name, kind, help, value) in families {
+        writeln!(s, "# HELP {PREFIX}_{name} {help}").ok();
+        writeln!(s, "# TYPE {PREFIX}_{name} {kind}").ok();
+        for (stream, st) in streams {
+            write!(s, "{PREFIX}_{name}{{resource=\"").ok();
+            escape(&mut s, stream.resource.name());
+            s.push_str("\",namespace=\"");
+            escape(&mut s, stream.namespace.as_deref().unwrap_or(""));
+            writeln!(s, "\"}} {}", value(st)).ok();
+        }
     }
     out.write_all(s.as_bytes())
 }

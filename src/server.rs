@@ -29,6 +29,9 @@ pub struct State {
     pub progress: Arc<SyncProgress>,
     /// Scheduler liveness.
     pub heartbeat: Arc<Heartbeat>,
+    /// How long a watch stream may fail without progress before `/healthz`
+    /// says so (the watch timeout: a healthy stream ends a watch within it).
+    pub stream_stall: Duration,
 }
 
 /// Binds `addr`; Go's `:8080` means every interface.
@@ -152,6 +155,19 @@ fn healthz(state: &State) -> Reply {
         if !st.alive.load(Ordering::SeqCst) {
             problems.push(format!("the watch of {} has stopped", s.describe()));
         }
+        // A refusal (403) is for /readyz: restarting grants no permission.
+        // Anything else that keeps a stream from progress may be cured by
+        // a restart (a stuck connection, stale credentials), so say so.
+        if st.forbidden.load(Ordering::SeqCst) {
+            continue;
+        }
+        if let Some((d, why)) = st.failing_for().filter(|(d, _)| *d > state.stream_stall) {
+            problems.push(format!(
+                "the watch of {} has made no progress for {:.0?}: {why}",
+                s.describe(),
+                d
+            ));
+        }
     }
     if problems.is_empty() {
         text(200, "ok\n".into())
@@ -160,12 +176,27 @@ fn healthz(state: &State) -> Reply {
     }
 }
 
+/// Ready when every stream has listed, except optional ones (Secrets,
+/// ServiceAccounts, Namespaces) that were refused: checks run without them,
+/// with a warning. A workload kind that cannot be listed keeps it at 503.
 fn readyz(state: &State) -> Reply {
-    let waiting = crate::kube::watch::unsynced(&state.streams);
+    let mut waiting = Vec::new();
+    let mut warnings = Vec::new();
+    for (s, st) in &state.streams {
+        match crate::kube::watch::refusal(s, st) {
+            Some(why) if s.resource.required() => waiting.push(why),
+            Some(why) => warnings.push(format!("warning: {why}; checking without it")),
+            None if !st.synced.load(Ordering::SeqCst) => {
+                waiting.push(format!("waiting for the first list of {}", s.describe()))
+            }
+            None => {}
+        }
+    }
+    let warnings: String = warnings.iter().map(|w| format!("{w}\n")).collect();
     if waiting.is_empty() {
-        text(200, "ok\n".into())
+        text(200, format!("ok\n{warnings}"))
     } else {
         let list: String = waiting.iter().map(|w| format!("  {w}\n")).collect();
-        text(503, format!("waiting for the first list of:\n{list}"))
+        text(503, format!("not ready:\n{list}{warnings}"))
     }
 }

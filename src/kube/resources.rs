@@ -90,6 +90,25 @@ impl Resource {
         }
     }
 
+    /// Whether the exporter is useless without this resource: the workload
+    /// kinds. Secrets, ServiceAccounts and Namespaces refine the checks;
+    /// without them checks still run (with a warning).
+    pub fn required(self) -> bool {
+        matches!(self, Resource::Workload(_))
+    }
+
+    /// The RBAC rule the exporter needs, e.g. `list and watch on deployments.apps`.
+    pub fn permission(self) -> String {
+        let (prefix, plural) = self.api();
+        match prefix
+            .strip_prefix("/apis/")
+            .and_then(|g| g.split('/').next())
+        {
+            Some(group) => format!("list and watch on {plural}.{group}"),
+            None => format!("list and watch on {plural}"),
+        }
+    }
+
     /// The field selector the server filters with.
     pub fn field_selector(self) -> Option<&'static str> {
         match self {
@@ -265,6 +284,11 @@ fn template_parts(t: Option<PodTemplateSpec>) -> (Vec<ContainerImage>, Vec<Strin
         .into_iter()
         .chain(spec.containers)
     {
+        // The kubelet never pulls for `imagePullPolicy: Never`: the image
+        // must already be on the node, so no registry verdict applies.
+        if c.image_pull_policy.as_deref() == Some("Never") {
+            continue;
+        }
         if let Some(image) = c.image.filter(|i| !i.is_empty()) {
             containers.push(ContainerImage {
                 container: c.name,
@@ -310,8 +334,11 @@ fn decode_workload(kind: Kind, raw: &str) -> Result<Workload, String> {
         }
         Kind::DaemonSet => {
             let d: DaemonSet = serde_json::from_str(raw).map_err(bad)?;
-            // The API always serialises desiredNumberScheduled; 0 means the
-            // DaemonSet runs on no node, as the Go exporter reads it.
+            // The API always serialises desiredNumberScheduled; 0 means no
+            // node should run the DaemonSet. The Go exporter tests
+            // currentNumberScheduled > 0 instead; we deliberately read the
+            // desired count: a DaemonSet that should run somewhere needs its
+            // image even before (or because not) any pod was scheduled.
             let desired = d.status.map(|s| s.desired_number_scheduled).unwrap_or(0);
             (
                 key_of(&d.metadata),
@@ -439,6 +466,21 @@ mod tests {
         assert_eq!(w.pull_secrets, ["pull"]);
         assert_eq!(w.service_account, "sa");
         assert!(w.enabled);
+    }
+
+    #[test]
+    fn never_pulled_containers_are_not_checked() {
+        let raw = r#"{"metadata":{"name":"web","namespace":"t1"},
+          "spec":{"selector":{},"template":{"spec":{
+            "initContainers":[{"name":"local","image":"busybox:1","imagePullPolicy":"Never"}],
+            "containers":[{"name":"app","image":"nginx:1","imagePullPolicy":"IfNotPresent"},
+                          {"name":"sidecar","image":"local/agent:1","imagePullPolicy":"Never"},
+                          {"name":"always","image":"nginx:2","imagePullPolicy":"Always"}]}}}}"#;
+        let Object::Workload(w) = Resource::Workload(Kind::Deployment).decode(raw).unwrap() else {
+            panic!()
+        };
+        let names: Vec<&str> = w.containers.iter().map(|c| c.container.as_str()).collect();
+        assert_eq!(names, ["app", "always"]);
     }
 
     #[test]

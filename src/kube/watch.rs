@@ -383,12 +383,12 @@ enum Stop {
 }
 
 impl Stop {
-    fn from_api(e: &ApiError) -> Stop {
+    fn from_api(e: &ApiError, resource: Resource) -> Stop {
         let retry_after = match e {
             ApiError::Status { retry_after, .. } => *retry_after,
             _ => None,
         };
-        Stop::Failed(explain(e), retry_after)
+        Stop::Failed(explain(e, resource), retry_after)
     }
 }
 
@@ -441,7 +441,7 @@ impl Loop<'_> {
                         self.state
                             .forbidden
                             .store(e.code() == Some(403), Ordering::SeqCst);
-                        return Err(Stop::from_api(&e));
+                        return Err(Stop::from_api(&e, self.stream.resource));
                     }
                 };
                 let page: ListPage = match serde_json::from_slice(&body) {
@@ -550,7 +550,7 @@ impl Loop<'_> {
                     "resourceVersion too old (410: {message})"
                 )))
             }
-            Err(e) => return Err(Stop::from_api(&e)),
+            Err(e) => return Err(Stop::from_api(&e, self.stream.resource)),
         };
         let mut reader = BufReader::with_capacity(64 << 10, resp.into_body().into_reader());
         let mut line = Vec::new();
@@ -626,14 +626,25 @@ fn bump(rv: &mut String, raw: &str) {
 }
 
 /// An API error with advice for the two an operator must fix.
-fn explain(e: &ApiError) -> String {
+fn explain(e: &ApiError, resource: Resource) -> String {
     match e.code() {
         Some(401) => format!(
             "{e} (the credentials were rejected: check the kubeconfig or service account token)"
         ),
-        Some(403) => format!(
-            "{e} (grant list and watch on it, see deploy/; for Secrets, or run with --no-secrets)"
-        ),
+        Some(403) => {
+            let or = if matches!(
+                resource,
+                Resource::DockerConfigJsonSecrets | Resource::DockerCfgSecrets
+            ) {
+                ", or run with --no-secrets"
+            } else {
+                ""
+            };
+            format!(
+                "{e} (the exporter needs {}: see deploy/rbac.yaml{or})",
+                resource.permission()
+            )
+        }
         _ => e.to_string(),
     }
 }
@@ -645,6 +656,19 @@ pub fn unsynced(streams: &[(Stream, Arc<StreamState>)]) -> Vec<String> {
         .filter(|(_, st)| !st.synced.load(Ordering::SeqCst))
         .map(|(s, _)| s.describe())
         .collect()
+}
+
+/// Why the exporter cannot see a stream it needs, in words that say what to
+/// grant: `None` while the stream is listed or not refused.
+pub fn refusal(stream: &Stream, state: &StreamState) -> Option<String> {
+    if state.synced.load(Ordering::SeqCst) || !state.denied.load(Ordering::SeqCst) {
+        return None;
+    }
+    let why = state
+        .failing_for()
+        .map(|(_, why)| why)
+        .unwrap_or_else(|| "refused".into());
+    Some(format!("{} cannot be listed: {why}", stream.describe()))
 }
 
 /// Starts one thread per stream.

@@ -173,7 +173,7 @@ pub fn cronjob(ns: &str, name: &str, suspend: bool, t: &Template) -> CronJob {
 }
 
 /// A Secret of `type_` with one data key.
-fn secret(ns: &str, name: &str, type_: &str, key: &str, data: Vec<u8>) -> Secret {
+pub fn secret(ns: &str, name: &str, type_: &str, key: &str, data: Vec<u8>) -> Secret {
     Secret {
         metadata: ObjectMeta {
             name: Some(name.into()),
