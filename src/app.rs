@@ -37,6 +37,8 @@ struct Watching {
     inventory: Arc<RwLock<Inventory>>,
     progress: Arc<SyncProgress>,
     streams: Vec<(Stream, Arc<StreamState>)>,
+    /// The inventory's event channel, for the scheduler's verdict notices.
+    events: crossbeam_channel::Sender<watch::Event>,
 }
 
 fn start_watching(
@@ -54,6 +56,7 @@ fn start_watching(
         config.kube.inventory_config(&config.registry),
     )));
     let (tx, rx) = crossbeam_channel::unbounded();
+    let events = tx.clone();
     let states = watch::spawn_all(client, streams, config.kube.watch.clone(), tx, stop);
     let gate = settled_gate(&states, progress.clone());
     let (inv, prog) = (inventory.clone(), progress.clone());
@@ -67,6 +70,7 @@ fn start_watching(
         inventory,
         progress,
         streams: states,
+        events,
     }
 }
 
@@ -152,6 +156,7 @@ pub fn run(config: &Config) -> u8 {
         heartbeat: heartbeat.clone(),
         observer: metrics.clone(),
         stop: stop.clone(),
+        verdicts: Some(w.events.clone()),
     };
     if let Err(e) = std::thread::Builder::new()
         .name("scheduler".into())

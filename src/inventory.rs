@@ -14,7 +14,7 @@ use regex::Regex;
 
 use crate::config::RegistryConfig;
 use crate::credentials::{Credential, Keyring};
-use crate::kube::resources::{Kind, Object, ObjectKey, Resource, Workload};
+use crate::kube::resources::{ContainerImage, Kind, Object, ObjectKey, Resource, Workload};
 use crate::kube::watch::Event;
 use crate::registry::Mirrored;
 
@@ -70,8 +70,27 @@ impl CheckSpec {
 pub enum Change {
     /// A check appeared: run it soon.
     Added(Arc<CheckSpec>),
-    /// No container uses this check any more.
-    Removed(CheckId),
+    /// No container uses this check any more: stop running it. Its verdict
+    /// stays shown (`keep_result`) while a container that moved away from it
+    /// waits for the first verdict of its new check.
+    Removed {
+        /// The check.
+        id: CheckId,
+        /// Keep its last verdict until [`Change::Forget`].
+        keep_result: bool,
+    },
+    /// A verdict kept by `Removed { keep_result: true }` is no longer shown.
+    Forget(CheckId),
+}
+
+/// What a container showed before it moved to another check: kept until the
+/// new check has a verdict, so no scrape sees the container without a series.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Previous {
+    /// The check whose verdict is still shown.
+    pub check: CheckId,
+    /// The image label of those series, when the image itself changed.
+    pub image: Option<String>,
 }
 
 /// Filters and switches from flags.
@@ -144,6 +163,15 @@ pub struct Inventory {
     dirty_workloads: HashSet<WorkloadKey>,
     dirty_namespaces: HashSet<String>,
     changes: Vec<Change>,
+    /// Checks that have a verdict (the scheduler says so once per check).
+    verdicts: HashSet<CheckId>,
+    /// Containers between two checks: (workload, container index) -> previous.
+    previous: HashMap<(WorkloadKey, usize), Previous>,
+    /// How many containers still show each previous check.
+    held: HashMap<CheckId, usize>,
+    /// The containers of workloads replaced since the last flush, to match
+    /// containers by name when a template changed.
+    replaced: HashMap<WorkloadKey, Vec<ContainerImage>>,
 }
 
 impl Inventory {
@@ -163,6 +191,10 @@ impl Inventory {
             dirty_workloads: HashSet::new(),
             dirty_namespaces: HashSet::new(),
             changes: Vec::new(),
+            verdicts: HashSet::new(),
+            previous: HashMap::new(),
+            held: HashMap::new(),
+            replaced: HashMap::new(),
         }
     }
 
@@ -171,13 +203,16 @@ impl Inventory {
     pub fn apply(&mut self, event: Event) {
         match event {
             Event::Synced(..) => {}
+            Event::Verdict(id) => self.verdict(id),
             Event::Upsert(_, Object::Workload(w)) => {
                 let key = WorkloadKey {
                     kind: w.kind,
                     key: w.key.clone(),
                 };
                 if self.workloads.get(&key) != Some(&w) {
-                    self.workloads.insert(key.clone(), w);
+                    if let Some(old) = self.workloads.insert(key.clone(), w) {
+                        self.replaced.entry(key.clone()).or_insert(old.containers);
+                    }
                     self.dirty_workloads.insert(key);
                 }
             }
@@ -246,7 +281,91 @@ impl Inventory {
         for key in todo {
             self.resolve(&key);
         }
+        self.replaced.clear();
         std::mem::take(&mut self.changes)
+    }
+
+    /// The scheduler has a first verdict for `id`: containers that moved to
+    /// it stop showing their previous check.
+    fn verdict(&mut self, id: CheckId) {
+        if !self.specs.contains_key(&id) {
+            return;
+        }
+        self.verdicts.insert(id);
+        let done: Vec<(WorkloadKey, usize)> = self
+            .previous
+            .keys()
+            .filter(|(w, i)| {
+                self.resolved
+                    .get(w)
+                    .is_some_and(|list| list.iter().any(|&(j, c)| j == *i && c == id))
+            })
+            .cloned()
+            .collect();
+        for k in done {
+            if let Some(p) = self.previous.remove(&k) {
+                self.unhold(p.check);
+            }
+        }
+    }
+
+    fn unhold(&mut self, id: CheckId) {
+        let Some(n) = self.held.get_mut(&id) else {
+            return;
+        };
+        *n -= 1;
+        if *n == 0 {
+            self.held.remove(&id);
+            if !self.specs.contains_key(&id) {
+                self.verdicts.remove(&id);
+                self.changes.push(Change::Forget(id));
+            }
+        }
+    }
+
+    /// What container `index` of `key` showed before: its old check if that
+    /// has a verdict, else what the old check itself was waiting to replace.
+    fn carried(
+        &self,
+        key: &WorkloadKey,
+        old: &[(usize, CheckId)],
+        old_containers: Option<&[ContainerImage]>,
+        new_container: &ContainerImage,
+        new_check: CheckId,
+    ) -> Option<Previous> {
+        let w = self.workloads.get(key)?;
+        // Match by container name when the template changed, else by index.
+        let (old_index, old_image) = match old_containers {
+            Some(list) => list
+                .iter()
+                .enumerate()
+                .find(|(_, c)| c.container == new_container.container)
+                .map(|(i, c)| (i, c.image.clone()))?,
+            None => {
+                let i = w
+                    .containers
+                    .iter()
+                    .position(|c| c.container == new_container.container)?;
+                (i, new_container.image.clone())
+            }
+        };
+        let &(_, old_check) = old.iter().find(|(i, _)| *i == old_index)?;
+        if old_check == new_check {
+            return None;
+        }
+        let image = (old_image != new_container.image).then_some(old_image);
+        if self.verdicts.contains(&old_check) {
+            return Some(Previous {
+                check: old_check,
+                image,
+            });
+        }
+        self.previous
+            .get(&(key.clone(), old_index))
+            .map(|p| Previous {
+                check: p.check,
+                image: p.image.clone().or(image),
+            })
     }
 
     fn reported(&self, w: &Workload) -> bool {
@@ -299,6 +418,7 @@ impl Inventory {
     }
 
     fn resolve(&mut self, key: &WorkloadKey) {
+        let old_containers = self.replaced.remove(key);
         let mut new: Vec<(usize, CheckId)> = Vec::new();
         if let Some(w) = self.workloads.get(key).filter(|w| self.reported(w)) {
             let keyring = self.keyring_for(w);
@@ -313,12 +433,46 @@ impl Inventory {
                 new.push((i, self.acquire(r)));
             }
         }
-        let old = if new.is_empty() {
-            self.resolved.remove(key)
+        let old = self.resolved.get(key).cloned().unwrap_or_default();
+        // Carry each container's last verdict over to its new check.
+        let mut carried: Vec<(usize, Previous)> = Vec::new();
+        if let Some(w) = self.workloads.get(key) {
+            for &(i, id) in &new {
+                if let Some(p) =
+                    self.carried(key, &old, old_containers.as_deref(), &w.containers[i], id)
+                {
+                    carried.push((i, p));
+                }
+            }
+        }
+        let stale: Vec<usize> = self
+            .previous
+            .keys()
+            .filter(|(w, _)| w == key)
+            .map(|(_, i)| *i)
+            .collect();
+        for (i, p) in carried {
+            *self.held.entry(p.check).or_default() += 1;
+            if let Some(before) = self.previous.insert((key.clone(), i), p) {
+                self.unhold(before.check);
+            }
+        }
+        for i in stale {
+            if !new
+                .iter()
+                .any(|(j, id)| *j == i && !self.verdicts.contains(id))
+            {
+                if let Some(p) = self.previous.remove(&(key.clone(), i)) {
+                    self.unhold(p.check);
+                }
+            }
+        }
+        if new.is_empty() {
+            self.resolved.remove(key);
         } else {
-            self.resolved.insert(key.clone(), new)
-        };
-        for (_, id) in old.unwrap_or_default() {
+            self.resolved.insert(key.clone(), new);
+        }
+        for (_, id) in old {
             self.release(id);
         }
     }
@@ -421,7 +575,11 @@ impl Inventory {
         if gone {
             self.checks.remove(&key);
             self.specs.remove(&id);
-            self.changes.push(Change::Removed(id));
+            let keep_result = self.held.contains_key(&id);
+            if !keep_result {
+                self.verdicts.remove(&id);
+            }
+            self.changes.push(Change::Removed { id, keep_result });
         }
     }
 
@@ -441,6 +599,24 @@ impl Inventory {
             if let Some(w) = self.workloads.get(key) {
                 for &(i, id) in list {
                     f(w, i, id);
+                }
+            }
+        }
+    }
+
+    /// Calls `f(workload, container index, check, previous)` for every
+    /// reported container: `previous` is what to show while `check` has no
+    /// verdict yet.
+    pub fn for_each_shown(&self, mut f: impl FnMut(&Workload, usize, CheckId, Option<&Previous>)) {
+        for (key, list) in &self.resolved {
+            if let Some(w) = self.workloads.get(key) {
+                for &(i, id) in list {
+                    let previous = if self.previous.is_empty() {
+                        None
+                    } else {
+                        self.previous.get(&(key.clone(), i))
+                    };
+                    f(w, i, id, previous);
                 }
             }
         }
@@ -609,7 +785,7 @@ mod tests {
         let new = added(&changes);
         assert_eq!(new.len(), 1);
         assert_eq!(new[0].credentials[0].source, "secret b/pull");
-        assert!(changes.iter().any(|c| matches!(c, Change::Removed(_))));
+        assert!(changes.iter().any(|c| matches!(c, Change::Removed { .. })));
     }
 
     #[test]
@@ -658,7 +834,7 @@ mod tests {
             key("a", "w"),
         ));
         let changes = inv.flush();
-        assert!(matches!(changes.as_slice(), [Change::Removed(_)]));
+        assert!(matches!(changes.as_slice(), [Change::Removed { .. }]));
         assert_eq!(inv.summary().checks, 0);
         let Event::Upsert(r, Object::Workload(mut w)) = workload("a", "w", &["nginx:1"], &[])
         else {
@@ -701,6 +877,86 @@ mod tests {
             .contains("--allowed-images"));
     }
 
+    fn shown(inv: &Inventory) -> Vec<(CheckId, Option<Previous>)> {
+        let mut out = Vec::new();
+        inv.for_each_shown(|_, _, id, p| out.push((id, p.cloned())));
+        out
+    }
+
+    #[test]
+    fn a_container_keeps_its_verdict_until_its_new_check_has_one() {
+        let mut inv = Inventory::new(config());
+        inv.apply(secret("a", "pull", "r.io", "old-user"));
+        inv.apply(workload("a", "w", &["r.io/app:1"], &["pull"]));
+        let first = added(&inv.flush())[0].id;
+        inv.apply(Event::Verdict(first));
+        assert!(inv.flush().is_empty());
+        // The secret rotates: a new check; the old verdict stays shown.
+        inv.apply(secret("a", "pull", "r.io", "new-user"));
+        let changes = inv.flush();
+        let second = added(&changes)[0].id;
+        assert!(changes
+            .iter()
+            .any(|c| matches!(c, Change::Removed { id, keep_result: true } if *id == first)));
+        assert_eq!(
+            shown(&inv),
+            [(
+                second,
+                Some(Previous {
+                    check: first,
+                    image: None
+                })
+            )]
+        );
+        // Rotating again before a verdict: still the first verdict.
+        inv.apply(secret("a", "pull", "r.io", "newer-user"));
+        let changes = inv.flush();
+        let third = added(&changes)[0].id;
+        assert!(changes
+            .iter()
+            .any(|c| matches!(c, Change::Removed { id, keep_result: false } if *id == second)));
+        assert_eq!(
+            shown(&inv),
+            [(
+                third,
+                Some(Previous {
+                    check: first,
+                    image: None
+                })
+            )]
+        );
+        // The new check's first verdict: the old one is forgotten.
+        inv.apply(Event::Verdict(third));
+        let changes = inv.flush();
+        assert!(matches!(changes.as_slice(), [Change::Forget(id)] if *id == first));
+        assert_eq!(shown(&inv), [(third, None)]);
+        // A new image: the old series (old image label) stay until then.
+        inv.apply(workload("a", "w", &["r.io/app:2"], &["pull"]));
+        let changes = inv.flush();
+        let fourth = added(&changes)[0].id;
+        assert_eq!(
+            shown(&inv),
+            [(
+                fourth,
+                Some(Previous {
+                    check: third,
+                    image: Some("r.io/app:1".into())
+                })
+            )]
+        );
+        // Deleted: nothing to show, nothing kept.
+        inv.apply(Event::Delete(
+            Resource::Workload(Kind::Deployment),
+            key("a", "w"),
+        ));
+        let changes = inv.flush();
+        assert!(changes
+            .iter()
+            .any(|c| matches!(c, Change::Forget(id) if *id == third)));
+        assert!(shown(&inv).is_empty());
+        assert!(inv.previous.is_empty() && inv.held.is_empty());
+    }
+
     #[test]
     fn namespace_label_filter() {
         let mut cfg = config();
@@ -714,7 +970,7 @@ mod tests {
         ));
         assert_eq!(added(&inv.flush()).len(), 1);
         inv.apply(Event::Delete(Resource::Namespaces, key("", "a")));
-        assert!(matches!(inv.flush().as_slice(), [Change::Removed(_)]));
+        assert!(matches!(inv.flush().as_slice(), [Change::Removed { .. }]));
     }
 }
 

@@ -269,18 +269,25 @@ fn escape(out: &mut String, v: &str) {
 fn container_rows(inventory: &Inventory, results: &Results) -> Vec<(String, Status)> {
     let mut rows: Vec<(String, Status)> = Vec::new();
     results.with(|table| {
-        inventory.for_each_container(|w, i, id| {
-            let Some(outcome) = table.get(&id) else {
-                return;
+        inventory.for_each_shown(|w, i, id, previous| {
+            // While a container's new check has no verdict, its last one stays.
+            let (outcome, image) = match (table.get(&id), previous) {
+                (Some(o), _) => (o, None),
+                (None, Some(p)) => match table.get(&p.check) {
+                    Some(o) => (o, p.image.as_deref()),
+                    None => return,
+                },
+                (None, None) => return,
             };
             let c = &w.containers[i];
+            let image = image.unwrap_or(&c.image);
             let mut labels = String::with_capacity(96);
             labels.push_str("{namespace=\"");
             escape(&mut labels, &w.key.namespace);
             labels.push_str("\",container=\"");
             escape(&mut labels, &c.container);
             labels.push_str("\",image=\"");
-            escape(&mut labels, &c.image);
+            escape(&mut labels, image);
             labels.push_str("\",kind=\"");
             labels.push_str(w.kind.as_str());
             labels.push_str("\",name=\"");
@@ -346,7 +353,8 @@ fn write_last_checked(lines: &[String], out: &mut dyn Write) -> io::Result<()> {
 /// Per watch stream: synced, failing, requests and failures, so that an
 /// operator can alert on a resource the exporter cannot see.
 fn write_streams(streams: &[(Stream, Arc<StreamState>)], out: &mut dyn Write) -> io::Result<()> {
-    let families: [(&str, &str, &str, fn(&StreamState) -> f64); 4] = [
+    type Family = (&'static str, &'static str, &'static str, fn(&StreamState) -> f64);
+    let families: [Family; 4] = [
         ("watch_synced", "gauge", "1 once the resource's first list has arrived, 0 before (and while it is refused).", |st| {
             f64::from(u8::from(st.synced.load(Ordering::SeqCst)))
         }),

@@ -409,6 +409,10 @@ pub struct Scheduler {
     pub observer: Arc<dyn Observer>,
     /// Set to stop.
     pub stop: Arc<AtomicBool>,
+    /// Where to say that a check has its first verdict (the inventory's
+    /// event channel), so containers that moved to it stop showing their
+    /// previous verdict.
+    pub verdicts: Option<Sender<crate::kube::watch::Event>>,
 }
 
 impl Scheduler {
@@ -431,10 +435,13 @@ impl Scheduler {
             select! {
                 recv(self.changes) -> c => match c {
                     Ok(Change::Added(spec)) => queue.add(spec, Instant::now()),
-                    Ok(Change::Removed(id)) => {
+                    Ok(Change::Removed { id, keep_result }) => {
                         queue.remove(id);
-                        self.results.remove(id);
+                        if !keep_result {
+                            self.results.remove(id);
+                        }
                     }
+                    Ok(Change::Forget(id)) => self.results.remove(id),
                     Err(_) => return,
                 },
                 recv(done_rx) -> d => if let Ok(d) = d {
@@ -446,6 +453,11 @@ impl Scheduler {
                     // A rate-limited check keeps its last known verdict.
                     if d.result.status != Status::RateLimited && queue.contains(d.spec.id) {
                         self.results.set(d.spec.id, Outcome { status: d.result.status, reason: d.result.reason, checked_at: SystemTime::now() });
+                        if previous.is_none() {
+                            if let Some(tx) = &self.verdicts {
+                                let _ = tx.send(crate::kube::watch::Event::Verdict(d.spec.id));
+                            }
+                        }
                     }
                 },
                 default(timeout) => {}

@@ -527,3 +527,153 @@ fn a_broken_pull_secret_fails_every_container_of_its_workloads() {
     );
     assert!(!log.contains("hunter2") && !e.get("/metrics").1.contains("hunter2"));
 }
+
+/// A registry whose token endpoint answers the user `new` slowly (or with
+/// 429), and everyone else at once: what a secret rotation meets.
+fn rotation_registry(new_user: Reply, delay: Duration) -> FakeRegistry {
+    let own: std::sync::Arc<std::sync::OnceLock<String>> = Default::default();
+    let known = own.clone();
+    let basic = |u: &str| {
+        use base64::Engine;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{u}:pw"))
+        )
+    };
+    let (old_auth, new_auth) = (basic("old"), basic("new"));
+    let fake = FakeRegistry::start(move |s, _| {
+        if s.url.starts_with("/token") {
+            let auth = s.authorization.as_deref();
+            if auth == Some(new_auth.as_str()) {
+                std::thread::sleep(delay);
+                return new_user.clone();
+            }
+            if auth == Some(old_auth.as_str()) {
+                return Reply::status(200).body(r#"{"token":"old"}"#);
+            }
+            return Reply::status(401);
+        }
+        match s.authorization.as_deref() {
+            Some("Bearer old") | Some("Bearer new") => Reply::status(200).header(
+                "Docker-Content-Digest",
+                &format!("sha256:{}", "a".repeat(64)),
+            ),
+            _ => Reply::status(401).header(
+                "WWW-Authenticate",
+                &format!(
+                    r#"Bearer realm="http://{}/token",service="reg""#,
+                    known.get().unwrap()
+                ),
+            ),
+        }
+    });
+    own.set(fake.host.clone()).unwrap();
+    fake
+}
+
+/// Scrapes every 100 ms for `how_long`; returns the statuses seen.
+fn scrape_statuses(e: &Exporter, how_long: Duration) -> Vec<Option<String>> {
+    let mut seen = Vec::new();
+    let until = Instant::now() + how_long;
+    while Instant::now() < until {
+        seen.push(e.status_of("a", "web", "app"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    seen
+}
+
+/// Issue 14 item 4: a secret rotates while the new credential's token is
+/// slow. Scraped every 100 ms, the container always has its series: the
+/// old verdict until the new check has one.
+#[test]
+fn a_rotated_secret_never_leaves_a_container_without_series() {
+    let fake = rotation_registry(
+        Reply::status(200).body(r#"{"token":"new"}"#),
+        Duration::from_millis(1500),
+    );
+    let (api, kc) = api();
+    let image = format!("{}/team/app:v1", fake.host);
+    api.apply(
+        "secrets",
+        pull_secret("a", "regcred", &fake.host, "old", "pw"),
+    );
+    api.apply(
+        "deployments",
+        deployment(
+            "a",
+            "web",
+            1,
+            &Template::image(&image).pull_secret("regcred"),
+        ),
+    );
+    let e = Exporter::start(&kc, &args(&["--plain-http-registries", &fake.host]));
+    e.wait_status("a", "web", "app", "available");
+    api.apply(
+        "secrets",
+        pull_secret("a", "regcred", &fake.host, "new", "pw"),
+    );
+    let seen = scrape_statuses(&e, Duration::from_secs(3));
+    assert!(
+        seen.iter().all(|s| s.as_deref() == Some("available")),
+        "{seen:?}\n{}",
+        e.log()
+    );
+    assert!(
+        fake.seen()
+            .iter()
+            .any(|s| s.authorization.as_deref() == Some("Bearer new")),
+        "the new credential was checked within the window"
+    );
+    // The old check's verdict is gone once the new one has its own: one
+    // series per gauge for the container.
+    let m = e.metrics();
+    let rows = m
+        .iter()
+        .filter(|s| {
+            s.name == "k8s_image_availability_exporter_available"
+                && s.labels.get("name").map(String::as_str) == Some("web")
+        })
+        .count();
+    assert_eq!(rows, 1);
+}
+
+/// Issue 14 item 4: a new check that is rate-limited keeps showing the
+/// previous verdict.
+#[test]
+fn a_rate_limited_new_check_keeps_the_previous_verdict() {
+    let fake = rotation_registry(
+        Reply::status(429).header("Retry-After", "60"),
+        Duration::ZERO,
+    );
+    let (api, kc) = api();
+    let image = format!("{}/team/app:v1", fake.host);
+    api.apply(
+        "secrets",
+        pull_secret("a", "regcred", &fake.host, "old", "pw"),
+    );
+    api.apply(
+        "deployments",
+        deployment(
+            "a",
+            "web",
+            1,
+            &Template::image(&image).pull_secret("regcred"),
+        ),
+    );
+    let e = Exporter::start(&kc, &args(&["--plain-http-registries", &fake.host]));
+    e.wait_status("a", "web", "app", "available");
+    api.apply(
+        "secrets",
+        pull_secret("a", "regcred", &fake.host, "new", "pw"),
+    );
+    wait_until(
+        "the new check to be rate limited",
+        Duration::from_secs(10),
+        || e.log().contains("rate limited by token server"),
+    );
+    let seen = scrape_statuses(&e, Duration::from_secs(1));
+    assert!(
+        seen.iter().all(|s| s.as_deref() == Some("available")),
+        "{seen:?}"
+    );
+}

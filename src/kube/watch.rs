@@ -28,6 +28,8 @@ pub enum Event {
     Delete(Resource, ObjectKey),
     /// The stream's first full list has been delivered.
     Synced(Resource, Option<String>),
+    /// Not from a watch: the scheduler has the first verdict of this check.
+    Verdict(crate::inventory::CheckId),
 }
 
 /// One list/watch stream: a resource, optionally in one namespace.
