@@ -629,6 +629,7 @@ impl Config {
                         extra_roots,
                         connect_timeout: connect_timeout.min(request_timeout),
                         request_timeout,
+                        proxies: crate::proxy::ProxyEnv::from_env().map_err(ConfigError)?,
                     },
                     allow_plain_http: args.allow_plain_http,
                     plain_http_registries: list(&args.plain_http_registries),

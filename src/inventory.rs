@@ -677,6 +677,7 @@ mod tests {
                         extra_roots: vec![],
                         connect_timeout: std::time::Duration::from_secs(1),
                         request_timeout: std::time::Duration::from_secs(1),
+                        proxies: Default::default(),
                     },
                     allow_plain_http: false,
                     plain_http_registries: vec![],

@@ -15,6 +15,7 @@ pub mod kube;
 pub mod logger;
 pub mod malloc;
 pub mod metrics;
+pub mod proxy;
 pub mod registry;
 pub mod scheduler;
 pub mod server;

@@ -353,7 +353,12 @@ fn write_last_checked(lines: &[String], out: &mut dyn Write) -> io::Result<()> {
 /// Per watch stream: synced, failing, requests and failures, so that an
 /// operator can alert on a resource the exporter cannot see.
 fn write_streams(streams: &[(Stream, Arc<StreamState>)], out: &mut dyn Write) -> io::Result<()> {
-    type Family = (&'static str, &'static str, &'static str, fn(&StreamState) -> f64);
+    type Family = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&StreamState) -> f64,
+    );
     let families: [Family; 4] = [
         ("watch_synced", "gauge", "1 once the resource's first list has arrived, 0 before (and while it is refused).", |st| {
             f64::from(u8::from(st.synced.load(Ordering::SeqCst)))

@@ -419,11 +419,23 @@ fn build_agent(config: &ClusterConfig, cert: Option<&ClientCert>) -> Result<ureq
         .timeout_connect(Some(Duration::from_secs(10)))
         .user_agent(crate::registry::transport::USER_AGENT)
         .max_redirects(0);
-    if let Some(p) = &config.proxy_url {
-        builder = builder.proxy(Some(
-            ureq::Proxy::new(p).map_err(|e| format!("proxy-url {p:?}: {e}"))?,
-        ));
-    }
+    // The kubeconfig's proxy-url wins; otherwise the environment, read as
+    // client-go's default transport (http.ProxyFromEnvironment) reads it.
+    let proxy = match &config.proxy_url {
+        Some(p) => Some(ureq::Proxy::new(p).map_err(|e| format!("proxy-url {p:?}: {e}"))?),
+        None => {
+            let url = crate::registry::transport::Url::parse(&config.server)
+                .ok_or_else(|| format!("server {:?} is not an http(s) URL", config.server))?;
+            crate::proxy::ProxyEnv::from_env()?
+                .for_target(
+                    url.scheme == crate::registry::transport::Scheme::Https,
+                    url.host(),
+                    url.port(),
+                )
+                .cloned()
+        }
+    };
+    builder = builder.proxy(proxy);
     let agent_config = builder.build();
     let (_, real) = split_server(config)?;
     match &config.tls_server_name {

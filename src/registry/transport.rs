@@ -21,6 +21,8 @@ pub struct TransportConfig {
     pub connect_timeout: Duration,
     /// Limit for a whole request, connect to last body byte.
     pub request_timeout: Duration,
+    /// Proxies from the environment, as Go reads them.
+    pub proxies: crate::proxy::ProxyEnv,
 }
 
 /// `http` or `https`.
@@ -111,6 +113,19 @@ impl Url {
     /// The host without port or IPv6 brackets.
     pub fn host(&self) -> &str {
         host_of(&self.authority)
+    }
+
+    /// The port, or the scheme's default.
+    pub fn port(&self) -> u16 {
+        let after_host = match self.authority.strip_prefix('[') {
+            Some(rest) => rest.split_once(']').map_or("", |(_, p)| p),
+            None => self.authority.split_once(':').map_or("", |(_, p)| p),
+        };
+        match after_host.trim_start_matches(':').parse() {
+            Ok(p) => p,
+            Err(_) if self.scheme == Scheme::Https => 443,
+            Err(_) => 80,
+        }
     }
 
     /// Same scheme, host and port: where credentials may follow a redirect.
@@ -308,6 +323,7 @@ pub enum Method {
 /// different roots, timeouts and proxy rules.
 pub struct Transport {
     agent: ureq::Agent,
+    proxies: crate::proxy::ProxyEnv,
 }
 
 /// User-Agent sent to registries.
@@ -346,9 +362,14 @@ impl Transport {
             .timeout_global(Some(config.request_timeout))
             .user_agent(USER_AGENT)
             .max_idle_connections_per_host(8)
+            // Each request names its proxy (see crate::proxy).
+            .proxy(None)
             .build()
             .new_agent();
-        Ok(Transport { agent })
+        Ok(Transport {
+            agent,
+            proxies: config.proxies.clone(),
+        })
     }
 
     /// Sends one request and reads at most `body_limit` bytes of the answer.
@@ -367,7 +388,11 @@ impl Transport {
         for (name, value) in headers {
             req = req.header(*name, *value);
         }
-        let mut resp = req.call().map_err(classify)?;
+        let proxy = self
+            .proxies
+            .for_target(url.scheme == Scheme::Https, url.host(), url.port())
+            .cloned();
+        let mut resp = req.config().proxy(proxy).build().call().map_err(classify)?;
         let status = resp.status().as_u16();
         let headers = resp
             .headers()

@@ -47,6 +47,7 @@ pub fn registry_config() -> RegistryConfig {
                 extra_roots: vec![],
                 connect_timeout: Duration::from_secs(1),
                 request_timeout: Duration::from_secs(1),
+                proxies: Default::default(),
             },
             allow_plain_http: false,
             plain_http_registries: vec![],

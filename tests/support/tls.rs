@@ -26,7 +26,7 @@ pub fn server_cert(dir: &TempDir) -> ServerCert {
         p("srv.pem"),
         p("srv.ext"),
     );
-    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n").unwrap();
+    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost,DNS:kube.test\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n").unwrap();
     let ec = [
         "-newkey",
         "ec",
