@@ -5,8 +5,16 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 
-use crate::config::{Output, RegistryConfig};
-use crate::registry::{CheckResult, Checker, Mirrored, Status};
+use crate::registry::{CheckResult, Checker, Mirrored, RegistryConfig, Status};
+
+/// How `check` prints results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Aligned columns for people.
+    Table,
+    /// One JSON object per line for programs.
+    Json,
+}
 
 /// The workload container a row is about (`--once`).
 #[derive(Debug, Clone)]

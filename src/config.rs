@@ -9,10 +9,11 @@ use std::time::Duration;
 use argh::FromArgs;
 use log::LevelFilter;
 
+use crate::check_command::Output;
 use crate::credentials::{parse_docker_config, ConfigFormat, Credential, Keyring};
 use crate::registry::reference::{Reference, DOCKER_HUB};
 use crate::registry::transport::TransportConfig;
-use crate::registry::{CheckerConfig, Mirrors};
+use crate::registry::{CheckerConfig, Mirrors, RegistryConfig};
 
 /// Prometheus exporter that reports whether the container images used by Kubernetes workloads can still be pulled from their registries. Run `check IMAGE...` to check images now and exit.
 #[derive(FromArgs, Debug, Default)]
@@ -196,38 +197,6 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
-
-/// How `check` prints results.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Output {
-    /// Aligned columns for people.
-    Table,
-    /// One JSON object per line for programs.
-    Json,
-}
-
-/// Everything needed to check images, validated.
-#[derive(Debug, Clone)]
-pub struct RegistryConfig {
-    /// Transport, plain-http and fallback settings.
-    pub checker: CheckerConfig,
-    /// Registry for short names.
-    pub default_registry: String,
-    /// `--image-mirror` rules.
-    pub mirrors: Mirrors,
-    /// Credentials from `--docker-config`, applying to every workload.
-    pub node_keyring: Keyring,
-}
-
-impl RegistryConfig {
-    /// Parses an image string as written in a workload.
-    pub fn parse_image(
-        &self,
-        image: &str,
-    ) -> Result<Reference, crate::registry::reference::ReferenceError> {
-        Reference::parse_with_default(image, &self.default_registry)
-    }
-}
 
 /// What the process was asked to do.
 #[derive(Debug, Clone)]

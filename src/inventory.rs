@@ -12,11 +12,10 @@ use std::sync::Arc;
 
 use regex::Regex;
 
-use crate::config::RegistryConfig;
 use crate::credentials::{Credential, Keyring};
 use crate::kube::resources::{ContainerImage, Kind, Object, ObjectKey, Resource, Workload};
 use crate::kube::watch::Event;
-use crate::registry::Mirrored;
+use crate::registry::{Mirrored, RegistryConfig};
 
 /// Identifies a check for the scheduler and the results table.
 pub type CheckId = u64;

@@ -11,3 +11,25 @@ pub mod transport;
 pub use check::{Checker, CheckerConfig};
 pub use outcome::{CheckResult, Status};
 pub use reference::{Mirrored, Mirrors, Reference};
+
+use crate::credentials::Keyring;
+
+/// Everything needed to check images, validated.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Transport, plain-http and fallback settings.
+    pub checker: CheckerConfig,
+    /// Registry for short names.
+    pub default_registry: String,
+    /// `--image-mirror` rules.
+    pub mirrors: Mirrors,
+    /// Credentials from `--docker-config`, applying to every workload.
+    pub node_keyring: Keyring,
+}
+
+impl RegistryConfig {
+    /// Parses an image string as written in a workload.
+    pub fn parse_image(&self, image: &str) -> Result<Reference, reference::ReferenceError> {
+        Reference::parse_with_default(image, &self.default_registry)
+    }
+}

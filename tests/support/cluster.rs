@@ -5,13 +5,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use k8s_image_availability_exporter::config::RegistryConfig;
 use k8s_image_availability_exporter::credentials::Keyring;
 use k8s_image_availability_exporter::inventory::{self, Inventory, InventoryConfig, SyncProgress};
 use k8s_image_availability_exporter::kube::client::ApiClient;
 use k8s_image_availability_exporter::kube::config::discover;
 use k8s_image_availability_exporter::kube::watch::{spawn_all, Stream, StreamState, WatchOptions};
 use k8s_image_availability_exporter::registry::transport::TransportConfig;
+use k8s_image_availability_exporter::registry::RegistryConfig;
 use k8s_image_availability_exporter::registry::{CheckerConfig, Mirrors};
 
 use super::wait_until;
