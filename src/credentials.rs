@@ -52,6 +52,12 @@ impl Credential {
         )
     }
 
+    /// The password, for the fuzz properties only (never logged).
+    #[doc(hidden)]
+    pub fn password_for_tests(&self) -> &str {
+        &self.password
+    }
+
     /// Whether two credentials would authenticate as the same identity.
     pub fn same_secret(&self, other: &Credential) -> bool {
         self.username == other.username && self.password == other.password

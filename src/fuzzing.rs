@@ -26,6 +26,7 @@ pub const TARGETS: &[&str] = &[
     "kubeconfig",
     "watch_event",
     "dates",
+    "no_proxy",
 ];
 
 /// Runs the target called `name` on `data`.
@@ -37,6 +38,7 @@ pub fn run(name: &str, data: &[u8]) {
         "kubeconfig" => kubeconfig(data),
         "watch_event" => watch_event(data),
         "dates" => dates(data),
+        "no_proxy" => no_proxy(data),
         other => panic!("no fuzz target {other}"),
     }
 }
@@ -140,6 +142,35 @@ pub fn docker_config(data: &[u8]) {
                 .decode(header.trim_start_matches("Basic "))
                 .expect("valid base64");
         }
+        // What was decoded survives a round trip through the plain fields.
+        let mut auths = serde_json::Map::new();
+        for c in &parsed.credentials {
+            auths.insert(
+                c.key.clone(),
+                serde_json::json!({"username": c.username, "password": c.password_for_tests()}),
+            );
+        }
+        let again = serde_json::json!({ "auths": auths }).to_string();
+        let reparsed =
+            parse_docker_config("fuzz", again.as_bytes(), ConfigFormat::DockerConfigJson)
+                .expect("plain username/password entries always parse");
+        let last_per_key: std::collections::HashMap<&str, (&str, &str)> = parsed
+            .credentials
+            .iter()
+            .map(|c| {
+                (
+                    c.key.as_str(),
+                    (c.username.as_str(), c.password_for_tests()),
+                )
+            })
+            .collect();
+        for c in &reparsed.credentials {
+            assert_eq!(
+                last_per_key.get(c.key.as_str()),
+                Some(&(c.username.as_str(), c.password_for_tests())),
+                "round trip"
+            );
+        }
         let keyring = Keyring::new(parsed.credentials.into_iter().map(Arc::new));
         for image in [
             "nginx",
@@ -197,5 +228,33 @@ pub fn dates(data: &[u8]) {
             let diff = t.duration_since(back).unwrap_or_else(|e| e.duration());
             assert!(diff < Duration::from_millis(1), "{s:?} -> {text:?}");
         }
+    }
+}
+
+/// NO_PROXY lists (first line) against a host (second line): nothing
+/// panics, loopback is never proxied, `*` bypasses everything, and a plain
+/// domain entry bypasses that domain.
+pub fn no_proxy(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let (list, host) = text.split_once('\n').unwrap_or((&text, "example.com"));
+    let np = crate::proxy::NoProxy::parse(list);
+    for port in [80, 443, 5000] {
+        let _ = np.use_proxy(host, port);
+        assert!(!np.use_proxy("localhost", port));
+        assert!(!np.use_proxy("127.0.0.1", port));
+        assert!(!np.use_proxy("::1", port));
+    }
+    let mut with_all = list.to_string();
+    with_all.push_str(",*");
+    assert!(!crate::proxy::NoProxy::parse(&with_all).use_proxy(host, 443));
+    let h = host.trim().to_ascii_lowercase();
+    let plain = !h.is_empty()
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && !h.starts_with('.')
+        && h.parse::<std::net::IpAddr>().is_err();
+    if plain {
+        let listed = crate::proxy::NoProxy::parse(&format!("{list},{h}"));
+        assert!(!listed.use_proxy(&h, 443), "a listed domain is not proxied");
     }
 }
