@@ -146,7 +146,7 @@ pub fn run(config: &Config) -> u8 {
     let (changes_tx, changes_rx) = crossbeam_channel::unbounded();
     let w = start_watching(config, client, Some(changes_tx), stop.clone());
     let results = Arc::new(Results::default());
-    let heartbeat = Arc::new(Heartbeat::default());
+    let heartbeat = Arc::new(Heartbeat::started());
     let sched = Scheduler {
         config: config.exporter.queue.clone(),
         workers: config.exporter.workers,

@@ -373,6 +373,14 @@ pub struct Heartbeat {
 }
 
 impl Heartbeat {
+    /// A heartbeat that has just beaten: the scheduler counts as alive
+    /// from its start, before its thread first runs.
+    pub fn started() -> Heartbeat {
+        let h = Heartbeat::default();
+        h.beat();
+        h
+    }
+
     fn beat(&self) {
         let ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -582,15 +582,10 @@ fn scrape_statuses(e: &Exporter, how_long: Duration) -> Vec<Option<String>> {
     seen
 }
 
-/// Issue 14 item 4: a secret rotates while the new credential's token is
-/// slow. Scraped every 100 ms, the container always has its series: the
-/// old verdict until the new check has one.
-#[test]
-fn a_rotated_secret_never_leaves_a_container_without_series() {
-    let fake = rotation_registry(
-        Reply::status(200).body(r#"{"token":"new"}"#),
-        Duration::from_millis(1500),
-    );
+/// An exporter showing `available` for a workload whose pull secret has
+/// just rotated from the user `old` to `new` (see [`rotation_registry`]).
+fn rotated(new_user: Reply, delay: Duration) -> (FakeRegistry, FakeApiServer, Exporter) {
+    let fake = rotation_registry(new_user, delay);
     let (api, kc) = api();
     let image = format!("{}/team/app:v1", fake.host);
     api.apply(
@@ -611,6 +606,18 @@ fn a_rotated_secret_never_leaves_a_container_without_series() {
     api.apply(
         "secrets",
         pull_secret("a", "regcred", &fake.host, "new", "pw"),
+    );
+    (fake, api, e)
+}
+
+/// Issue 14 item 4: a secret rotates while the new credential's token is
+/// slow. Scraped every 100 ms, the container always has its series: the
+/// old verdict until the new check has one.
+#[test]
+fn a_rotated_secret_never_leaves_a_container_without_series() {
+    let (fake, _api, e) = rotated(
+        Reply::status(200).body(r#"{"token":"new"}"#),
+        Duration::from_millis(1500),
     );
     let seen = scrape_statuses(&e, Duration::from_secs(3));
     assert!(
@@ -641,30 +648,9 @@ fn a_rotated_secret_never_leaves_a_container_without_series() {
 /// previous verdict.
 #[test]
 fn a_rate_limited_new_check_keeps_the_previous_verdict() {
-    let fake = rotation_registry(
+    let (_fake, _api, e) = rotated(
         Reply::status(429).header("Retry-After", "60"),
         Duration::ZERO,
-    );
-    let (api, kc) = api();
-    let image = format!("{}/team/app:v1", fake.host);
-    api.apply(
-        "secrets",
-        pull_secret("a", "regcred", &fake.host, "old", "pw"),
-    );
-    api.apply(
-        "deployments",
-        deployment(
-            "a",
-            "web",
-            1,
-            &Template::image(&image).pull_secret("regcred"),
-        ),
-    );
-    let e = Exporter::start(&kc, &args(&["--plain-http-registries", &fake.host]));
-    e.wait_status("a", "web", "app", "available");
-    api.apply(
-        "secrets",
-        pull_secret("a", "regcred", &fake.host, "new", "pw"),
     );
     wait_until(
         "the new check to be rate limited",

@@ -307,13 +307,7 @@ pub fn run(
             Ok(rv) => rv,
             Err(Stop::HungUp) => return,
             Err(Stop::Failed(why, retry_after)) => {
-                let d = backoff.next_delay().max(retry_after.unwrap_or_default());
-                state.failed(&why);
-                l.report(
-                    &format!("list of {what} failed: {why}"),
-                    &format!("; retrying in {d:.1?}"),
-                );
-                std::thread::sleep(d);
+                l.back_off(&mut backoff, retry_after, ("list", &why), "retrying");
                 continue;
             }
         };
@@ -364,13 +358,12 @@ pub fn run(
                 Err(Stop::Failed(why, retry_after)) => (why, retry_after),
             };
             let (why, retry_after) = failure;
-            let d = backoff.next_delay().max(retry_after.unwrap_or_default());
-            state.failed(&why);
-            l.report(
-                &format!("watch of {what} failed: {why}"),
-                &format!("; resuming from resourceVersion {rv} in {d:.1?}"),
+            l.back_off(
+                &mut backoff,
+                retry_after,
+                ("watch", &why),
+                &format!("resuming from resourceVersion {rv}"),
             );
-            std::thread::sleep(d);
         }
     }
 }
@@ -395,6 +388,22 @@ impl Stop {
 }
 
 impl Loop<'_> {
+    /// Records a failure, logs it, and waits the backoff (or the server's
+    /// Retry-After, when longer) before `next`.
+    fn back_off(
+        &mut self,
+        backoff: &mut Backoff,
+        retry_after: Option<Duration>,
+        (request, why): (&str, &str),
+        next: &str,
+    ) {
+        let d = backoff.next_delay().max(retry_after.unwrap_or_default());
+        self.state.failed(why);
+        let failure = format!("{request} of {} failed: {why}", self.stream.describe());
+        self.report(&failure, &format!("; {next} in {d:.1?}"));
+        std::thread::sleep(d);
+    }
+
     /// Logs a failure at warn level the first time, at debug level while it repeats.
     fn report(&mut self, failure: &str, next: &str) {
         if self.last_error.as_deref() == Some(failure) {
