@@ -130,6 +130,11 @@ pub fn run(config: &Config) -> u8 {
         Err(e) => return fail(format!("API server client: {e}")),
     };
     let metrics = Arc::new(Metrics::new());
+    if let Some(p) = &config.registry.checker.providers {
+        for c in p.collectors() {
+            metrics.register(c);
+        }
+    }
     let checker = match Checker::new(config.registry.checker.clone()) {
         Ok(c) => Arc::new(c.with_observer(metrics.clone())),
         Err(e) => return fail(e),

@@ -98,6 +98,18 @@ pub struct Args {
     #[argh(option)]
     pub docker_config: Vec<String>,
 
+    /// kubelet CredentialProviderConfig file (or directory of them): run the nodes' image credential provider plugins (ECR, Artifact Registry, ACR, ...) as the kubelet does. Defaults to none.
+    #[argh(option)]
+    pub image_credential_provider_config: Option<String>,
+
+    /// directory holding the credential provider plugin binaries named in --image-credential-provider-config. Defaults to none.
+    #[argh(option)]
+    pub image_credential_provider_bin_dir: Option<String>,
+
+    /// time limit for one credential provider plugin run (the kubelet's is 1m). Defaults to 1m.
+    #[argh(option, default = "String::from(\"1m\")")]
+    pub image_credential_provider_timeout: String,
+
     /// PEM file of CA certificates added to the built-in Mozilla roots for registries; repeatable. Defaults to none.
     #[argh(option)]
     pub capath: Vec<String>,
@@ -407,6 +419,37 @@ fn read_cas(path: &str) -> Result<Vec<Vec<u8>>, ConfigError> {
     Ok(out)
 }
 
+/// Loads the kubelet's credential provider configuration, when given; the
+/// kubelet needs both flags, and so do we.
+fn credential_providers(
+    args: &Args,
+) -> Result<Option<std::sync::Arc<crate::credential_provider::CredentialProviders>>, ConfigError> {
+    let (config, bin_dir) = match (
+        &args.image_credential_provider_config,
+        &args.image_credential_provider_bin_dir,
+    ) {
+        (None, None) => return Ok(None),
+        (Some(c), Some(b)) => (c, b),
+        _ => {
+            return Err(ConfigError(
+                "--image-credential-provider-config and --image-credential-provider-bin-dir go together".into(),
+            ))
+        }
+    };
+    let options = crate::credential_provider::ProviderOptions {
+        config: config.into(),
+        bin_dir: bin_dir.into(),
+        timeout: duration_flag(
+            "image-credential-provider-timeout",
+            &args.image_credential_provider_timeout,
+        )?,
+        max_running: 4,
+    };
+    crate::credential_provider::CredentialProviders::load(&options)
+        .map(|p| Some(std::sync::Arc::new(p)))
+        .map_err(ConfigError)
+}
+
 /// Loads `--docker-config` files into one keyring.
 fn read_docker_configs(paths: &[String]) -> Result<Keyring, ConfigError> {
     let mut creds: Vec<Arc<Credential>> = Vec::new();
@@ -585,6 +628,7 @@ impl Config {
         };
         let mirrors = Mirrors::parse(&args.image_mirror).map_err(ConfigError)?;
         let node_keyring = read_docker_configs(&args.docker_config)?;
+        let providers = credential_providers(&args)?;
         let kube = kube_options(&args)?;
         let exporter = exporter_options(&args)?;
         Ok(Config {
@@ -605,6 +649,7 @@ impl Config {
                     get_fallback_registries: list(&args.get_fallback_registries),
                     retries: 2,
                     retry_backoff: Duration::from_millis(250),
+                    providers,
                 },
                 default_registry,
                 mirrors,

@@ -378,6 +378,40 @@ fn decode_auth(field: &str) -> Result<(String, String), String> {
     ))
 }
 
+/// Whether an image credential provider's `matchImages` pattern matches the
+/// image, by the kubelet's `URLsMatchStr`: the same glob rules as registry
+/// keys.
+pub fn image_matches(pattern: &str, reference: &Reference) -> bool {
+    let (host, port) = split_host_port(&reference.registry);
+    let path = format!("/{}", reference.repository);
+    Key::parse(pattern).is_some_and(|k| k.matches(host, port, &path))
+}
+
+/// Checks a `matchImages` pattern as the kubelet's `ParseSchemelessURL`
+/// would accept it: a host (with `*`, `?` and `[...]` globs per label), an
+/// optional port and path.
+pub fn valid_match_image(pattern: &str) -> Result<(), String> {
+    if pattern.is_empty() {
+        return Err("empty".into());
+    }
+    if let Some(c) = pattern
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(format!("contains {c:?}"));
+    }
+    let Some(key) = Key::parse(pattern) else {
+        return Err("no host".into());
+    };
+    if key.host.is_empty() || (key.host.starts_with('[') && !key.host.ends_with(']')) {
+        return Err("invalid host".into());
+    }
+    if !key.port.is_empty() && !key.port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("invalid port {:?}", key.port));
+    }
+    Ok(())
+}
+
 /// A key normalised as the kubelet does: `host[:port][/path]`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Key {

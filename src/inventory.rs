@@ -683,6 +683,7 @@ mod tests {
                     get_fallback_registries: vec![],
                     retries: 0,
                     retry_backoff: std::time::Duration::ZERO,
+                    providers: None,
                 },
                 default_registry: "docker.io".into(),
                 mirrors: Mirrors::default(),

@@ -8,6 +8,7 @@ pub mod app;
 pub mod backoff;
 pub mod check_command;
 pub mod config;
+pub mod credential_provider;
 pub mod credentials;
 pub mod fuzzing;
 pub mod inventory;

@@ -114,6 +114,11 @@ impl Metrics {
         }
     }
 
+    /// Adds metric families owned elsewhere (credential provider runs).
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) {
+        must(self.registry.register(collector));
+    }
+
     /// Takes what a scrape shows. The inventory is locked only while the
     /// series are collected; the text is produced as the client reads it,
     /// so a large exposition is never held in memory whole.

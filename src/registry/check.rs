@@ -15,6 +15,7 @@ use super::transport::{
     host_of, is_internal_ip, Method, Response, Scheme, Transport, TransportConfig, TransportError,
     Url,
 };
+use crate::credential_provider::CredentialProviders;
 use crate::credentials::Credential;
 
 /// Every manifest type a node may pull; without this list some registries
@@ -52,6 +53,8 @@ pub struct CheckerConfig {
     pub retries: u32,
     /// Pause before the first retry; doubles after each.
     pub retry_backoff: Duration,
+    /// The nodes' image credential provider plugins, if configured.
+    pub providers: Option<Arc<CredentialProviders>>,
 }
 
 /// How a registry wants to be authenticated, learnt from its 401s.
@@ -121,6 +124,7 @@ pub struct Checker {
     get_fallback: HashSet<String>,
     retries: u32,
     retry_backoff: Duration,
+    providers: Option<Arc<CredentialProviders>>,
     observer: Option<Arc<dyn RequestObserver>>,
 }
 
@@ -149,6 +153,7 @@ impl Checker {
             get_fallback: lower(&config.get_fallback_registries),
             retries: config.retries,
             retry_backoff: config.retry_backoff,
+            providers: config.providers,
             observer: None,
         })
     }
@@ -159,7 +164,40 @@ impl Checker {
     /// reported and the reason names every host tried. The same credentials
     /// (looked up by the image's own name, as the kubelet does) go to every
     /// host: the CRI auth config carries no server address.
+    ///
+    /// `credentials` are the pod's and `--docker-config`'s; the credential
+    /// provider plugins' come after them, as in the kubelet's union keyring
+    /// (the pod's secrets, then the node's). A plugin that fails gives no
+    /// credentials (the node then pulls without them), and a verdict other
+    /// than `available` names it.
     pub fn check_mirrored(&self, image: &Mirrored, credentials: &[Arc<Credential>]) -> CheckResult {
+        let provided = self
+            .providers
+            .as_ref()
+            .filter(|p| p.matches(&image.reference))
+            .map(|p| p.credentials(&image.reference))
+            .unwrap_or_default();
+        let all: Vec<Arc<Credential>>;
+        let credentials = if provided.credentials.is_empty() {
+            credentials
+        } else {
+            let mut v = credentials.to_vec();
+            for c in provided.credentials {
+                if !v.iter().any(|x| x.same_secret(&c)) {
+                    v.push(c);
+                }
+            }
+            all = v;
+            &all
+        };
+        let mut result = self.check_hosts(image, credentials);
+        if result.status != Status::Available && !provided.failures.is_empty() {
+            result.reason = format!("{}; {}", result.reason, provided.failures.join("; "));
+        }
+        result
+    }
+
+    fn check_hosts(&self, image: &Mirrored, credentials: &[Arc<Credential>]) -> CheckResult {
         if image.mirrors.is_empty() {
             return self.check(&image.reference, credentials);
         }

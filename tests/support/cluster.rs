@@ -54,6 +54,7 @@ pub fn registry_config() -> RegistryConfig {
             get_fallback_registries: vec![],
             retries: 0,
             retry_backoff: Duration::ZERO,
+            providers: None,
         },
         default_registry: "docker.io".into(),
         mirrors: Mirrors::default(),
