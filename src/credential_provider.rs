@@ -691,6 +691,30 @@ fn validate(specs: Vec<ProviderSpec>) -> Result<Vec<Provider>, Vec<String>> {
     }
 }
 
+/// For the fuzz properties: decodes a plugin answer as a v1 provider with a
+/// 1h default would, returning the credentials or the error text.
+#[doc(hidden)]
+pub fn decode_response_for_fuzzing(stdout: &[u8]) -> Result<Vec<Arc<Credential>>, String> {
+    let p = Provider {
+        name: "fuzz".into(),
+        match_images: vec!["*".into()],
+        default_cache: Duration::from_secs(3600),
+        api_version: PLUGIN_API_VERSIONS[0].into(),
+        args: vec![],
+        env: vec![],
+        state: Mutex::default(),
+    };
+    p.parse_response(stdout, "r.example.com/team/app")
+        .map(|(creds, _)| creds)
+        .map_err(|e| e.to_string())
+}
+
+/// For the fuzz properties: parses and validates a configuration file.
+#[doc(hidden)]
+pub fn decode_config_for_fuzzing(text: &str) -> Result<usize, String> {
+    parse_config(text).and_then(|s| validate(s).map(|p| p.len()).map_err(|e| e.join("; ")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,6 +27,7 @@ pub const TARGETS: &[&str] = &[
     "watch_event",
     "dates",
     "no_proxy",
+    "credential_provider",
 ];
 
 /// Runs the target called `name` on `data`.
@@ -39,6 +40,7 @@ pub fn run(name: &str, data: &[u8]) {
         "watch_event" => watch_event(data),
         "dates" => dates(data),
         "no_proxy" => no_proxy(data),
+        "credential_provider" => credential_provider(data),
         other => panic!("no fuzz target {other}"),
     }
 }
@@ -256,5 +258,36 @@ pub fn no_proxy(data: &[u8]) {
     if plain {
         let listed = crate::proxy::NoProxy::parse(&format!("{list},{h}"));
         assert!(!listed.use_proxy(&h, 443), "a listed domain is not proxied");
+    }
+}
+
+/// Plugin answers and CredentialProviderConfig files: nothing panics, a
+/// refused answer never repeats a password from it, and accepted
+/// credentials are named by the provider, not by their secret.
+pub fn credential_provider(data: &[u8]) {
+    use crate::credential_provider::{decode_config_for_fuzzing, decode_response_for_fuzzing};
+    let _ = decode_config_for_fuzzing(&String::from_utf8_lossy(data));
+    let passwords: Vec<String> = serde_json::from_slice::<serde_json::Value>(data)
+        .ok()
+        .and_then(|v| v.get("auth").and_then(|a| a.as_object()).cloned())
+        .map(|auth| {
+            auth.values()
+                .filter_map(|e| e.get("password")?.as_str().map(str::to_string))
+                .filter(|p| p.len() >= 4)
+                .collect()
+        })
+        .unwrap_or_default();
+    match decode_response_for_fuzzing(data) {
+        Ok(creds) => {
+            for c in creds {
+                assert_eq!(c.source, "credential provider fuzz");
+                assert_eq!(c.describe(), format!("{} ({})", c.source, c.key));
+            }
+        }
+        Err(why) => {
+            for p in &passwords {
+                assert!(!why.contains(p.as_str()), "the error repeats a password");
+            }
+        }
     }
 }
