@@ -10,7 +10,7 @@ use k8s_image_availability_exporter::config::{Args, Config};
 use k8s_image_availability_exporter::kube::config::parse_yaml_documents;
 use k8s_image_availability_exporter::kube::resources::{Kind, Resource};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use serde_json::Value;
 
@@ -64,6 +64,10 @@ struct Manifests {
     cluster_roles: Vec<ClusterRole>,
     roles: Vec<Role>,
     deployments: Vec<Deployment>,
+    /// Strategic-merge patches of the kustomize components (credential-providers/).
+    patches: Vec<(PathBuf, Deployment)>,
+    /// Credential provider configurations carried in ConfigMaps.
+    provider_configs: Vec<(PathBuf, String)>,
     kinds: Vec<String>,
 }
 
@@ -75,6 +79,8 @@ fn load() -> Manifests {
         cluster_roles: vec![],
         roles: vec![],
         deployments: vec![],
+        patches: vec![],
+        provider_configs: vec![],
         kinds: vec![],
     };
     for f in files {
@@ -97,7 +103,18 @@ fn load() -> Manifests {
                 ("v1", "Namespace") => drop(typed::<Namespace>(&doc, &what)),
                 ("v1", "ServiceAccount") => drop(typed::<ServiceAccount>(&doc, &what)),
                 ("v1", "Service") => drop(typed::<Service>(&doc, &what)),
+                ("apps/v1", "Deployment")
+                    if f.to_string_lossy().contains("credential-providers") =>
+                {
+                    m.patches.push((f.clone(), typed(&doc, &what)))
+                }
                 ("apps/v1", "Deployment") => m.deployments.push(typed(&doc, &what)),
+                ("v1", "ConfigMap") => {
+                    let cm: ConfigMap = typed(&doc, &what);
+                    if let Some(c) = cm.data.unwrap_or_default().get("config.yaml") {
+                        m.provider_configs.push((f.clone(), c.clone()));
+                    }
+                }
                 ("rbac.authorization.k8s.io/v1", "ClusterRole") => {
                     m.cluster_roles.push(typed(&doc, &what))
                 }
@@ -287,6 +304,75 @@ fn deployment_is_locked_down_and_its_args_are_valid_flags() {
     let parsed = Args::from_args(&["k8s-image-availability-exporter"], &args)
         .unwrap_or_else(|e| panic!("{}", e.output));
     Config::from_args(parsed).unwrap();
+}
+
+/// Each cloud's component: its CredentialProviderConfig validates as the
+/// kubelet validates it, its patch's args are flags this binary accepts and
+/// point at the mounted config, and its plugin lands where the flag says.
+#[test]
+fn credential_provider_components_are_consistent() {
+    let m = load();
+    assert_eq!(m.provider_configs.len(), 3, "eks, gke, aks");
+    for (file, text) in &m.provider_configs {
+        let n =
+            k8s_image_availability_exporter::credential_provider::decode_config_for_fuzzing(text)
+                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert_eq!(n, 1, "{}", file.display());
+    }
+    assert_eq!(m.patches.len(), 3);
+    for (file, d) in &m.patches {
+        let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let c = &pod.containers[0];
+        let args: Vec<String> = k8s_image_availability_exporter::config::normalize_args(
+            c.args.as_deref().unwrap_or(&[]),
+        );
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let parsed = Args::from_args(&["k8s-image-availability-exporter"], &args)
+            .unwrap_or_else(|e| panic!("{}: {}", file.display(), e.output));
+        assert_eq!(
+            parsed.image_credential_provider_config.as_deref(),
+            Some("/etc/credential-provider/config.yaml"),
+            "{}",
+            file.display()
+        );
+        let bin_dir = parsed.image_credential_provider_bin_dir.unwrap();
+        let mounts = c.volume_mounts.as_deref().unwrap_or(&[]);
+        assert!(
+            mounts.iter().any(|v| v.mount_path == bin_dir),
+            "{}",
+            file.display()
+        );
+        assert!(
+            mounts
+                .iter()
+                .any(|v| v.mount_path == "/etc/credential-provider"),
+            "{}",
+            file.display()
+        );
+        let init = &pod.init_containers.as_ref().unwrap()[0];
+        let copied = init.command.as_ref().unwrap().last().unwrap();
+        assert!(
+            copied.starts_with(&format!("{bin_dir}/")),
+            "{}",
+            file.display()
+        );
+    }
+    for cloud in ["eks", "gke", "aks"] {
+        let dir = deploy_dir().join("credential-providers").join(cloud);
+        let text = std::fs::read_to_string(dir.join("Kustomization")).unwrap();
+        let doc = &parse_yaml_documents(&text).unwrap()[0];
+        assert_eq!(doc["kind"], "Component");
+        let listed = doc["resources"].as_array().unwrap().iter().chain(
+            doc["patches"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| &p["path"]),
+        );
+        for r in listed {
+            assert!(dir.join(r.as_str().unwrap()).exists(), "{cloud}: {r}");
+        }
+    }
 }
 
 #[test]
