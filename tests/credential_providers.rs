@@ -477,12 +477,28 @@ fn a_workload_without_pull_secrets_is_pulled_with_the_providers_credentials() {
     let api = FakeApiServer::start(ServerAuth::Tokens(vec!["cp".into()]));
     let kc = api.kubeconfig(&FakeApiServer::token_user("cp"));
     api.deploy("a", "web", &reg.image("team/app:v1"));
+    // A pod secret that matches too, with a stale password: tried first
+    // (the pod's secrets before the node's), then the provider's.
+    api.apply(
+        "secrets",
+        support::objects::pull_secret("a", "stale", &reg.host, "cloud", "stale-pw"),
+    );
+    api.apply(
+        "deployments",
+        support::objects::deployment(
+            "a",
+            "with-secret",
+            1,
+            &support::objects::Template::image(&reg.image("team/other:v1")).pull_secret("stale"),
+        ),
+    );
     let flags = plugins.flags();
     let mut args: Vec<&str> = FAST.to_vec();
     args.extend(flags.iter().map(String::as_str));
     args.extend(["--plain-http-registries", &reg.host]);
     let e = Exporter::start(&kc, &args);
     e.wait_status("a", "web", "app", "available");
+    e.wait_status("a", "with-secret", "app", "available");
     let m = e.metrics();
     let runs = m
         .iter()
@@ -492,6 +508,20 @@ fn a_workload_without_pull_secrets_is_pulled_with_the_providers_credentials() {
                 && s.labels["result"] == "success"
         })
         .map(|s| s.value);
-    assert_eq!(runs, Some(1.0));
+    // Two images checked at once may both miss the Registry cache: single
+    // flight is per image, as in the kubelet (its comment names this case).
+    assert!(
+        matches!(runs, Some(n) if (1.0..=2.0).contains(&n)),
+        "{runs:?}"
+    );
+    // The check of with-secret carries the pod secret; the provider's
+    // credentials are added after it, when the check runs.
+    assert!(
+        m.iter().any(
+            |s| s.name == "k8s_image_availability_exporter_last_check_timestamp_seconds"
+                && s.labels["credentials"].starts_with("secret a/stale")
+        ),
+        "the pod secret is part of the check"
+    );
     assert!(Path::new(&plugins.dir.join("runs-fake.log")).exists());
 }
