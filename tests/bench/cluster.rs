@@ -4,7 +4,7 @@
 //!
 //! Run: cargo bench --bench cluster            (defaults below)
 //!      cargo bench --bench cluster -- --help  (sizes are flags)
-//! It is not part of `cargo test`.
+//! Under `cargo test` it runs at a smoke size.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -102,7 +102,23 @@ fn main() {
             std::process::exit(if e.status.is_ok() { 0 } else { 2 });
         }
     };
-    let _ = o.bench;
+    // `cargo test --all-targets` runs this file too (without --bench): a
+    // smoke size proves it works in seconds; the full size is for `cargo bench`.
+    let o = if o.bench {
+        o
+    } else {
+        println!("smoke size under cargo test; `cargo bench --bench cluster` runs the full size");
+        Opts {
+            workloads: 200,
+            namespaces: 10,
+            images: 100,
+            pull_secrets: 20,
+            helm_secrets: 50,
+            steady_seconds: 2,
+            changes: 20,
+            ..o
+        }
+    };
     let reg = BenchRegistry::start(
         Duration::from_millis(o.latency_ms),
         "bench",
