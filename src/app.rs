@@ -221,7 +221,7 @@ fn once(config: &Config, client: Arc<ApiClient>, checker: &Checker) -> u8 {
     if !refused.is_empty() {
         stop.store(true, Ordering::SeqCst);
         return fail(format!(
-            "cannot report on every workload:\n  {}\n(see deploy/rbac.yaml)",
+            "cannot report on every workload:\n  {}\n(see deploy/10-rbac.yaml)",
             refused.join("\n  ")
         ));
     }

@@ -146,7 +146,7 @@ pub struct Args {
     #[argh(option, default = "String::from(\"info\")")]
     pub log_level: String,
 
-    /// print the version and exit.
+    /// print the version and exit. Defaults to false.
     #[argh(switch)]
     pub version: bool,
 

@@ -375,6 +375,67 @@ fn credential_provider_components_are_consistent() {
     }
 }
 
+/// `kubectl apply -f deploy/` reads the directory's `*.json`, `*.yaml` and
+/// `*.yml` files (not its subdirectories, without `-R`) in name order, and
+/// applies their documents in turn: the Namespace must come before
+/// everything in it, in one run on an empty cluster.
+#[test]
+fn kubectl_apply_f_creates_the_namespace_first() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(deploy_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.is_file()
+                && matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("json" | "yaml" | "yml")
+                )
+        })
+        .collect();
+    files.sort();
+    let mut order: Vec<(String, String, String)> = Vec::new();
+    for f in &files {
+        for doc in parse_yaml_documents(&std::fs::read_to_string(f).unwrap()).unwrap() {
+            if doc.is_null() {
+                continue;
+            }
+            order.push((
+                doc["kind"].as_str().unwrap().to_string(),
+                doc["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                doc["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            ));
+        }
+    }
+    let first_ns = order
+        .iter()
+        .position(|(k, _, _)| k == "Namespace")
+        .expect("a Namespace");
+    let ns = &order[first_ns].1;
+    for (i, (kind, name, namespace)) in order.iter().enumerate() {
+        if namespace == ns {
+            assert!(
+                i > first_ns,
+                "{kind} {name} comes before its Namespace: {order:?}"
+            );
+        }
+    }
+    let sa = order
+        .iter()
+        .position(|(k, _, _)| k == "ServiceAccount")
+        .unwrap();
+    let dep = order
+        .iter()
+        .position(|(k, _, _)| k == "Deployment")
+        .unwrap();
+    assert!(
+        sa < dep,
+        "the ServiceAccount exists before the Deployment that uses it"
+    );
+}
+
 #[test]
 fn kustomizations_list_existing_files() {
     for dir in [deploy_dir(), deploy_dir().join("prometheus-operator")] {

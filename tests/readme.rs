@@ -46,7 +46,7 @@ fn help_flags() -> BTreeMap<String, String> {
         out.insert(f, d);
     }
     out.into_iter()
-        .filter(|(f, _)| f != "--help" && f != "--version")
+        .filter(|(f, _)| f != "--help")
         .map(|(f, d)| {
             let default = d
                 .split("Defaults to ")

@@ -652,7 +652,7 @@ fn explain(e: &ApiError, resource: Resource) -> String {
                 ""
             };
             format!(
-                "{e} (the exporter needs {}: see deploy/rbac.yaml{or})",
+                "{e} (the exporter needs {}: see deploy/10-rbac.yaml{or})",
                 resource.permission()
             )
         }
