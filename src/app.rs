@@ -130,6 +130,7 @@ pub fn run(config: &Config) -> u8 {
         Err(e) => return fail(format!("API server client: {e}")),
     };
     let metrics = Arc::new(Metrics::new());
+    metrics.set_recheck_within(config.exporter.queue.recheck_within);
     if let Some(p) = &config.registry.checker.providers {
         for c in p.collectors() {
             metrics.register(c);

@@ -31,6 +31,7 @@ pub struct Metrics {
     pauses: IntCounterVec,
     watched: IntGaugeVec,
     checks: IntGauge,
+    recheck_within: prometheus::Gauge,
 }
 
 fn must<T>(r: Result<T, prometheus::Error>) -> T {
@@ -84,6 +85,10 @@ impl Metrics {
             format!("{PREFIX}_checks"),
             "Distinct checks (image plus credentials) currently scheduled.",
         )));
+        let recheck_within = must(prometheus::Gauge::with_opts(Opts::new(
+            format!("{PREFIX}_recheck_within_seconds"),
+            "--recheck-within: every image is rechecked within this time (alerts compare check ages with it).",
+        )));
         let build = must(IntGaugeVec::new(
             Opts::new(
                 format!("{PREFIX}_build_info"),
@@ -99,6 +104,7 @@ impl Metrics {
             Box::new(pauses.clone()),
             Box::new(watched.clone()),
             Box::new(checks.clone()),
+            Box::new(recheck_within.clone()),
             Box::new(build),
         ] {
             must(registry.register(c));
@@ -111,7 +117,13 @@ impl Metrics {
             pauses,
             watched,
             checks,
+            recheck_within,
         }
+    }
+
+    /// Records `--recheck-within`, for the stale-checks alert.
+    pub fn set_recheck_within(&self, d: Duration) {
+        self.recheck_within.set(d.as_secs_f64());
     }
 
     /// Adds metric families owned elsewhere (credential provider runs).

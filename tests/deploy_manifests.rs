@@ -147,32 +147,45 @@ fn check_service_monitor(doc: &Value, what: &str) {
 }
 
 fn check_prometheus_rule(doc: &Value, what: &str) {
-    let rules = doc["spec"]["groups"][0]["rules"]
+    let rules: Vec<&Value> = doc["spec"]["groups"]
         .as_array()
-        .unwrap_or_else(|| panic!("{what}: no rules"));
-    for kind in Kind::ALL {
+        .unwrap_or_else(|| panic!("{what}: no groups"))
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap().iter())
+        .collect();
+    // One alert per failure class, carrying it in `status`.
+    for status in k8s_image_availability_exporter::registry::Status::GAUGES {
+        let class = status.as_str();
+        if class == "available" {
+            continue;
+        }
         let r = rules
             .iter()
-            .find(|r| {
-                r["expr"]
-                    .as_str()
-                    .is_some_and(|e| e.contains(&format!("kind=\"{kind}\"")))
-            })
-            .unwrap_or_else(|| panic!("{what}: no alert for {kind}"));
+            .find(|r| r["labels"]["status"] == class)
+            .unwrap_or_else(|| panic!("{what}: no alert with status={class}"));
         assert!(
             r["expr"]
                 .as_str()
                 .unwrap()
-                .contains("k8s_image_availability_exporter_available"),
-            "{what}"
+                .contains(&format!("k8s_image_availability_exporter_{class} == 1")),
+            "{what}: {class}"
         );
+        assert!(r["for"].as_str().is_some(), "{what}: {class} has no `for:`");
+        let summary = r["annotations"]["summary"].as_str().unwrap();
+        let description = r["annotations"]["description"].as_str().unwrap();
+        assert!(summary.contains(class), "{what}: the summary names {class}");
+        assert!(description.contains("Next step"), "{what}: {class}");
+    }
+    for status in [
+        "exporter_down",
+        "exporter_absent",
+        "exporter_stuck",
+        "checks_stale",
+        "exporter_blind",
+    ] {
         assert!(
-            r["for"].as_str().is_some(),
-            "{what}: alert for {kind} has no `for:`"
-        );
-        assert!(
-            r["annotations"]["summary"].is_string() && r["annotations"]["description"].is_string(),
-            "{what}"
+            rules.iter().any(|r| r["labels"]["status"] == status),
+            "{what}: no {status} alert"
         );
     }
 }
