@@ -21,4 +21,5 @@ pub mod registry;
 pub mod scheduler;
 pub mod server;
 pub mod signal;
+pub mod status_page;
 pub mod timestamp;

@@ -270,6 +270,9 @@ pub struct Outcome {
     pub reason: String,
     /// When the check finished.
     pub checked_at: SystemTime,
+    /// The credential that got the answer (by secret or file, and key), or
+    /// `None` for anonymous.
+    pub credential: Option<String>,
 }
 
 /// Verdicts by check, written by the scheduler, read by `/metrics`.
@@ -460,7 +463,7 @@ impl Scheduler {
                     log_result(&d.spec, &d.result, previous);
                     // A rate-limited check keeps its last known verdict.
                     if d.result.status != Status::RateLimited && queue.contains(d.spec.id) {
-                        self.results.set(d.spec.id, Outcome { status: d.result.status, reason: d.result.reason, checked_at: SystemTime::now() });
+                        self.results.set(d.spec.id, Outcome { status: d.result.status, reason: d.result.reason, checked_at: SystemTime::now(), credential: d.result.credential });
                         if previous.is_none() {
                             if let Some(tx) = &self.verdicts {
                                 let _ = tx.send(crate::kube::watch::Event::Verdict(d.spec.id));

@@ -12,9 +12,10 @@ use support::TempDir;
 /// Writes the PrometheusRule's groups as a plain Prometheus rule file.
 pub fn rule_file(dir: &TempDir) -> String {
     let root = env!("CARGO_MANIFEST_DIR");
-    let text =
-        std::fs::read_to_string(format!("{root}/deploy/prometheus-operator/prometheusrule.yaml"))
-            .unwrap();
+    let text = std::fs::read_to_string(format!(
+        "{root}/deploy/prometheus-operator/prometheusrule.yaml"
+    ))
+    .unwrap();
     let doc = &parse_yaml_documents(&text).unwrap()[0];
     dir.write(
         "rules.yaml",

@@ -88,8 +88,12 @@ fn counter(samples: &[Sample], name: &str) -> f64 {
         .sum()
 }
 
+/// One tag in ten is missing from the registry, so the status page has rows.
 fn image(registry: &str, i: usize) -> String {
-    format!("{registry}/bench/repo-{}:v{}", i / 10, i % 10)
+    match i % 10 {
+        9 => format!("{registry}/bench/repo-{}:missing9", i / 10),
+        t => format!("{registry}/bench/repo-{}:v{t}", i / 10),
+    }
 }
 
 fn main() {
@@ -250,6 +254,19 @@ fn main() {
     plain.sort();
     gzip.sort();
     let series = parse_metrics(&e.get("/metrics").1).len();
+    // The status page and its JSON over every container.
+    let mut page = Vec::new();
+    let mut json = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let (_, body) = e.get("/");
+        page.push((t.elapsed(), body.len()));
+        let t = Instant::now();
+        let (_, body) = e.get("/status.json");
+        json.push((t.elapsed(), body.len()));
+    }
+    page.sort();
+    json.sort();
 
     // Watch throughput: change many workloads (every kind) at once, each to
     // an image never seen, so each change adds one check.
@@ -332,6 +349,10 @@ fn main() {
     println!(
         "| /metrics: {} samples, plain: median {:.0?}, {} bytes | gzip: median {:.0?}, {} bytes |",
         series, plain[1].0, plain[1].1, gzip[1].0, gzip[1].1
+    );
+    println!(
+        "| status page over {containers} containers: / median {:.0?} ({} bytes), /status.json median {:.0?} ({} bytes) |",
+        page[1].0, page[1].1, json[1].0, json[1].1
     );
     println!(
         "| {} workloads changed at once (all kinds, each to a new image): written to the apiserver in / all in the inventory after / all new images checked after | {:.2?} / {:.2?} ({:.0} events/s; {} /metrics polls) / {:.2?} |",
