@@ -28,6 +28,7 @@ pub const TARGETS: &[&str] = &[
     "dates",
     "no_proxy",
     "credential_provider",
+    "query",
 ];
 
 /// Runs the target called `name` on `data`.
@@ -41,6 +42,7 @@ pub fn run(name: &str, data: &[u8]) {
         "dates" => dates(data),
         "no_proxy" => no_proxy(data),
         "credential_provider" => credential_provider(data),
+        "query" => query(data),
         other => panic!("no fuzz target {other}"),
     }
 }
@@ -290,4 +292,30 @@ pub fn credential_provider(data: &[u8]) {
             }
         }
     }
+}
+
+/// Status page query strings: nothing panics, and pairs encoded the way a
+/// browser's form does come back as they were.
+pub fn query(data: &[u8]) {
+    use crate::status_page::{parse_query, Filter};
+    let text = String::from_utf8_lossy(data);
+    let _ = Filter::from_query(&text);
+    let pairs = parse_query(&text);
+    let encode = |s: &str| -> String {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    };
+    let again: String = pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    assert_eq!(parse_query(&again), pairs, "round trip");
 }
