@@ -449,6 +449,37 @@ fn kubectl_apply_f_creates_the_namespace_first() {
     );
 }
 
+/// The Grafana dashboard: a Grafana 10 JSON model with the datasource,
+/// namespace and class variables, and every panel on that datasource; its
+/// kustomization generates the sidecar ConfigMap from it.
+#[test]
+fn grafana_dashboard_and_its_configmap() {
+    let dir = deploy_dir().join("grafana");
+    let dash: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("k8s-image-availability-exporter.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(dash["schemaVersion"].as_u64().unwrap() >= 36, "Grafana 10");
+    let vars: Vec<&str> = dash["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(vars, ["datasource", "namespace", "status"]);
+    for p in dash["panels"].as_array().unwrap() {
+        assert_eq!(p["datasource"]["uid"], "${datasource}", "{}", p["title"]);
+        assert!(!p["targets"].as_array().unwrap().is_empty());
+    }
+    let text = std::fs::read_to_string(dir.join("Kustomization")).unwrap();
+    let k = &parse_yaml_documents(&text).unwrap()[0];
+    let gen = &k["configMapGenerator"][0];
+    assert_eq!(gen["options"]["labels"]["grafana_dashboard"], "1");
+    for f in gen["files"].as_array().unwrap() {
+        assert!(dir.join(f.as_str().unwrap()).exists(), "{f}");
+    }
+}
+
 #[test]
 fn kustomizations_list_existing_files() {
     for dir in [deploy_dir(), deploy_dir().join("prometheus-operator")] {

@@ -1,0 +1,249 @@
+//! The operator's view with the real programs: the exporter (fake apiserver,
+//! real registry) scraped by a real Prometheus with the target labels a
+//! ServiceMonitor gives and the PrometheusRule loaded; promtool on a real
+//! scrape; every dashboard query against that Prometheus; and the status
+//! page rendered by headless Chromium.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_image_availability_exporter::kube::config::parse_yaml_documents;
+use support::apiserver::{FakeApiServer, ServerAuth};
+use support::exporter::{Exporter, FAST};
+use support::prometheus::{chromium_dom, Prometheus};
+use support::registry::{Auth, Registry};
+use support::{wait_until, TempDir};
+
+const HOSTILE: &str = "<script>document.title='pwned'</script>";
+
+/// The registry, the cluster and the exporter of every test here.
+fn cluster() -> (Registry, FakeApiServer, Exporter) {
+    let reg = Registry::start(Auth::None);
+    reg.push("team/app", "v1");
+    let api = FakeApiServer::start(ServerAuth::Tokens(vec!["ops".into()]));
+    let kc = api.kubeconfig(&FakeApiServer::token_user("ops"));
+    api.deploy("prod", "web", &reg.image("team/app:v1"));
+    api.deploy("prod", "gone", &reg.image("team/app:v9"));
+    api.deploy("attack", "hostile", HOSTILE);
+    let mut args: Vec<&str> = FAST.to_vec();
+    args.extend(["--plain-http-registries", &reg.host]);
+    let e = Exporter::start(&kc, &args);
+    e.wait_status("prod", "gone", "app", "absent");
+    e.wait_status("prod", "web", "app", "available");
+    e.wait_status("attack", "hostile", "app", "bad_image_format");
+    (reg, api, e)
+}
+
+fn rules() -> String {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/prometheus-operator/prometheusrule.yaml"
+    ))
+    .unwrap();
+    let doc = &parse_yaml_documents(&text).unwrap()[0];
+    serde_json::json!({ "groups": doc["spec"]["groups"] }).to_string()
+}
+
+/// The target labels prometheus-operator gives a ServiceMonitor endpoint
+/// (namespace, service, pod, container, endpoint), with honorLabels as
+/// deploy/prometheus-operator/servicemonitor.yaml sets it.
+fn prometheus_for(e: &Exporter) -> Prometheus {
+    let config = format!(
+        r#"global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files: [rules.yaml]
+scrape_configs:
+  - job_name: k8s-image-availability-exporter
+    honor_labels: true
+    static_configs:
+      - targets: ["{}"]
+        labels:
+          namespace: k8s-image-availability-exporter
+          service: k8s-image-availability-exporter
+          pod: k8s-image-availability-exporter-5d9c7b8f6-x2x9q
+          container: exporter
+          endpoint: http-metrics
+"#,
+        e.addr
+    );
+    Prometheus::start(&config, &[("rules.yaml", rules())])
+}
+
+#[test]
+fn prometheus_scrapes_alerts_and_evaluates_every_dashboard_query() {
+    let (_reg, _api, e) = cluster();
+    // promtool's linter on a real scrape.
+    let scrape = e.get("/metrics").1;
+    let dir = TempDir::new("promtool-metrics");
+    let path = dir.write("scrape.txt", &scrape);
+    let out = std::process::Command::new("sh")
+        .args(["-c", &format!("promtool check metrics < {path}")])
+        .output()
+        .unwrap();
+    let lint = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && lint.trim().is_empty(),
+        "promtool check metrics:\n{lint}"
+    );
+
+    let p = prometheus_for(&e);
+    wait_until("the target to be up", Duration::from_secs(30), || {
+        let t = p.api("/api/v1/targets");
+        t["data"]["activeTargets"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|t| t["health"] == "up"))
+    });
+    let t = p.api("/api/v1/targets");
+    let target = &t["data"]["activeTargets"][0];
+    assert_eq!(target["lastError"], "", "{target}");
+
+    // honorLabels: the workload's namespace, not the exporter's.
+    wait_until(
+        "the absent series in Prometheus",
+        Duration::from_secs(30),
+        || {
+            let (_, r, _) = p.query(r#"k8s_image_availability_exporter_absent{name="gone"} == 1"#);
+            !r.is_empty()
+        },
+    );
+    let (_, r, _) = p.query(r#"k8s_image_availability_exporter_absent{name="gone"}"#);
+    assert_eq!(r[0]["metric"]["namespace"], "prod", "{r:?}");
+    assert_eq!(r[0]["metric"]["container"], "app", "{r:?}");
+
+    // The missing image's alert is pending (its `for:` is 10m), with the
+    // class in `status` and the workload's labels.
+    wait_until("ImageAbsent to be pending", Duration::from_secs(30), || {
+        p.api("/api/v1/alerts")["data"]["alerts"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["labels"]["alertname"] == "ImageAbsent"))
+    });
+    let alerts = p.api("/api/v1/alerts");
+    let absent: Vec<&serde_json::Value> = alerts["data"]["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["labels"]["alertname"] == "ImageAbsent")
+        .collect();
+    assert_eq!(absent.len(), 1, "{alerts}");
+    let a = absent[0];
+    assert_eq!(a["state"], "pending");
+    for (k, v) in [
+        ("status", "absent"),
+        ("namespace", "prod"),
+        ("kind", "deployment"),
+        ("name", "gone"),
+        ("container", "app"),
+    ] {
+        assert_eq!(a["labels"][k], v, "{a}");
+    }
+    assert!(a["annotations"]["description"]
+        .as_str()
+        .unwrap()
+        .contains("Next step"));
+    let firing_for_available = alerts["data"]["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["labels"]["name"] == "web");
+    assert!(!firing_for_available, "nothing for the available image");
+
+    // Every dashboard query, with the variables as Grafana fills them for
+    // "All": no error, and data (the scenario gives every panel some).
+    wait_until("two scrapes for the rates", Duration::from_secs(30), || {
+        let (_, r, _) = p.query("count_over_time(up[1m])");
+        r.first()
+            .and_then(|s| s["value"][1].as_str())
+            .and_then(|v| v.parse::<f64>().ok())
+            .is_some_and(|n| n >= 3.0)
+    });
+    let dash: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/grafana/k8s-image-availability-exporter.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let all_classes = "absent|authentication_failure|authorization_failure|registry_unavailable|bad_image_format|unknown_error";
+    let mut evaluated = 0;
+    for panel in dash["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$namespace", ".*")
+                .replace("$status", all_classes);
+            let (status, result, error) = p.query(&expr);
+            assert_eq!(status, "success", "{}: {expr}: {error}", panel["title"]);
+            assert!(!result.is_empty(), "{}: {expr}: no data", panel["title"]);
+            println!(
+                "panel {:?}: {expr} -> {} series",
+                panel["title"],
+                result.len()
+            );
+            evaluated += 1;
+        }
+    }
+    assert!(evaluated >= 11, "{evaluated} queries");
+    assert!(!p.log().contains("level=error"), "{}", p.log());
+}
+
+#[test]
+fn the_status_page_in_a_real_browser() {
+    let (_reg, _api, e) = cluster();
+    let url = format!("http://{}/", e.addr);
+    let dom = chromium_dom(&url);
+    // Nothing from the cluster ran: the title is ours, the hostile image is text.
+    assert!(
+        dom.contains("<title>k8s-image-availability-exporter</title>"),
+        "{dom}"
+    );
+    assert!(!dom.contains("pwned</title>"));
+    assert!(
+        dom.contains("&lt;script&gt;document.title='pwned'&lt;/script&gt;"),
+        "{dom}"
+    );
+    assert_eq!(
+        dom.matches("<script").count(),
+        0,
+        "no script element: {dom}"
+    );
+    // Totals, one table per namespace, a row per unavailable container.
+    assert!(dom.contains(r#"data-status="absent">1</td>"#), "{dom}");
+    assert!(dom.contains(r#"data-status="available">1</td>"#), "{dom}");
+    assert!(dom.contains("Namespace attack") && dom.contains("Namespace prod"));
+    assert_eq!(dom.matches(r#"<tr data-status="#).count(), 2, "{dom}");
+    assert!(dom.contains("deployment/gone") && dom.contains("manifest"));
+    // Filters through the query string (the form's GET), no JavaScript.
+    let dom = chromium_dom(&format!("{url}?namespace=prod&status=absent"));
+    assert_eq!(
+        dom.matches(r#"<tr data-status="absent">"#).count(),
+        1,
+        "{dom}"
+    );
+    assert!(!dom.contains("Namespace attack"), "{dom}");
+    assert!(
+        dom.contains(r#"<option value="prod" selected="">prod</option>"#),
+        "{dom}"
+    );
+    let dom = chromium_dom(&format!("{url}?status=registry_unavailable"));
+    assert!(dom.contains(r#"id="none""#), "{dom}");
+    // The same data for scripts.
+    let (status, body) = e.get("/status.json");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["totals"]["absent"], 1);
+    let images: Vec<&str> = v["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["image"].as_str().unwrap())
+        .collect();
+    assert!(images.contains(&HOSTILE), "{images:?}");
+}
