@@ -74,7 +74,15 @@ pub struct Args {
     #[argh(option)]
     pub allowed_images: Option<String>,
 
-    /// comma-separated kinds (deployment, statefulset, daemonset, cronjob) or `*` reported even when disabled (no replicas, suspended); repeatable. Defaults to none.
+    /// another resource with a pod template to check: GROUP/VERSION/RESOURCE=TEMPLATE_PATH[,replicas=PATH], e.g. apps.kruise.io/v1alpha1/clonesets=spec.template,replicas=spec.replicas; watched while its CRD is installed; repeatable. Defaults to none.
+    #[argh(option)]
+    pub pod_template_resource: Vec<String>,
+
+    /// how often to ask discovery whether a custom resource (Argo Rollouts, --pod-template-resource) is served while it is not. Defaults to 2m.
+    #[argh(option, default = "String::from(\"2m\")")]
+    pub discovery_interval: String,
+
+    /// comma-separated kinds (deployment, statefulset, daemonset, cronjob, rollout, or a --pod-template-resource's resource) or `*` reported even when disabled (no replicas, suspended); repeatable. Defaults to none.
     #[argh(option)]
     pub force_check_disabled_controllers: Vec<String>,
 
@@ -243,6 +251,8 @@ pub struct KubeOptions {
     pub allowed_images: Vec<regex::Regex>,
     /// `--force-check-disabled-controllers`.
     pub force_disabled: std::collections::HashSet<crate::kube::resources::Kind>,
+    /// `--pod-template-resource` kinds.
+    pub custom_kinds: Vec<crate::kube::resources::Kind>,
 }
 
 impl KubeOptions {
@@ -250,8 +260,14 @@ impl KubeOptions {
     pub fn streams(&self) -> Vec<crate::kube::watch::Stream> {
         use crate::kube::resources::{Kind, Resource};
         use crate::kube::watch::Stream;
-        let mut resources: Vec<Resource> =
-            Kind::ALL.iter().map(|k| Resource::Workload(*k)).collect();
+        // Argo Rollouts and --pod-template-resource kinds are watched while
+        // their CRDs are installed (see `Resource::optional`).
+        let mut resources: Vec<Resource> = Kind::ALL
+            .iter()
+            .chain([Kind::Rollout].iter())
+            .chain(self.custom_kinds.iter())
+            .map(|k| Resource::Workload(*k))
+            .collect();
         resources.push(Resource::ServiceAccounts);
         if !self.no_secrets {
             resources.push(Resource::DockerConfigJsonSecrets);
@@ -516,14 +532,31 @@ fn exporter_options(args: &Args) -> Result<ExporterOptions, ConfigError> {
 }
 
 fn kube_options(args: &Args) -> Result<KubeOptions, ConfigError> {
-    use crate::kube::resources::Kind;
+    use crate::kube::resources::{CustomKind, Kind};
+    let mut custom: Vec<Kind> = Vec::new();
+    for spec in &args.pod_template_resource {
+        let c = CustomKind::parse(spec).map_err(ConfigError)?;
+        if custom
+            .iter()
+            .any(|k| matches!(k, Kind::Custom(o) if **o == c))
+        {
+            continue;
+        }
+        custom.push(Kind::Custom(c.leak()));
+    }
     let mut force_disabled = std::collections::HashSet::new();
     for k in list(&args.force_check_disabled_controllers) {
         if k == "*" {
             force_disabled.extend(Kind::ALL);
+            force_disabled.insert(Kind::Rollout);
+            force_disabled.extend(custom.iter().copied());
         } else {
-            let kind = Kind::parse(&k).ok_or_else(|| {
-                ConfigError(format!("--force-check-disabled-controllers {k:?}: expected deployment, statefulset, daemonset, cronjob or *"))
+            let named = custom.iter().copied().find(|c| match c {
+                Kind::Custom(c) => k == c.plural || c.plural.strip_suffix('s') == Some(k.as_str()),
+                _ => false,
+            });
+            let kind = Kind::parse(&k).or(named).ok_or_else(|| {
+                ConfigError(format!("--force-check-disabled-controllers {k:?}: expected deployment, statefulset, daemonset, cronjob, rollout, a --pod-template-resource's resource, or *"))
             })?;
             force_disabled.insert(kind);
         }
@@ -563,7 +596,9 @@ fn kube_options(args: &Args) -> Result<KubeOptions, ConfigError> {
             page_size: args.page_size,
             watch_timeout: duration_flag("watch-timeout", &args.watch_timeout)?,
             list_timeout: Duration::from_secs(60),
+            discovery_interval: duration_flag("discovery-interval", &args.discovery_interval)?,
         },
+        custom_kinds: custom,
         ignored_images: regexes("ignored-images", &args.ignored_images)?,
         allowed_images: regexes("allowed-images", &args.allowed_images)?,
         force_disabled,

@@ -171,6 +171,9 @@ pub struct Inventory {
     /// The containers of workloads replaced since the last flush, to match
     /// containers by name when a template changed.
     replaced: HashMap<WorkloadKey, Vec<ContainerImage>>,
+    /// Deployment -> the Rollouts whose `workloadRef` names it: such a
+    /// Deployment is reported only through them.
+    referenced: HashMap<ObjectKey, HashSet<ObjectKey>>,
 }
 
 impl Inventory {
@@ -194,6 +197,7 @@ impl Inventory {
             previous: HashMap::new(),
             held: HashMap::new(),
             replaced: HashMap::new(),
+            referenced: HashMap::new(),
         }
     }
 
@@ -208,16 +212,33 @@ impl Inventory {
                     kind: w.kind,
                     key: w.key.clone(),
                 };
-                if self.workloads.get(&key) != Some(&w) {
+                // A Rollout with workloadRef is stored with the Deployment's
+                // containers filled in, so it is compared by its own fields.
+                let same = match self.workloads.get(&key) {
+                    Some(old) if w.template_ref.is_some() => {
+                        old.template_ref == w.template_ref && old.enabled == w.enabled
+                    }
+                    Some(old) => *old == w,
+                    None => false,
+                };
+                if !same {
+                    let old_ref = self
+                        .workloads
+                        .get(&key)
+                        .and_then(|o| o.template_ref.clone());
+                    self.reference(&key, old_ref, w.template_ref.clone());
                     if let Some(old) = self.workloads.insert(key.clone(), w) {
                         self.replaced.entry(key.clone()).or_insert(old.containers);
                     }
+                    self.mark_dependents(&key);
                     self.dirty_workloads.insert(key);
                 }
             }
             Event::Delete(Resource::Workload(kind), key) => {
                 let key = WorkloadKey { kind, key };
-                if self.workloads.remove(&key).is_some() {
+                if let Some(old) = self.workloads.remove(&key) {
+                    self.reference(&key, old.template_ref, None);
+                    self.mark_dependents(&key);
                     self.dirty_workloads.insert(key);
                 }
             }
@@ -368,8 +389,88 @@ impl Inventory {
     }
 
     fn reported(&self, w: &Workload) -> bool {
-        (w.enabled || self.config.force_disabled.contains(&w.kind))
+        // A Deployment a Rollout runs (workloadRef) is reported through it.
+        let through_rollout = w.kind == Kind::Deployment
+            && self.referenced.get(&w.key).is_some_and(|r| !r.is_empty());
+        !through_rollout
+            && (w.enabled || self.config.force_disabled.contains(&w.kind))
             && (!self.config.filter_namespaces || self.namespaces.contains(&w.key.namespace))
+    }
+
+    /// Moves a Rollout's reference from one Deployment to another; both
+    /// Deployments are resolved again (reported alone, or not).
+    fn reference(&mut self, rollout: &WorkloadKey, old: Option<String>, new: Option<String>) {
+        if old == new {
+            return;
+        }
+        let deployment = |name: String| ObjectKey {
+            namespace: rollout.key.namespace.clone(),
+            name,
+        };
+        if let Some(d) = old.map(deployment) {
+            if let Some(set) = self.referenced.get_mut(&d) {
+                set.remove(&rollout.key);
+                if set.is_empty() {
+                    self.referenced.remove(&d);
+                }
+            }
+            self.dirty_workloads.insert(WorkloadKey {
+                kind: Kind::Deployment,
+                key: d,
+            });
+        }
+        if let Some(d) = new.map(deployment) {
+            self.referenced
+                .entry(d.clone())
+                .or_default()
+                .insert(rollout.key.clone());
+            self.dirty_workloads.insert(WorkloadKey {
+                kind: Kind::Deployment,
+                key: d,
+            });
+        }
+    }
+
+    /// A Deployment changed: the Rollouts that run its template follow.
+    fn mark_dependents(&mut self, key: &WorkloadKey) {
+        if key.kind != Kind::Deployment {
+            return;
+        }
+        if let Some(rollouts) = self.referenced.get(&key.key) {
+            for r in rollouts {
+                self.dirty_workloads.insert(WorkloadKey {
+                    kind: Kind::Rollout,
+                    key: r.clone(),
+                });
+            }
+        }
+    }
+
+    /// Fills a Rollout's containers from the Deployment its workloadRef names.
+    fn materialize(&mut self, key: &WorkloadKey) {
+        let Some(name) = self.workloads.get(key).and_then(|w| w.template_ref.clone()) else {
+            return;
+        };
+        let deployment = WorkloadKey {
+            kind: Kind::Deployment,
+            key: ObjectKey {
+                namespace: key.key.namespace.clone(),
+                name,
+            },
+        };
+        let (containers, secrets, sa) = match self.workloads.get(&deployment) {
+            Some(d) => (
+                d.containers.clone(),
+                d.pull_secrets.clone(),
+                d.service_account.clone(),
+            ),
+            None => (Vec::new(), Vec::new(), "default".to_string()),
+        };
+        if let Some(w) = self.workloads.get_mut(key) {
+            w.containers = containers;
+            w.pull_secrets = secrets;
+            w.service_account = sa;
+        }
     }
 
     fn image_selected(&self, image: &str) -> bool {
@@ -417,6 +518,7 @@ impl Inventory {
     }
 
     fn resolve(&mut self, key: &WorkloadKey) {
+        self.materialize(key);
         let old_containers = self.replaced.remove(key);
         let mut new: Vec<(usize, CheckId)> = Vec::new();
         if let Some(w) = self.workloads.get(key).filter(|w| self.reported(w)) {
@@ -717,6 +819,7 @@ mod tests {
                 pull_secrets: secrets.iter().map(|s| s.to_string()).collect(),
                 service_account: "default".into(),
                 enabled: true,
+                template_ref: None,
             }),
         )
     }

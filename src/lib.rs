@@ -4,6 +4,11 @@
 //! Data flows kube -> inventory -> scheduler -> registry -> metrics/server;
 //! the modules follow that order.
 
+// `Kind::Custom` holds a `CustomKind` that learns its kind name from
+// discovery once (a OnceLock); it hashes and compares by its immutable
+// group, version and resource only, so it is a sound map key.
+#![allow(clippy::mutable_key_type)]
+
 pub mod app;
 pub mod backoff;
 pub mod check_command;

@@ -192,7 +192,11 @@ fn check_prometheus_rule(doc: &Value, what: &str) {
 
 /// (API group, resource) pairs the code lists and watches.
 fn watched() -> BTreeSet<(String, String)> {
-    let mut r: Vec<Resource> = Kind::ALL.iter().map(|k| Resource::Workload(*k)).collect();
+    let mut r: Vec<Resource> = Kind::ALL
+        .iter()
+        .chain([Kind::Rollout].iter())
+        .map(|k| Resource::Workload(*k))
+        .collect();
     r.extend([
         Resource::ServiceAccounts,
         Resource::DockerConfigJsonSecrets,

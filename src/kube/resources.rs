@@ -24,10 +24,127 @@ pub enum Kind {
     DaemonSet,
     /// batch/v1 CronJob.
     CronJob,
+    /// argoproj.io/v1alpha1 Rollout (watched while its CRD is installed).
+    Rollout,
+    /// A resource named by `--pod-template-resource`.
+    Custom(&'static CustomKind),
+}
+
+/// A resource with a pod template, from `--pod-template-resource
+/// GROUP/VERSION/RESOURCE=TEMPLATE_PATH[,replicas=PATH]`. Made once at
+/// start and kept for the process's life.
+#[derive(Debug)]
+pub struct CustomKind {
+    /// API group, e.g. `apps.kruise.io`.
+    pub group: String,
+    /// Version, e.g. `v1alpha1`.
+    pub version: String,
+    /// Plural resource name, e.g. `clonesets`.
+    pub plural: String,
+    /// `/apis/GROUP/VERSION`.
+    prefix: String,
+    /// Dot path to the pod template, e.g. `spec.template`.
+    pub template_path: Vec<String>,
+    /// Dot path to the replica count, if any (0 means disabled).
+    pub replicas_path: Option<Vec<String>>,
+    /// The kind in lower case, learnt from discovery (the plural until then).
+    kind: std::sync::OnceLock<String>,
+}
+
+impl CustomKind {
+    /// Parses a `--pod-template-resource` value.
+    pub fn parse(spec: &str) -> Result<CustomKind, String> {
+        let bad = |why: &str| format!("--pod-template-resource {spec:?}: {why}");
+        let (resource, paths) = spec
+            .split_once('=')
+            .ok_or_else(|| bad("expected GROUP/VERSION/RESOURCE=TEMPLATE_PATH[,replicas=PATH]"))?;
+        let parts: Vec<&str> = resource.trim().split('/').collect();
+        let [group, version, plural] = parts[..] else {
+            return Err(bad("the resource must be GROUP/VERSION/RESOURCE"));
+        };
+        let name_ok = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        };
+        if !name_ok(group) || !name_ok(version) || !name_ok(plural) {
+            return Err(bad("group, version and resource are lower-case names"));
+        }
+        if group.is_empty() || !group.contains('.') {
+            return Err(bad(
+                "only resources of API groups (with a dot) can be named",
+            ));
+        }
+        let path = |p: &str| -> Result<Vec<String>, String> {
+            let p: Vec<String> = p.trim().split('.').map(str::to_string).collect();
+            if p.iter().any(|c| c.is_empty()) {
+                return Err(bad("a path is dot-separated field names"));
+            }
+            Ok(p)
+        };
+        let mut fields = paths.split(',');
+        let template_path = path(fields.next().unwrap_or(""))?;
+        let mut replicas_path = None;
+        for f in fields {
+            match f.trim().split_once('=') {
+                Some(("replicas", p)) => replicas_path = Some(path(p)?),
+                _ => {
+                    return Err(bad(&format!(
+                        "unknown option {f:?} (expected replicas=PATH)"
+                    )))
+                }
+            }
+        }
+        Ok(CustomKind {
+            group: group.to_string(),
+            version: version.to_string(),
+            plural: plural.to_string(),
+            prefix: format!("/apis/{group}/{version}"),
+            template_path,
+            replicas_path,
+            kind: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Keeps it for the life of the process (a handful, from flags).
+    pub fn leak(self) -> &'static CustomKind {
+        Box::leak(Box::new(self))
+    }
+
+    /// Records the kind discovery reports, e.g. `CloneSet`.
+    pub fn learn_kind(&self, kind: &str) {
+        let _ = self.kind.set(kind.to_ascii_lowercase());
+    }
+
+    fn identity(&self) -> (&str, &str, &str) {
+        (&self.group, &self.version, &self.plural)
+    }
+}
+
+impl PartialEq for CustomKind {
+    fn eq(&self, other: &Self) -> bool {
+        self.identity() == other.identity()
+    }
+}
+impl Eq for CustomKind {}
+impl std::hash::Hash for CustomKind {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.identity().hash(h)
+    }
+}
+impl PartialOrd for CustomKind {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for CustomKind {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.identity().cmp(&other.identity())
+    }
 }
 
 impl Kind {
-    /// All workload kinds.
+    /// The kinds every cluster serves (always watched).
     pub const ALL: [Kind; 4] = [
         Kind::Deployment,
         Kind::StatefulSet,
@@ -42,14 +159,19 @@ impl Kind {
             Kind::StatefulSet => "statefulset",
             Kind::DaemonSet => "daemonset",
             Kind::CronJob => "cronjob",
+            Kind::Rollout => "rollout",
+            Kind::Custom(c) => c.kind.get().map_or(c.plural.as_str(), String::as_str),
         }
     }
 
-    /// Parses a kind name case-insensitively, singular or plural.
+    /// Parses a built-in kind name case-insensitively, singular or plural.
     pub fn parse(s: &str) -> Option<Kind> {
         let s = s.trim().to_ascii_lowercase();
         let s = s.strip_suffix('s').unwrap_or(&s);
-        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+        Kind::ALL
+            .into_iter()
+            .chain([Kind::Rollout])
+            .find(|k| k.as_str() == s)
     }
 }
 
@@ -82,6 +204,8 @@ impl Resource {
             Resource::Workload(Kind::StatefulSet) => ("/apis/apps/v1", "statefulsets"),
             Resource::Workload(Kind::DaemonSet) => ("/apis/apps/v1", "daemonsets"),
             Resource::Workload(Kind::CronJob) => ("/apis/batch/v1", "cronjobs"),
+            Resource::Workload(Kind::Rollout) => ("/apis/argoproj.io/v1alpha1", "rollouts"),
+            Resource::Workload(Kind::Custom(c)) => (c.prefix.as_str(), c.plural.as_str()),
             Resource::DockerConfigJsonSecrets | Resource::DockerCfgSecrets => {
                 ("/api/v1", "secrets")
             }
@@ -90,11 +214,24 @@ impl Resource {
         }
     }
 
+    /// Whether the resource is served only while its CRD is installed: it
+    /// is watched once discovery lists it, and is no error while it does not.
+    pub fn optional(self) -> bool {
+        matches!(self, Resource::Workload(Kind::Rollout | Kind::Custom(_)))
+    }
+
+    /// Learns what discovery says of the resource (the kind of a custom one).
+    pub fn discovered(self, kind: &str) {
+        if let Resource::Workload(Kind::Custom(c)) = self {
+            c.learn_kind(kind);
+        }
+    }
+
     /// Whether the exporter is useless without this resource: the workload
     /// kinds. Secrets, ServiceAccounts and Namespaces refine the checks;
     /// without them checks still run (with a warning).
     pub fn required(self) -> bool {
-        matches!(self, Resource::Workload(_))
+        matches!(self, Resource::Workload(_)) && !self.optional()
     }
 
     /// The RBAC rule the exporter needs, e.g. `list and watch on deployments.apps`.
@@ -130,6 +267,8 @@ impl Resource {
             Resource::Workload(Kind::StatefulSet) => "statefulsets",
             Resource::Workload(Kind::DaemonSet) => "daemonsets",
             Resource::Workload(Kind::CronJob) => "cronjobs",
+            Resource::Workload(Kind::Rollout) => "rollouts",
+            Resource::Workload(Kind::Custom(c)) => c.plural.as_str(),
             Resource::DockerConfigJsonSecrets => "secrets(dockerconfigjson)",
             Resource::DockerCfgSecrets => "secrets(dockercfg)",
             Resource::ServiceAccounts => "serviceaccounts",
@@ -193,6 +332,9 @@ pub struct Workload {
     pub service_account: String,
     /// False for replicas 0, a DaemonSet scheduled nowhere, a suspended CronJob.
     pub enabled: bool,
+    /// A Rollout's `workloadRef`: the Deployment (same namespace) whose pod
+    /// template it runs; the inventory fills in its containers.
+    pub template_ref: Option<String>,
 }
 
 /// What we keep of a pull secret: the parsed credentials only.
@@ -311,9 +453,98 @@ fn template_parts(t: Option<PodTemplateSpec>) -> (Vec<ContainerImage>, Vec<Strin
     (containers, secrets, sa)
 }
 
+/// What we read of an Argo Rollout.
+#[derive(Deserialize)]
+struct Rollout {
+    #[serde(default)]
+    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    #[serde(default)]
+    spec: Option<RolloutSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RolloutSpec {
+    replicas: Option<i32>,
+    template: Option<PodTemplateSpec>,
+    workload_ref: Option<WorkloadRef>,
+}
+
+#[derive(Deserialize)]
+struct WorkloadRef {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    name: String,
+}
+
+/// Follows a dot path into an object.
+fn at_path<'a>(v: &'a serde_json::Value, path: &[String]) -> Option<&'a serde_json::Value> {
+    path.iter().try_fold(v, |v, field| v.get(field.as_str()))
+}
+
+/// A resource named by `--pod-template-resource`: the template and replica
+/// count at their paths. A wrong path is an error that names the path, not
+/// the object, so the watch loop reports it once per resource.
+fn decode_custom(
+    c: &CustomKind,
+    raw: &str,
+) -> Result<(ObjectKey, Option<PodTemplateSpec>, bool), String> {
+    let v: serde_json::Value =
+        serde_json::from_str(raw).map_err(|e| format!("malformed {}: {e}", c.plural))?;
+    let meta = meta(raw)?;
+    let key = ObjectKey {
+        namespace: meta.namespace,
+        name: meta.name,
+    };
+    let path = c.template_path.join(".");
+    let template = at_path(&v, &c.template_path)
+        .ok_or_else(|| format!("{}: no pod template at {path}", c.plural))?;
+    let template: PodTemplateSpec = serde_json::from_value(template.clone())
+        .map_err(|e| format!("{}: {path} is not a pod template ({e})", c.plural))?;
+    let enabled = match &c.replicas_path {
+        None => true,
+        Some(p) => match at_path(&v, p) {
+            None | Some(serde_json::Value::Null) => true,
+            Some(n) => {
+                n.as_i64()
+                    .ok_or_else(|| format!("{}: {} is not a number", c.plural, p.join(".")))?
+                    != 0
+            }
+        },
+    };
+    Ok((key, Some(template), enabled))
+}
+
 fn decode_workload(kind: Kind, raw: &str) -> Result<Workload, String> {
     let bad = |e: serde_json::Error| format!("malformed {kind}: {e}");
+    let mut template_ref = None;
     let (key, template, enabled) = match kind {
+        Kind::Rollout => {
+            let r: Rollout = serde_json::from_str(raw).map_err(bad)?;
+            let spec = r.spec.unwrap_or(RolloutSpec {
+                replicas: None,
+                template: None,
+                workload_ref: None,
+            });
+            // workloadRef: the pod template is the referenced Deployment's,
+            // in the same namespace (Argo Rollouts supports Deployments only).
+            if let Some(w) = spec.workload_ref.filter(|w| !w.name.is_empty()) {
+                if w.kind != "Deployment" {
+                    return Err(format!(
+                        "rollout workloadRef to a {:?} is not supported (only Deployment)",
+                        w.kind
+                    ));
+                }
+                template_ref = Some(w.name);
+            }
+            (
+                key_of(&r.metadata),
+                spec.template,
+                spec.replicas.unwrap_or(1) != 0,
+            )
+        }
+        Kind::Custom(c) => decode_custom(c, raw)?,
         Kind::Deployment => {
             let d: Deployment = serde_json::from_str(raw).map_err(bad)?;
             let spec = d.spec.unwrap_or_default();
@@ -368,6 +599,7 @@ fn decode_workload(kind: Kind, raw: &str) -> Result<Workload, String> {
         pull_secrets,
         service_account,
         enabled,
+        template_ref,
     })
 }
 

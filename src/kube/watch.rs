@@ -99,6 +99,9 @@ pub struct WatchOptions {
     pub watch_timeout: Duration,
     /// Limit for one list page request.
     pub list_timeout: Duration,
+    /// How often discovery is asked whether a custom resource (a CRD) is
+    /// served, while it is not.
+    pub discovery_interval: Duration,
 }
 
 impl Default for WatchOptions {
@@ -107,6 +110,7 @@ impl Default for WatchOptions {
             page_size: 500,
             watch_timeout: Duration::from_secs(300),
             list_timeout: Duration::from_secs(60),
+            discovery_interval: Duration::from_secs(120),
         }
     }
 }
@@ -124,6 +128,8 @@ pub struct StreamState {
     pub denied: AtomicBool,
     /// The last list was refused with 403: only a change of RBAC helps.
     pub forbidden: AtomicBool,
+    /// A custom resource whose CRD is not installed: nothing to watch.
+    pub absent: AtomicBool,
     /// List and watch requests sent.
     pub requests: AtomicU64,
     /// Lists and watches that failed, were very short, or ended in an ERROR event.
@@ -265,6 +271,8 @@ struct Loop<'a> {
     known: HashSet<ObjectKey>,
     /// The last failure reported, so a lasting one (403) is logged once.
     last_error: Option<String>,
+    /// Decode problems already logged at warn level.
+    decode_errors: HashSet<String>,
 }
 
 /// Runs the loop until `stop` is set or the inventory hangs up.
@@ -286,6 +294,7 @@ pub fn run(
         state,
         known: HashSet::new(),
         last_error: None,
+        decode_errors: HashSet::new(),
     };
     // As client-go's reflector (tools/cache/reflector.go): failed lists,
     // failed or very short watches, and ERROR events wait 0.8 s doubling to
@@ -301,6 +310,44 @@ pub fn run(
         state.requests.fetch_add(1, Ordering::Relaxed);
     };
     'list: while !stop.load(Ordering::Relaxed) {
+        if stream.resource.optional() {
+            pace(&mut limiter);
+            match l.served() {
+                Ok(true) => {
+                    if state.absent.swap(false, Ordering::SeqCst) {
+                        log::info!("{what} is served now; watching it");
+                    }
+                }
+                Ok(false) => {
+                    // Not installed: nothing to list, and objects seen
+                    // before are gone (their series with them).
+                    if l.forget_all().is_err() {
+                        return;
+                    }
+                    state.progressed();
+                    if !state.absent.swap(true, Ordering::SeqCst) {
+                        log::info!(
+                            "{what} is not served (its CRD is not installed); asking again every {:?}",
+                            opts.discovery_interval
+                        );
+                    }
+                    if !state.synced.swap(true, Ordering::SeqCst)
+                        && tx
+                            .send(Event::Synced(stream.resource, stream.namespace.clone()))
+                            .is_err()
+                    {
+                        return;
+                    }
+                    sleep_unless_stopped(opts.discovery_interval, stop);
+                    continue;
+                }
+                Err(Stop::HungUp) => return,
+                Err(Stop::Failed(why, retry_after)) => {
+                    l.back_off(&mut backoff, retry_after, ("discovery", &why), "retrying");
+                    continue;
+                }
+            }
+        }
         pace(&mut limiter);
         let started = Instant::now();
         let mut rv = match l.list() {
@@ -388,6 +435,46 @@ impl Stop {
 }
 
 impl Loop<'_> {
+    /// Whether the apiserver serves this resource now (discovery of its
+    /// group version), learning its kind.
+    fn served(&self) -> Result<bool, Stop> {
+        let (prefix, plural) = self.stream.resource.api();
+        let body = match self.client.get_body(prefix, self.opts.list_timeout) {
+            Ok(b) => b,
+            Err(e) if e.code() == Some(404) => return Ok(false),
+            Err(e) => return Err(Stop::from_api(&e, self.stream.resource)),
+        };
+        #[derive(Deserialize)]
+        struct ResourceList {
+            #[serde(default)]
+            resources: Vec<ApiResource>,
+        }
+        #[derive(Deserialize)]
+        struct ApiResource {
+            name: String,
+            #[serde(default)]
+            kind: String,
+        }
+        let list: ResourceList = serde_json::from_slice(&body)
+            .map_err(|e| Stop::Failed(format!("malformed discovery answer: {e}"), None))?;
+        match list.resources.iter().find(|r| r.name == plural) {
+            Some(r) => {
+                self.stream.resource.discovered(&r.kind);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Every object known is gone (the resource stopped being served).
+    fn forget_all(&mut self) -> Result<(), Stop> {
+        for key in std::mem::take(&mut self.known) {
+            self.send(Event::Delete(self.stream.resource, key))?;
+        }
+        self.state.objects.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Records a failure, logs it, and waits the backoff (or the server's
     /// Retry-After, when longer) before `next`.
     fn back_off(
@@ -507,7 +594,13 @@ impl Loop<'_> {
                     name: m.name,
                 };
                 let why = decoded.err().unwrap_or_else(|| "no metadata.name".into());
-                log::warn!("{what}: skipping {key}: {why}");
+                // The same problem on every object (a wrong template path)
+                // is reported once per resource.
+                if self.decode_errors.insert(why.clone()) {
+                    log::warn!("{what}: skipping {key}: {why}");
+                } else {
+                    log::debug!("{what}: skipping {key}: {why}");
+                }
                 // A pull secret that cannot be read fails the pulls of the
                 // pods naming it; other kinds keep their last good state.
                 if matches!(
@@ -560,6 +653,12 @@ impl Loop<'_> {
                 return Ok(WatchEnd::Relist(format!(
                     "resourceVersion too old (410: {message})"
                 )))
+            }
+            // A custom resource whose CRD was deleted: list (and discover) again.
+            Err(e) if e.code() == Some(404) && self.stream.resource.optional() => {
+                return Ok(WatchEnd::Relist(
+                    "the resource is not served any more (404)".into(),
+                ))
             }
             Err(e) => return Err(Stop::from_api(&e, self.stream.resource)),
         };
@@ -657,6 +756,18 @@ fn explain(e: &ApiError, resource: Resource) -> String {
             )
         }
         _ => e.to_string(),
+    }
+}
+
+/// Sleeps `d`, or less if `stop` is set meanwhile.
+fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
+    let until = Instant::now() + d;
+    while !stop.load(Ordering::Relaxed) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(200)));
     }
 }
 

@@ -41,7 +41,25 @@ const RESOURCES: &[(&str, &str, &str, &str, bool)] = &[
     ("/api/v1", "secrets", "Secret", "v1", true),
     ("/api/v1", "serviceaccounts", "ServiceAccount", "v1", true),
     ("/api/v1", "namespaces", "Namespace", "v1", false),
+    // Custom resources: served only while their CRD is installed.
+    (
+        "/apis/argoproj.io/v1alpha1",
+        "rollouts",
+        "Rollout",
+        "argoproj.io/v1alpha1",
+        true,
+    ),
+    (
+        "/apis/apps.kruise.io/v1alpha1",
+        "clonesets",
+        "CloneSet",
+        "apps.kruise.io/v1alpha1",
+        true,
+    ),
 ];
+
+/// Resources that exist only once their CRD is installed.
+const CUSTOM: &[&str] = &["rollouts", "clonesets"];
 
 fn resource(plural: &str) -> (&'static str, &'static str, &'static str, &'static str, bool) {
     *RESOURCES
@@ -98,6 +116,8 @@ struct Options {
     bookmark_interval: Duration,
     default_watch_timeout: Duration,
     misbehaviour: Misbehaviour,
+    /// Custom resources whose CRD is installed.
+    installed: HashSet<String>,
 }
 
 /// How the server misbehaves, as a proxy in front of an apiserver, or an
@@ -172,6 +192,7 @@ impl FakeApiServer {
                 bookmark_interval: Duration::from_secs(60),
                 default_watch_timeout: Duration::from_secs(1800),
                 misbehaviour: Misbehaviour::None,
+                installed: HashSet::new(),
             }),
             log: Mutex::new(Vec::new()),
             served: Mutex::new(HashMap::new()),
@@ -343,6 +364,40 @@ impl FakeApiServer {
             .unwrap()
             .forbidden
             .insert(plural.to_string());
+    }
+
+    /// Installs the CRD of a custom resource (`rollouts`, `clonesets`): it is
+    /// served and listed in discovery from now on.
+    pub fn install_crd(&self, plural: &str) {
+        assert!(
+            CUSTOM.contains(&plural),
+            "{plural} is not a custom resource here"
+        );
+        self.shared
+            .options
+            .lock()
+            .unwrap()
+            .installed
+            .insert(plural.to_string());
+    }
+
+    /// Deletes the CRD: its objects are deleted (DELETED events to open
+    /// watches), then its watches end and its paths answer 404, as when the
+    /// apiserver stops serving a deleted CRD.
+    pub fn uninstall_crd(&self, plural: &str) {
+        let objects: Vec<(String, String)> = {
+            let st = self.shared.store.lock().unwrap();
+            st.objects
+                .keys()
+                .filter(|(p, _, _)| p == plural)
+                .map(|(_, ns, n)| (ns.clone(), n.clone()))
+                .collect()
+        };
+        for (ns, n) in objects {
+            self.delete(plural, &ns, &n);
+        }
+        self.shared.options.lock().unwrap().installed.remove(plural);
+        self.drop_watches();
     }
 
     /// Makes the server misbehave from now on (or behave again).
@@ -568,6 +623,20 @@ impl Out<'_> {
         status
     }
 
+    /// A plain-text answer, as the apiserver's own 404 for unknown paths.
+    fn write_plain(&mut self, status: u16, reason: &str, body: &str) -> u16 {
+        let head = format!(
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = self.tls.write_all(head.as_bytes());
+        let _ = self.tls.write_all(body.as_bytes());
+        let _ = self.tls.flush();
+        self.tls.conn.send_close_notify();
+        let _ = self.tls.flush();
+        status
+    }
+
     /// A `Status` answer shaped like the transcripts.
     fn status(&mut self, code: u16, reason: &str, message: &str, details: Option<Value>) -> u16 {
         let mut body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code});
@@ -764,6 +833,9 @@ fn handle(
     query: &HashMap<String, String>,
     user: &str,
 ) -> u16 {
+    if let Some(list) = discovery(shared, path) {
+        return out.write_response(200, "OK", list.to_string().as_bytes());
+    }
     let Some(route) = route(path) else {
         return out.status(
             404,
@@ -772,6 +844,17 @@ fn handle(
             None,
         );
     };
+    if CUSTOM.contains(&route.plural.as_str())
+        && !shared
+            .options
+            .lock()
+            .unwrap()
+            .installed
+            .contains(&route.plural)
+    {
+        // What the apiserver answers for a group it does not serve.
+        return out.write_plain(404, "Not Found", "404 page not found\n");
+    }
     let (_, plural, kind, api_version, _) = resource(&route.plural);
     if method != "GET" {
         return out.status(405, "MethodNotAllowed", "the fake serves GET only", None);
@@ -870,6 +953,34 @@ fn handle(
         return watch(shared, out, sel);
     }
     list(shared, out, sel)
+}
+
+/// `GET /apis/GROUP/VERSION`: the APIResourceList of what is served there,
+/// or None (a 404 "page not found") when nothing is.
+fn discovery(shared: &Shared, path: &str) -> Option<Value> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let prefix = match segs.as_slice() {
+        ["api", "v1"] => "/api/v1".to_string(),
+        ["apis", group, version] => format!("/apis/{group}/{version}"),
+        _ => return None,
+    };
+    let installed = shared.options.lock().unwrap().installed.clone();
+    let resources: Vec<Value> = RESOURCES
+        .iter()
+        .filter(|r| r.0 == prefix && (!CUSTOM.contains(&r.1) || installed.contains(r.1)))
+        .map(|(_, plural, kind, _, namespaced)| {
+            json!({"name": plural, "singularName": kind.to_lowercase(), "namespaced": namespaced, "kind": kind, "verbs": ["get", "list", "watch"]})
+        })
+        .collect();
+    if resources.is_empty() {
+        return None;
+    }
+    let gv = prefix
+        .trim_start_matches("/apis/")
+        .trim_start_matches("/api/");
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 /// The objects of `plural` as of version `rv`, sorted by (namespace, name).

@@ -68,6 +68,7 @@ pub fn fast_watch() -> WatchOptions {
         page_size: 500,
         watch_timeout: Duration::from_secs(2),
         list_timeout: Duration::from_secs(10),
+        discovery_interval: Duration::from_secs(1),
     }
 }
 
