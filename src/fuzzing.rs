@@ -210,11 +210,16 @@ pub fn watch_event(data: &[u8]) {
             for r in [
                 Resource::Workload(Kind::Deployment),
                 Resource::Workload(Kind::CronJob),
+                Resource::Workload(Kind::Rollout),
+                Resource::Workload(Kind::Custom(custom_kind())),
                 Resource::DockerConfigJsonSecrets,
                 Resource::ServiceAccounts,
                 Resource::Namespaces,
             ] {
-                let _ = r.decode(raw);
+                // Only a Rollout refers to another workload's template.
+                if let Ok(crate::kube::resources::Object::Workload(w)) = r.decode(raw) {
+                    assert!(w.template_ref.is_none() || w.kind == Kind::Rollout);
+                }
             }
         }
     }
@@ -318,4 +323,17 @@ pub fn query(data: &[u8]) {
         .collect::<Vec<_>>()
         .join("&");
     assert_eq!(parse_query(&again), pairs, "round trip");
+}
+
+/// The `--pod-template-resource` kind the watch_event target decodes with.
+fn custom_kind() -> &'static crate::kube::resources::CustomKind {
+    static KIND: std::sync::OnceLock<&'static crate::kube::resources::CustomKind> =
+        std::sync::OnceLock::new();
+    KIND.get_or_init(|| {
+        crate::kube::resources::CustomKind::parse(
+            "apps.kruise.io/v1alpha1/clonesets=spec.template,replicas=spec.replicas",
+        )
+        .expect("valid")
+        .leak()
+    })
 }
