@@ -288,13 +288,8 @@ fn container_rows(inventory: &Inventory, results: &Results) -> Vec<(String, Stat
     results.with(|table| {
         inventory.for_each_shown(|w, i, id, previous| {
             // While a container's new check has no verdict, its last one stays.
-            let (outcome, image) = match (table.get(&id), previous) {
-                (Some(o), _) => (o, None),
-                (None, Some(p)) => match table.get(&p.check) {
-                    Some(o) => (o, p.image.as_deref()),
-                    None => return,
-                },
-                (None, None) => return,
+            let Some((outcome, image)) = crate::scheduler::shown(table, id, previous) else {
+                return;
             };
             let c = &w.containers[i];
             let image = image.unwrap_or(&c.image);

@@ -275,6 +275,21 @@ pub struct Outcome {
     pub credential: Option<String>,
 }
 
+/// What a container shows: its check's verdict, or, while that check has
+/// none yet, the verdict of the check it moved from (with the image label of
+/// those series when the image changed). `None` when neither has a verdict.
+pub fn shown<'a>(
+    table: &'a HashMap<CheckId, Outcome>,
+    check: CheckId,
+    previous: Option<&'a crate::inventory::Previous>,
+) -> Option<(&'a Outcome, Option<&'a str>)> {
+    match (table.get(&check), previous) {
+        (Some(o), _) => Some((o, None)),
+        (None, Some(p)) => table.get(&p.check).map(|o| (o, p.image.as_deref())),
+        (None, None) => None,
+    }
+}
+
 /// Verdicts by check, written by the scheduler, read by `/metrics`.
 #[derive(Debug, Default)]
 pub struct Results {

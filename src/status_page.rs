@@ -128,19 +128,9 @@ pub fn collect(inventory: &Inventory, results: &Results, filter: &Filter) -> Rep
     let mut matching = 0usize;
     results.with(|table| {
         inventory.for_each_shown(|w, i, id, previous| {
-            let (outcome, image) = match (table.get(&id), previous) {
-                (Some(o), _) => (o, None),
-                (None, Some(p)) => match table.get(&p.check) {
-                    Some(o) => (o, p.image.as_deref()),
-                    None => {
-                        r.unchecked += 1;
-                        return;
-                    }
-                },
-                (None, None) => {
-                    r.unchecked += 1;
-                    return;
-                }
+            let Some((outcome, image)) = crate::scheduler::shown(table, id, previous) else {
+                r.unchecked += 1;
+                return;
             };
             *r.totals.entry(outcome.status.as_str()).or_default() += 1;
             if outcome.status == Status::Available {

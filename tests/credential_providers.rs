@@ -339,17 +339,7 @@ fn node_credentials_come_after_the_docker_config_and_each_is_tried() {
         run.row(&image)["credential"],
         format!("credential provider fake ({})", reg.host)
     );
-    let users: Vec<String> = reg
-        .tokens
-        .as_ref()
-        .unwrap()
-        .log
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(u, _)| u.clone())
-        .filter(|u| u != "admin")
-        .collect();
+    let users: Vec<String> = reg.tokens.as_ref().unwrap().users();
     assert_eq!(
         users,
         ["stale", "cloud"],

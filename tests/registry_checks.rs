@@ -325,14 +325,7 @@ fn second_matching_credential_wins() {
         format!("docker-config {config} ({})", reg.host)
     );
     let tokens = reg.tokens.as_ref().unwrap();
-    let users: Vec<String> = tokens
-        .log
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(u, _)| u.clone())
-        .filter(|u| u != "admin")
-        .collect();
+    let users: Vec<String> = tokens.users();
     assert_eq!(
         users,
         ["other", "reader"],

@@ -80,6 +80,18 @@ pub struct TokenServer {
 }
 
 impl TokenServer {
+    /// The users that asked for tokens, in order ("anonymous" for none),
+    /// leaving out the harness's own pushes as `admin`.
+    pub fn users(&self) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(u, _)| u.clone())
+            .filter(|u| u != "admin")
+            .collect()
+    }
+
     /// Starts serving tokens signed with `key` under `policy`.
     pub fn start(key: &SigningKey, policy: Policy) -> TokenServer {
         let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("token server bind"));
