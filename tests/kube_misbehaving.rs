@@ -127,3 +127,20 @@ fn throttling_honours_retry_after() {
     let rate = measure(Misbehaviour::Throttle(3));
     assert!(rate <= 1.0 / 3.0 + 0.15, "{rate:.2} requests/s");
 }
+
+/// One broken watch, then a quiet healthy one: the stream is not reported
+/// failing for the minutes the quiet watch may last before its first event.
+#[test]
+fn a_broken_watch_followed_by_a_quiet_one_is_progress() {
+    let (api, w) = start();
+    let state = w.streams[0].1.clone();
+    api.drop_watches();
+    wait_until("the break to be noticed", Duration::from_secs(10), || {
+        state.failures.load(Ordering::Relaxed) > 0
+    });
+    wait_until(
+        "the new watch to count as progress",
+        Duration::from_secs(10),
+        || state.failing_for().is_none(),
+    );
+}

@@ -273,6 +273,9 @@ struct Loop<'a> {
     last_error: Option<String>,
     /// Decode problems already logged at warn level.
     decode_errors: HashSet<String>,
+    /// The last watch was accepted and then closed at once: accepting the
+    /// next one is not progress yet.
+    short_watches: bool,
 }
 
 /// Runs the loop until `stop` is set or the inventory hangs up.
@@ -295,6 +298,7 @@ pub fn run(
         known: HashSet::new(),
         last_error: None,
         decode_errors: HashSet::new(),
+        short_watches: false,
     };
     // As client-go's reflector (tools/cache/reflector.go): failed lists,
     // failed or very short watches, and ERROR events wait 0.8 s doubling to
@@ -379,15 +383,19 @@ pub fn run(
             pace(&mut limiter);
             let started = Instant::now();
             let failure = match l.watch(&mut rv) {
-                Ok(WatchEnd::Closed(events)) if events == 0 && started.elapsed() < SHORT_WATCH => (
-                    format!(
-                        "very short watch: the server closed it after {:.0?} with no event",
-                        started.elapsed()
-                    ),
-                    None,
-                ),
+                Ok(WatchEnd::Closed(events)) if events == 0 && started.elapsed() < SHORT_WATCH => {
+                    l.short_watches = true;
+                    (
+                        format!(
+                            "very short watch: the server closed it after {:.0?} with no event",
+                            started.elapsed()
+                        ),
+                        None,
+                    )
+                }
                 Ok(WatchEnd::Closed(events)) => {
                     log::debug!("watch of {what} ended after {events} events; resuming from resourceVersion {rv}");
+                    l.short_watches = false;
                     state.progressed();
                     if started.elapsed() >= SHORT_WATCH {
                         backoff.reset();
@@ -662,6 +670,11 @@ impl Loop<'_> {
             }
             Err(e) => return Err(Stop::from_api(&e, self.stream.resource)),
         };
+        // An accepted watch is progress (a quiet one may run for minutes
+        // before its first event), unless watches keep being cut at once.
+        if !self.short_watches {
+            self.state.progressed();
+        }
         let mut reader = BufReader::with_capacity(64 << 10, resp.into_body().into_reader());
         let mut line = Vec::new();
         loop {
