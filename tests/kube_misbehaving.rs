@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use k8s_image_availability_exporter::inventory::InventoryConfig;
 use k8s_image_availability_exporter::kube::resources::{Kind, Resource};
-use k8s_image_availability_exporter::kube::watch::Stream;
+use k8s_image_availability_exporter::kube::watch::{Stream, WatchOptions};
 use support::apiserver::{FakeApiServer, Misbehaviour, ServerAuth};
 use support::cluster::{fast_watch, registry_config, Watching};
 use support::wait_until;
@@ -20,6 +20,10 @@ use support::wait_until;
 const WINDOW: Duration = Duration::from_secs(8);
 
 fn start() -> (FakeApiServer, Watching) {
+    start_with(fast_watch())
+}
+
+fn start_with(opts: WatchOptions) -> (FakeApiServer, Watching) {
     let api = FakeApiServer::start(ServerAuth::Tokens(vec!["t".into()]));
     let kc = api.kubeconfig(&FakeApiServer::token_user("t"));
     api.deploy("a", "web", "reg.io/web:1");
@@ -32,7 +36,7 @@ fn start() -> (FakeApiServer, Watching) {
         registry: Some(registry_config()),
         ..Default::default()
     };
-    let w = Watching::start(&kc, streams, fast_watch(), config);
+    let w = Watching::start(&kc, streams, opts, config);
     w.wait_synced();
     (api, w)
 }
@@ -132,7 +136,11 @@ fn throttling_honours_retry_after() {
 /// failing for the minutes the quiet watch may last before its first event.
 #[test]
 fn a_broken_watch_followed_by_a_quiet_one_is_progress() {
-    let (api, w) = start();
+    // Watches that stay open (and quiet) far longer than the wait below.
+    let (api, w) = start_with(WatchOptions {
+        watch_timeout: Duration::from_secs(60),
+        ..fast_watch()
+    });
     let state = w.streams[0].1.clone();
     api.drop_watches();
     wait_until("the break to be noticed", Duration::from_secs(10), || {
