@@ -306,17 +306,7 @@ pub fn query(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let _ = Filter::from_query(&text);
     let pairs = parse_query(&text);
-    let encode = |s: &str| -> String {
-        s.bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect()
-    };
+    let encode = crate::registry::transport::percent_encode;
     let again: String = pairs
         .iter()
         .map(|(k, v)| format!("{}={}", encode(k), encode(v)))

@@ -72,22 +72,10 @@ impl Stream {
             path.push(if i == 0 { '?' } else { '&' });
             path.push_str(k);
             path.push('=');
-            path.push_str(&encode(v));
+            path.push_str(&crate::registry::transport::percent_encode(v));
         }
         path
     }
-}
-
-fn encode(v: &str) -> String {
-    v.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// Loop settings.

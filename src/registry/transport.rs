@@ -173,7 +173,8 @@ pub fn host_of(authority: &str) -> &str {
     authority.split(':').next().unwrap_or(authority)
 }
 
-fn percent_encode(v: &str) -> String {
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub fn percent_encode(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
     for b in v.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

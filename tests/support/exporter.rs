@@ -112,12 +112,7 @@ impl Exporter {
             .stderr(log)
             .spawn()
             .expect("start exporter");
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .proxy(None)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .new_agent();
+        let agent = super::local_agent();
         let e = Exporter {
             child,
             addr,

@@ -220,3 +220,13 @@ pub fn check(args: &[&str]) -> CheckRun {
         stderr,
     }
 }
+
+/// An HTTP client for our own local servers: no proxy, no status errors.
+pub fn local_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .new_agent()
+}

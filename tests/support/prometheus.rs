@@ -40,12 +40,7 @@ impl Prometheus {
             .stderr(log)
             .spawn()
             .expect("prometheus (Debian package prometheus; tests/run installs it)");
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .proxy(None)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .new_agent();
+        let agent = super::local_agent();
         let p = Prometheus {
             url: format!("http://127.0.0.1:{port}"),
             child,
