@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use prometheus::{IntCounterVec, Opts};
 use serde::Deserialize;
 
-use crate::credentials::{image_matches, valid_match_image, Credential, Keyring};
+use crate::credentials::{valid_match_image, Credential, Keyring, MatchImage};
 use crate::registry::Reference;
 
 /// Request and response API versions the kubelet knows.
@@ -96,7 +96,7 @@ struct EnvVar {
 /// One configured provider.
 struct Provider {
     name: String,
-    match_images: Vec<String>,
+    match_images: Vec<MatchImage>,
     default_cache: Duration,
     api_version: String,
     args: Vec<String>,
@@ -486,9 +486,7 @@ struct AuthEntry {
 
 impl Provider {
     fn matches(&self, reference: &Reference) -> bool {
-        self.match_images
-            .iter()
-            .any(|m| image_matches(m, reference))
+        self.match_images.iter().any(|m| m.matches(reference))
     }
 
     /// Decodes and checks a response as the kubelet does; the error never
@@ -675,8 +673,8 @@ fn validate(specs: Vec<ProviderSpec>) -> Result<Vec<Provider>, Vec<String>> {
             }
         }
         out.push(Provider {
+            match_images: s.match_images.iter().map(|m| MatchImage::new(m)).collect(),
             name: s.name,
-            match_images: s.match_images,
             default_cache,
             api_version: s.api_version,
             args: s.args,
@@ -697,7 +695,7 @@ fn validate(specs: Vec<ProviderSpec>) -> Result<Vec<Provider>, Vec<String>> {
 pub fn decode_response_for_fuzzing(stdout: &[u8]) -> Result<Vec<Arc<Credential>>, String> {
     let p = Provider {
         name: "fuzz".into(),
-        match_images: vec!["*".into()],
+        match_images: vec![MatchImage::new("*")],
         default_cache: Duration::from_secs(3600),
         api_version: PLUGIN_API_VERSIONS[0].into(),
         args: vec![],

@@ -378,13 +378,25 @@ fn decode_auth(field: &str) -> Result<(String, String), String> {
     ))
 }
 
-/// Whether an image credential provider's `matchImages` pattern matches the
-/// image, by the kubelet's `URLsMatchStr`: the same glob rules as registry
-/// keys.
-pub fn image_matches(pattern: &str, reference: &Reference) -> bool {
-    let (host, port) = split_host_port(&reference.registry);
-    let path = format!("/{}", reference.repository);
-    Key::parse(pattern).is_some_and(|k| k.matches(host, port, &path))
+/// An image credential provider's `matchImages` pattern, parsed once.
+#[derive(Debug, Clone)]
+pub struct MatchImage(Option<Key>);
+
+impl MatchImage {
+    /// Parses a pattern (one that is not a URL matches nothing).
+    pub fn new(pattern: &str) -> MatchImage {
+        MatchImage(Key::parse(pattern))
+    }
+
+    /// Whether it matches the image, by the kubelet's `URLsMatchStr`: the
+    /// same glob rules as registry keys.
+    pub fn matches(&self, reference: &Reference) -> bool {
+        let (host, port) = split_host_port(&reference.registry);
+        let path = format!("/{}", reference.repository);
+        self.0
+            .as_ref()
+            .is_some_and(|k| k.matches(host, port, &path))
+    }
 }
 
 /// Checks a `matchImages` pattern as the kubelet's `ParseSchemelessURL`
