@@ -334,6 +334,12 @@ fn forbidden_secrets_do_not_stop_the_rest() {
     );
     let w = Watching::start(&kc, all_streams(None), fast_watch(), inv_config());
     w.wait_for("workloads without secrets", |s| s.len() == 1);
+    // The Secrets lists may still be in flight when the workload shows up.
+    wait_until(
+        "the Secrets lists to be refused",
+        Duration::from_secs(10),
+        || api.requests().iter().any(|r| r.status == 403),
+    );
     let secrets: Vec<_> = w
         .streams
         .iter()
