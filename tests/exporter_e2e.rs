@@ -618,23 +618,32 @@ fn a_rotated_secret_never_leaves_a_container_without_series() {
         "{seen:?}\n{}",
         e.log()
     );
-    assert!(
-        fake.seen()
-            .iter()
-            .any(|s| s.authorization.as_deref() == Some("Bearer new")),
-        "the new credential was checked within the window"
+    wait_until(
+        "the new credential to be checked",
+        Duration::from_secs(20),
+        || {
+            fake.seen()
+                .iter()
+                .any(|s| s.authorization.as_deref() == Some("Bearer new"))
+        },
     );
     // The old check's verdict is gone once the new one has its own: one
-    // series per gauge for the container.
-    let m = e.metrics();
-    let rows = m
-        .iter()
-        .filter(|s| {
-            s.name == "k8s_image_availability_exporter_available"
-                && s.labels.get("name").map(String::as_str) == Some("web")
-        })
-        .count();
-    assert_eq!(rows, 1);
+    // series per gauge for the container, and still available.
+    wait_until(
+        "one series for the container",
+        Duration::from_secs(10),
+        || {
+            let m = e.metrics();
+            let rows: Vec<&support::exporter::Sample> = m
+                .iter()
+                .filter(|s| {
+                    s.name == "k8s_image_availability_exporter_available"
+                        && s.labels.get("name").map(String::as_str) == Some("web")
+                })
+                .collect();
+            rows.len() == 1 && rows[0].value == 1.0
+        },
+    );
 }
 
 /// Issue 14 item 4: a new check that is rate-limited keeps showing the
