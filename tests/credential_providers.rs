@@ -232,7 +232,7 @@ fn concurrent_checks_of_one_image_run_the_plugin_once() {
             "fake",
             "'r.example.com'",
             "0s",
-            "    env: [{name: PLUGIN_SLEEP, value: '0.3'}]\n",
+            "    env: [{name: PLUGIN_SLEEP, value: '1'}]\n",
         ),
     );
     plugins.answer(
@@ -240,11 +240,15 @@ fn concurrent_checks_of_one_image_run_the_plugin_once() {
         &response("Image", Some("0s"), "r.example.com", "u", "p"),
     );
     let providers = Arc::new(plugins.load(Duration::from_secs(10)));
+    // All eight ask at once; the one run takes a second, far longer than
+    // it takes the others to arrive.
+    let start = Arc::new(std::sync::Barrier::new(8));
     let threads: Vec<_> = (0..8)
         .map(|_| {
-            let p = providers.clone();
+            let (p, start) = (providers.clone(), start.clone());
             std::thread::spawn(move || {
                 let r = Reference::parse("r.example.com/team/app:1").unwrap();
+                start.wait();
                 p.credentials(&r).credentials.len()
             })
         })
