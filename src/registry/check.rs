@@ -209,26 +209,15 @@ impl Checker {
             if r.status == Status::Available {
                 r.requests = requests;
                 if !failures.is_empty() {
-                    let tried: Vec<String> = failures
-                        .iter()
-                        .map(|(h, f)| format!("{h}: {}", f.reason))
-                        .collect();
-                    r.reason = format!("{} (after {})", r.reason, tried.join("; "));
+                    r.reason = format!("{} (after {})", r.reason, who_got_what(&failures));
                 }
                 return r;
             }
             failures.push((reference.api_host().to_string(), r));
         }
-        let reason = failures
-            .iter()
-            .map(|(h, f)| format!("{h}: {}", f.reason))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let (_, mut worst) = failures
-            .into_iter()
-            .max_by_key(|(_, f)| informative(f.status))
-            .expect("at least the image's own registry is tried");
-        worst.reason = format!("no host serves it: {reason}");
+        let reason = format!("no host serves it: {}", who_got_what(&failures));
+        let mut worst = most_informative(failures);
+        worst.reason = reason;
         worst.requests = requests;
         worst
     }
@@ -279,11 +268,17 @@ impl Checker {
                     }
                 }
                 Attempt::Unauthorized(why) => (
-                    failed(Status::AuthenticationFailure, why, described(true)),
+                    CheckResult {
+                        credential: described(true),
+                        ..CheckResult::without_requests(Status::AuthenticationFailure, why)
+                    },
                     false,
                 ),
                 Attempt::Forbidden(why) => (
-                    failed(Status::AuthorizationFailure, why, described(true)),
+                    CheckResult {
+                        credential: described(true),
+                        ..CheckResult::without_requests(Status::AuthorizationFailure, why)
+                    },
                     false,
                 ),
                 Attempt::Final {
@@ -294,8 +289,11 @@ impl Checker {
                 } => {
                     let independent = !authenticated
                         || matches!(status, Status::RegistryUnavailable | Status::RateLimited);
-                    let mut r = failed(status, reason, described(authenticated));
-                    r.retry_after = retry_after;
+                    let r = CheckResult {
+                        credential: described(authenticated),
+                        retry_after,
+                        ..CheckResult::without_requests(status, reason)
+                    };
                     (r, independent)
                 }
             };
@@ -304,22 +302,12 @@ impl Checker {
                 break;
             }
         }
-        let single = failures.len() == 1;
-        let reason = failures
-            .iter()
-            .map(|(who, f)| {
-                if single && who == "anonymous" {
-                    f.reason.clone()
-                } else {
-                    format!("{who}: {}", f.reason)
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
-        let (_, mut worst) = failures
-            .into_iter()
-            .max_by_key(|(_, f)| informative(f.status))
-            .expect("at least one attempt");
+        // An anonymous pull alone needs no "anonymous:" in front of its reason.
+        let reason = match failures.as_slice() {
+            [(who, f)] if who == "anonymous" => f.reason.clone(),
+            _ => who_got_what(&failures),
+        };
+        let mut worst = most_informative(failures);
         worst.reason = reason;
         worst.requests = ctx.requests;
         worst.host = Some(reference.api_host().to_string());
@@ -420,10 +408,7 @@ impl Checker {
                 Err(a) => return a,
             };
             if resp.status == 401 {
-                let challenges: Vec<Challenge> = resp
-                    .headers_named("www-authenticate")
-                    .flat_map(challenge::parse)
-                    .collect();
+                let challenges = challenges_of(&resp);
                 let new_hint = match hint_from(&challenges, scheme, host) {
                     Ok(h) => h,
                     Err(why) => return final_(Status::UnknownError, why),
@@ -454,26 +439,22 @@ impl Checker {
         r: &Reference,
         auth: Option<&str>,
     ) -> Result<(Response, Scheme), Attempt> {
+        let unavailable = |what: &str, e: TransportError| {
+            final_(
+                Status::RegistryUnavailable,
+                format!("{}: {what}{e}", r.api_host()),
+            )
+        };
         let (resp, scheme) = self
             .manifest_request(ctx, r, Method::Head, auth)
-            .map_err(|e| {
-                final_(
-                    Status::RegistryUnavailable,
-                    format!("{}: {e}", r.api_host()),
-                )
-            })?;
+            .map_err(|e| unavailable("", e))?;
         if !(Checker::listed(&self.get_fallback, r) && matches!(resp.status, 400 | 403 | 404 | 405))
         {
             return Ok((resp, scheme));
         }
         let (get, _) = self
             .manifest_request(ctx, r, Method::Get, auth)
-            .map_err(|e| {
-                final_(
-                    Status::RegistryUnavailable,
-                    format!("{}: GET fallback: {e}", r.api_host()),
-                )
-            })?;
+            .map_err(|e| unavailable("GET fallback: ", e))?;
         Ok((get, scheme))
     }
 
@@ -489,10 +470,7 @@ impl Checker {
             self.set_hint(host, AuthHint::Open);
             return Relearned::Answered(self.classify(r, &resp, false));
         }
-        let challenges: Vec<Challenge> = resp
-            .headers_named("www-authenticate")
-            .flat_map(challenge::parse)
-            .collect();
+        let challenges = challenges_of(&resp);
         match hint_from(&challenges, scheme, host) {
             Ok(h) if h == *hint => Relearned::Same,
             Ok(h) => {
@@ -805,17 +783,23 @@ fn rate_limited(resp: &Response, reason: String, authenticated: bool) -> Attempt
     }
 }
 
-/// A failed attempt, before the requests are counted.
-fn failed(status: Status, reason: String, credential: Option<String>) -> CheckResult {
-    CheckResult {
-        status,
-        reason,
-        credential,
-        requests: 0,
-        digest: None,
-        retry_after: None,
-        host: None,
-    }
+/// `who: what they got; ...`, for the reason of a check that tried several
+/// credentials or hosts.
+fn who_got_what(failures: &[(String, CheckResult)]) -> String {
+    failures
+        .iter()
+        .map(|(who, f)| format!("{who}: {}", f.reason))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The failure that tells the operator the most (see [`informative`]).
+fn most_informative(failures: Vec<(String, CheckResult)>) -> CheckResult {
+    failures
+        .into_iter()
+        .map(|(_, f)| f)
+        .max_by_key(|f| informative(f.status))
+        .expect("at least one attempt")
 }
 
 /// How much a failure tells the operator, when several credentials or hosts
@@ -823,7 +807,7 @@ fn failed(status: Status, reason: String, credential: Option<String>) -> CheckRe
 /// the last verdict stays), then a manifest that an accepted credential was
 /// told is not there, access denied to an accepted credential, credentials
 /// refused, anything unexpected, and last a host that could not be reached.
-pub fn informative(status: Status) -> u8 {
+fn informative(status: Status) -> u8 {
     match status {
         Status::RateLimited => 7,
         Status::Absent => 6,
@@ -834,6 +818,13 @@ pub fn informative(status: Status) -> u8 {
         Status::BadImageFormat => 1,
         Status::Available => 0,
     }
+}
+
+/// Every challenge of a 401's `WWW-Authenticate` headers.
+fn challenges_of(resp: &Response) -> Vec<Challenge> {
+    resp.headers_named("www-authenticate")
+        .flat_map(challenge::parse)
+        .collect()
 }
 
 fn method_name(m: Method) -> &'static str {
