@@ -15,7 +15,6 @@
 //! logged, truncated.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -25,6 +24,7 @@ use prometheus::{IntCounterVec, Opts};
 use serde::Deserialize;
 
 use crate::credentials::{valid_match_image, Credential, Keyring, MatchImage};
+use crate::process::Unfinished;
 use crate::registry::Reference;
 
 /// Request and response API versions the kubelet knows.
@@ -397,62 +397,22 @@ fn exec(binary: &Path, p: &Provider, image: &str, timeout: Duration) -> Result<V
     })
     .to_string();
     // The provider's env is appended to ours, so it wins (mergeEnvVars).
-    let mut child = Command::new(binary)
-        .args(&p.args)
+    let mut cmd = Command::new(binary);
+    cmd.args(&p.args)
         .envs(p.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+        .stderr(Stdio::piped());
+    let finished = crate::process::run(cmd, Some(request.into_bytes()), OUTPUT_LIMIT, timeout)
         .map_err(|e| Failure::Exec(format!("cannot start {}: {e}", binary.display())))?;
-    let mut stdin = child.stdin.take();
-    let writer = std::thread::spawn(move || {
-        if let Some(s) = stdin.as_mut() {
-            let _ = s.write_all(request.as_bytes());
-        }
-    });
-    let read = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(r) = r {
-                let _ = r.take(OUTPUT_LIMIT).read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let stdout = read(
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    );
-    let stderr = read(
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    );
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Ok(status),
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break Err(Failure::Timeout(timeout));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(e) => break Err(Failure::Exec(e.to_string())),
-        }
-    };
-    let _ = writer.join();
-    let out = stdout.join().unwrap_or_default();
-    let err = stderr.join().unwrap_or_default();
+    let err = &finished.stderr;
     if !err.is_empty() {
         let text = String::from_utf8_lossy(&err[..err.len().min(STDERR_LOGGED)]).into_owned();
         log::info!("credential provider {} stderr: {}", p.name, text.trim_end());
     }
-    let status = status?;
+    let status = match finished.status {
+        Ok(s) => s,
+        Err(Unfinished::Timeout) => return Err(Failure::Timeout(timeout)),
+        Err(Unfinished::Wait(e)) => return Err(Failure::Exec(e.to_string())),
+    };
     if !status.success() {
         let first = String::from_utf8_lossy(&err[..err.len().min(200)])
             .lines()
@@ -461,7 +421,7 @@ fn exec(binary: &Path, p: &Provider, image: &str, timeout: Duration) -> Result<V
             .to_string();
         return Err(Failure::Exec(format!("{status}: {first}")));
     }
-    Ok(out)
+    Ok(finished.stdout)
 }
 
 #[derive(Deserialize)]

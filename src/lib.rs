@@ -21,6 +21,7 @@ pub mod kube;
 pub mod logger;
 pub mod malloc;
 pub mod metrics;
+pub mod process;
 pub mod proxy;
 pub mod registry;
 pub mod scheduler;

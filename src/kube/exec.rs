@@ -1,15 +1,15 @@
 //! client-go credential plugins (`users[].user.exec` in a kubeconfig): run
 //! the program, pass `KUBERNETES_EXEC_INFO`, read an `ExecCredential`.
 
-use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use serde::Deserialize;
 
 use super::config::{ClientCert, ExecConfig};
+use crate::process::Unfinished;
 
 /// How long a plugin may take before we give up on it.
 const PLUGIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -88,44 +88,29 @@ pub fn run(cfg: &ExecConfig, cluster: &ClusterInfo) -> Result<ExecCredential, St
     } else {
         cfg.command.clone()
     };
-    let mut child = Command::new(&command)
-        .args(&cfg.args)
+    let mut cmd = Command::new(&command);
+    cmd.args(&cfg.args)
         .envs(cfg.env.iter().map(|(k, v)| (k, v)))
         .env("KUBERNETES_EXEC_INFO", info.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| {
-            let hint = cfg
-                .install_hint
-                .as_deref()
-                .map(|h| format!("; {h}"))
-                .unwrap_or_default();
-            format!("credential plugin {command:?}: {e}{hint}")
-        })?;
-    let mut stdout = child.stdout.take().ok_or("credential plugin: no stdout")?;
-    let reader = std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let _ = stdout.by_ref().take(1 << 20).read_to_end(&mut out);
-        out
-    });
-    let deadline = Instant::now() + PLUGIN_TIMEOUT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "credential plugin {command:?} did not finish within {PLUGIN_TIMEOUT:?}"
-                ));
-            }
-            Err(e) => return Err(format!("credential plugin {command:?}: {e}")),
+        .stderr(Stdio::inherit());
+    let finished = crate::process::run(cmd, None, 1 << 20, PLUGIN_TIMEOUT).map_err(|e| {
+        let hint = cfg
+            .install_hint
+            .as_deref()
+            .map(|h| format!("; {h}"))
+            .unwrap_or_default();
+        format!("credential plugin {command:?}: {e}{hint}")
+    })?;
+    let status = match finished.status {
+        Ok(s) => s,
+        Err(Unfinished::Timeout) => {
+            return Err(format!(
+                "credential plugin {command:?} did not finish within {PLUGIN_TIMEOUT:?}"
+            ))
         }
+        Err(Unfinished::Wait(e)) => return Err(format!("credential plugin {command:?}: {e}")),
     };
-    let out = reader.join().unwrap_or_default();
+    let out = finished.stdout;
     if !status.success() {
         return Err(format!("credential plugin {command:?} failed: {status}"));
     }
