@@ -201,18 +201,16 @@ impl CredentialProviders {
                 ))
             }
         }
-        let specs = read_config(&options.config)?;
-        let mut providers = Vec::with_capacity(specs.len());
-        for spec in specs {
-            let binary = bin_dir.join(&spec.name);
+        let providers = read_config(&options.config)?;
+        for p in &providers {
+            let binary = bin_dir.join(&p.name);
             if !binary.is_file() {
                 return Err(format!(
                     "credential provider {:?}: plugin binary {} does not exist",
-                    spec.name,
+                    p.name,
                     binary.display()
                 ));
             }
-            providers.push(spec);
         }
         let runs = IntCounterVec::new(
             Opts::new(

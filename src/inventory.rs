@@ -696,13 +696,7 @@ impl Inventory {
 
     /// Calls `f(workload, container index, check)` for every reported container.
     pub fn for_each_container(&self, mut f: impl FnMut(&Workload, usize, CheckId)) {
-        for (key, list) in &self.resolved {
-            if let Some(w) = self.workloads.get(key) {
-                for &(i, id) in list {
-                    f(w, i, id);
-                }
-            }
-        }
+        self.for_each_shown(|w, i, id, _| f(w, i, id));
     }
 
     /// Calls `f(workload, container index, check, previous)` for every

@@ -323,11 +323,7 @@ pub fn run(
                             opts.discovery_interval
                         );
                     }
-                    if !state.synced.swap(true, Ordering::SeqCst)
-                        && tx
-                            .send(Event::Synced(stream.resource, stream.namespace.clone()))
-                            .is_err()
-                    {
+                    if l.first_sync().is_err() {
                         return;
                     }
                     sleep_unless_stopped(opts.discovery_interval, stop);
@@ -354,18 +350,15 @@ pub fn run(
         state.progressed();
         state.denied.store(false, Ordering::SeqCst);
         state.forbidden.store(false, Ordering::SeqCst);
-        if !state.synced.swap(true, Ordering::SeqCst) {
+        if !state.synced.load(Ordering::SeqCst) {
             log::info!(
                 "listed {what}: {} objects in {:.1?}",
                 l.known.len(),
                 started.elapsed()
             );
-            if tx
-                .send(Event::Synced(stream.resource, stream.namespace.clone()))
-                .is_err()
-            {
-                return;
-            }
+        }
+        if l.first_sync().is_err() {
+            return;
         }
         while !stop.load(Ordering::Relaxed) {
             pace(&mut limiter);
@@ -460,6 +453,17 @@ impl Loop<'_> {
             }
             None => Ok(false),
         }
+    }
+
+    /// Tells the inventory, once, that the first full list is delivered.
+    fn first_sync(&self) -> Result<(), Stop> {
+        if self.state.synced.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.send(Event::Synced(
+            self.stream.resource,
+            self.stream.namespace.clone(),
+        ))
     }
 
     /// Every object known is gone (the resource stopped being served).

@@ -174,7 +174,6 @@ impl Checker {
         let provided = self
             .providers
             .as_ref()
-            .filter(|p| p.matches(&image.reference))
             .map(|p| p.credentials(&image.reference))
             .unwrap_or_default();
         let all: Vec<Arc<Credential>>;
