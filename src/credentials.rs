@@ -131,15 +131,8 @@ pub fn parse_docker_config(
     let mut parsed = Parsed::default();
     let auths = match format {
         ConfigFormat::DockerConfigJson => {
-            let fields = match root {
-                GoJson::Null => return Ok(parsed),
-                GoJson::Object(fields) => fields,
-                other => {
-                    return Err(fail(format!(
-                        "expected a JSON object, found {}",
-                        other.kind()
-                    )))
-                }
+            let Some(fields) = root.into_object("the config").map_err(fail)? else {
+                return Ok(parsed);
             };
             for name in ["credsStore", "credHelpers"] {
                 if fields.iter().any(|(k, _)| k == name) {
@@ -151,22 +144,16 @@ pub fn parse_docker_config(
             if let Some(h) = go_field(&fields, "httpheaders") {
                 string_map(h).map_err(|why| fail(format!("\"HttpHeaders\": {why}")))?;
             }
-            match go_field(&fields, "auths") {
-                None | Some(GoJson::Null) => return Ok(parsed),
-                Some(a) => a.clone(),
+            // The last key that folds to "auths" is what Go keeps.
+            match fields.into_iter().rev().find(|(k, _)| fold(k) == "auths") {
+                Some((_, a)) => a,
+                None => return Ok(parsed),
             }
         }
         ConfigFormat::DockerCfg => root,
     };
-    let entries = match auths {
-        GoJson::Null => return Ok(parsed),
-        GoJson::Object(entries) => entries,
-        other => {
-            return Err(fail(format!(
-                "\"auths\" must be a JSON object, found {}",
-                other.kind()
-            )))
-        }
+    let Some(entries) = auths.into_object("\"auths\"").map_err(fail)? else {
+        return Ok(parsed);
     };
     // A Go map: a repeated key keeps its last value.
     let mut keep: Vec<(String, GoJson)> = Vec::with_capacity(entries.len());
@@ -176,7 +163,7 @@ pub fn parse_docker_config(
     }
     for (key, entry) in keep {
         let (user, pass) =
-            parse_entry(&entry).map_err(|why| fail(format!("entry {key:?}: {why}")))?;
+            parse_entry(entry).map_err(|why| fail(format!("entry {key:?}: {why}")))?;
         parsed
             .credentials
             .push(Credential::new(source, key, user, pass));
@@ -197,6 +184,19 @@ enum GoJson {
 }
 
 impl GoJson {
+    /// The fields of an object; `None` for null (Go leaves the value
+    /// empty); an error naming `what` for anything else.
+    fn into_object(self, what: &str) -> Result<Option<Vec<(String, GoJson)>>, String> {
+        match self {
+            GoJson::Null => Ok(None),
+            GoJson::Object(fields) => Ok(Some(fields)),
+            other => Err(format!(
+                "{what} must be a JSON object, found {}",
+                other.kind()
+            )),
+        }
+    }
+
     /// Go's name for the JSON type, as its type errors say it.
     fn kind(&self) -> &'static str {
         match self {
@@ -322,16 +322,14 @@ impl ClassifyName for serde_json::Error {
 
 /// `DockerConfigEntry.UnmarshalJSON`: a non-empty `auth` wins over
 /// `username`/`password`; null is an empty entry.
-fn parse_entry(entry: &GoJson) -> Result<(String, String), String> {
-    let fields = match entry {
-        GoJson::Null => return Ok((String::new(), String::new())),
-        GoJson::Object(fields) => fields,
-        other => return Err(format!("expected a JSON object, found {}", other.kind())),
+fn parse_entry(entry: GoJson) -> Result<(String, String), String> {
+    let Some(fields) = entry.into_object("the entry")? else {
+        return Ok((String::new(), String::new()));
     };
-    let user = string_field(fields, "username")?;
-    let pass = string_field(fields, "password")?;
-    string_field(fields, "email")?;
-    let auth = string_field(fields, "auth")?;
+    let user = string_field(&fields, "username")?;
+    let pass = string_field(&fields, "password")?;
+    string_field(&fields, "email")?;
+    let auth = string_field(&fields, "auth")?;
     if auth.is_empty() {
         return Ok((user, pass));
     }

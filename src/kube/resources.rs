@@ -462,7 +462,7 @@ struct Rollout {
     spec: Option<RolloutSpec>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct RolloutSpec {
     replicas: Option<i32>,
@@ -522,11 +522,7 @@ fn decode_workload(kind: Kind, raw: &str) -> Result<Workload, String> {
     let (key, template, enabled) = match kind {
         Kind::Rollout => {
             let r: Rollout = serde_json::from_str(raw).map_err(bad)?;
-            let spec = r.spec.unwrap_or(RolloutSpec {
-                replicas: None,
-                template: None,
-                workload_ref: None,
-            });
+            let spec = r.spec.unwrap_or_default();
             // workloadRef: the pod template is the referenced Deployment's,
             // in the same namespace (Argo Rollouts supports Deployments only).
             if let Some(w) = spec.workload_ref.filter(|w| !w.name.is_empty()) {
