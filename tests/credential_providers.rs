@@ -52,6 +52,17 @@ impl Plugins {
         Plugins { dir, config }
     }
 
+    /// One plugin, `fake`, for `host`, answering `cloud`/`cloud-pw` for the
+    /// registry with the default cache duration (1h).
+    fn serving(host: &str) -> Plugins {
+        let plugins = Plugins::new(&["fake"], &provider("fake", &format!("'{host}'"), "1h", ""));
+        plugins.answer(
+            "fake",
+            &response("Registry", None, host, "cloud", "cloud-pw"),
+        );
+        plugins
+    }
+
     fn answer(&self, name: &str, response: &str) {
         self.dir.write(&format!("response-{name}.json"), response);
     }
@@ -321,14 +332,7 @@ fn node_credentials_come_after_the_docker_config_and_each_is_tried() {
     ));
     reg.push("team/app", "v1");
     let image = reg.image("team/app:v1");
-    let plugins = Plugins::new(
-        &["fake"],
-        &provider("fake", &format!("'{}'", reg.host), "1h", ""),
-    );
-    plugins.answer(
-        "fake",
-        &response("Registry", None, &reg.host, "cloud", "cloud-pw"),
-    );
+    let plugins = Plugins::serving(&reg.host);
     let dir = TempDir::new("both");
     let config = dir.write(
         "config.json",
@@ -460,14 +464,7 @@ fn a_thousand_checks_over_ten_repositories_run_the_plugin_once() {
 #[test]
 fn a_workload_without_pull_secrets_is_pulled_with_the_providers_credentials() {
     let reg = htpasswd_registry();
-    let plugins = Plugins::new(
-        &["fake"],
-        &provider("fake", &format!("'{}'", reg.host), "1h", ""),
-    );
-    plugins.answer(
-        "fake",
-        &response("Registry", None, &reg.host, "cloud", "cloud-pw"),
-    );
+    let plugins = Plugins::serving(&reg.host);
     let api = FakeApiServer::start(ServerAuth::Tokens(vec!["cp".into()]));
     let kc = api.kubeconfig(&FakeApiServer::token_user("cp"));
     api.deploy("a", "web", &reg.image("team/app:v1"));
