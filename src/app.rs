@@ -247,6 +247,8 @@ fn once(config: &Config, client: Arc<ApiClient>, checker: &Checker) -> u8 {
         let Some(result) = results.get(&id) else {
             return;
         };
+        let placement = inv.placement(wl).unwrap_or_default();
+        let result = check_command::against(result.clone(), placement);
         if result.status == Status::Available {
             return;
         }
@@ -258,7 +260,7 @@ fn once(config: &Config, client: Arc<ApiClient>, checker: &Checker) -> u8 {
             name: wl.key.name.clone(),
             container: c.container.clone(),
         };
-        rows.push(Row::new(Some(workload), &c.image, target, result.clone()));
+        rows.push(Row::new(Some(workload), &c.image, target, result));
     });
     rows.sort_by(|a, b| {
         let key = |r: &Row| {

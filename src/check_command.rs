@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 
+use crate::platform::Platform;
+use crate::registry::manifest::Platforms;
 use crate::registry::{CheckResult, Checker, Mirrored, RegistryConfig, Status};
 
 /// How `check` prints results.
@@ -65,8 +67,15 @@ impl Row {
 }
 
 /// Checks every image once (the same image written two ways is one check),
-/// one after another so that request counts show what caching saves.
-pub fn run(config: &RegistryConfig, checker: &Checker, images: &[String]) -> Vec<Row> {
+/// one after another so that request counts show what caching saves. With
+/// `platforms`, an available image must have a build for each of them.
+pub fn run(
+    config: &RegistryConfig,
+    checker: &Checker,
+    images: &[String],
+    platforms: &[Platform],
+) -> Vec<Row> {
+    let required: Vec<(Platform, u32)> = platforms.iter().map(|p| (p.clone(), 0)).collect();
     let mut done: HashMap<String, CheckResult> = HashMap::new();
     let mut rows = Vec::with_capacity(images.len());
     for image in images {
@@ -103,9 +112,35 @@ pub fn run(config: &RegistryConfig, checker: &Checker, images: &[String]) -> Vec
                 r
             }
         };
-        rows.push(Row::new(None, image, Some(&mirrored), result));
+        rows.push(Row::new(
+            None,
+            image,
+            Some(&mirrored),
+            against(result, &required),
+        ));
     }
     rows
+}
+
+/// An available result, judged against the platforms pods can land on.
+pub fn against(mut result: CheckResult, required: &[(Platform, u32)]) -> CheckResult {
+    if result.status != Status::Available || required.is_empty() {
+        return result;
+    }
+    match &result.platforms {
+        Some(Platforms::Known(offered)) => {
+            let missing = crate::platform::missing(offered, required);
+            if !missing.is_empty() {
+                result.reason = crate::platform::describe_missing(offered, &missing);
+                result.status = Status::PlatformUnavailable;
+            }
+        }
+        Some(Platforms::Unknown(why)) => {
+            result.reason = format!("{}; platforms not checked: {why}", result.reason);
+        }
+        None => {}
+    }
+    result
 }
 
 /// 0 when every image is available, 1 otherwise.
@@ -134,6 +169,9 @@ pub fn print(rows: &[Row], output: Output, w: &mut dyn Write) -> io::Result<()> 
                     "digest": r.result.digest,
                     "retry_after_seconds": r.result.retry_after.map(|d| d.as_secs()),
                 });
+                if let Some(Platforms::Known(p)) = &r.result.platforms {
+                    v["platforms"] = p.iter().map(|p| p.to_string()).collect::<Vec<_>>().into();
+                }
                 if let Some(wl) = &r.workload {
                     v["namespace"] = wl.namespace.clone().into();
                     v["kind"] = wl.kind.clone().into();

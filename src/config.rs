@@ -154,6 +154,14 @@ pub struct Args {
     #[argh(option, default = "String::from(\"info\")")]
     pub log_level: String,
 
+    /// do not check that images have a build for the platforms of the nodes their pods can run on (saves one manifest GET per new digest, which Docker Hub counts as a pull). Defaults to false.
+    #[argh(switch)]
+    pub no_platform_check: bool,
+
+    /// with `check`: platforms (os/arch[/variant]) the images must have, comma-separated; repeatable. Defaults to none.
+    #[argh(option)]
+    pub platform: Vec<String>,
+
     /// print the version and exit. Defaults to false.
     #[argh(switch)]
     pub version: bool,
@@ -167,6 +175,7 @@ pub struct Args {
 const SWITCHES: &[&str] = &[
     "skip-registry-cert-verification",
     "allow-plain-http",
+    "no-platform-check",
     "version",
 ];
 
@@ -225,6 +234,8 @@ pub enum Command {
     Check {
         /// Image strings as given.
         images: Vec<String>,
+        /// `--platform`: what the images must offer.
+        platforms: Vec<crate::platform::Platform>,
     },
     /// Run the exporter.
     Serve,
@@ -253,6 +264,8 @@ pub struct KubeOptions {
     pub force_disabled: std::collections::HashSet<crate::kube::resources::Kind>,
     /// `--pod-template-resource` kinds.
     pub custom_kinds: Vec<crate::kube::resources::Kind>,
+    /// Nodes are watched for the platform check (no `--no-platform-check`).
+    pub platform_check: bool,
 }
 
 impl KubeOptions {
@@ -298,6 +311,13 @@ impl KubeOptions {
                 label_selector: Some(l.clone()),
             });
         }
+        if self.platform_check {
+            streams.push(Stream {
+                resource: Resource::Nodes,
+                namespace: None,
+                label_selector: None,
+            });
+        }
         streams
     }
 
@@ -309,6 +329,7 @@ impl KubeOptions {
             allowed_images: self.allowed_images.clone(),
             force_disabled: self.force_disabled.clone(),
             filter_namespaces: self.namespace_label.is_some(),
+            platform_switch: registry.checker.platforms.clone(),
         }
     }
 }
@@ -602,6 +623,7 @@ fn kube_options(args: &Args) -> Result<KubeOptions, ConfigError> {
         ignored_images: regexes("ignored-images", &args.ignored_images)?,
         allowed_images: regexes("allowed-images", &args.allowed_images)?,
         force_disabled,
+        platform_check: !args.no_platform_check,
     })
 }
 
@@ -609,13 +631,26 @@ impl Config {
     /// Validates raw arguments.
     pub fn from_args(args: Args) -> Result<Config, ConfigError> {
         let command = match args.command.split_first() {
+            None if !args.platform.is_empty() => {
+                return Err(ConfigError(
+                    "--platform applies to `check`; the exporter reads the platforms of the cluster's nodes".into(),
+                ))
+            }
             None => Command::Serve,
             Some((c, images)) if c == "check" => {
                 if images.is_empty() {
                     return Err(ConfigError("check: name at least one image".into()));
                 }
+                let mut platforms = Vec::new();
+                for p in list(&args.platform) {
+                    platforms.push(
+                        crate::platform::Platform::parse(&p)
+                            .map_err(|e| ConfigError(format!("--platform: {e}")))?,
+                    );
+                }
                 Command::Check {
                     images: images.to_vec(),
+                    platforms,
                 }
             }
             Some((c, _)) => {
@@ -666,6 +701,13 @@ impl Config {
         let providers = credential_providers(&args)?;
         let kube = kube_options(&args)?;
         let exporter = exporter_options(&args)?;
+        // On when `check --platform` names platforms; in the exporter, once
+        // the inventory knows the nodes.
+        let platform_switch = (!args.no_platform_check).then(|| {
+            let named =
+                matches!(&command, Command::Check { platforms, .. } if !platforms.is_empty());
+            Arc::new(std::sync::atomic::AtomicBool::new(named))
+        });
         Ok(Config {
             command,
             exporter,
@@ -685,6 +727,7 @@ impl Config {
                     retries: 2,
                     retry_backoff: Duration::from_millis(250),
                     providers,
+                    platforms: platform_switch,
                 },
                 default_registry,
                 mirrors,

@@ -15,6 +15,8 @@ use regex::Regex;
 use crate::credentials::{Credential, Keyring};
 use crate::kube::resources::{ContainerImage, Kind, Object, ObjectKey, Resource, Workload};
 use crate::kube::watch::Event;
+use crate::placement::{Node, Scheduling};
+use crate::platform::Platform;
 use crate::registry::{Mirrored, RegistryConfig};
 
 /// Identifies a check for the scheduler and the results table.
@@ -105,7 +107,13 @@ pub struct InventoryConfig {
     pub force_disabled: HashSet<Kind>,
     /// `--namespace-label` is set: only namespaces the namespace watch reports count.
     pub filter_namespaces: bool,
+    /// Turned on once the nodes are known, so the checker reads the
+    /// platforms of images; `None` with `--no-platform-check`.
+    pub platform_switch: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
+
+/// The platforms a workload's pods can land on, with node counts.
+pub type Placement = Arc<[(Platform, u32)]>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct CheckKey {
@@ -174,6 +182,15 @@ pub struct Inventory {
     /// Deployment -> the Rollouts whose `workloadRef` names it: such a
     /// Deployment is reported only through them.
     referenced: HashMap<ObjectKey, HashSet<ObjectKey>>,
+    /// The cluster's nodes by name, for the platform check.
+    nodes: HashMap<String, Node>,
+    /// The node list has been delivered once.
+    nodes_synced: bool,
+    /// Nodes changed since the last flush.
+    nodes_dirty: bool,
+    /// Every distinct scheduling of the workloads (interned: workloads
+    /// with equal templates share one), with its placement.
+    schedulings: HashMap<Arc<Scheduling>, Placement>,
 }
 
 impl Inventory {
@@ -198,6 +215,10 @@ impl Inventory {
             held: HashMap::new(),
             replaced: HashMap::new(),
             referenced: HashMap::new(),
+            nodes: HashMap::new(),
+            nodes_synced: false,
+            nodes_dirty: false,
+            schedulings: HashMap::new(),
         }
     }
 
@@ -205,9 +226,25 @@ impl Inventory {
     /// so a burst of events (an initial list) is resolved once.
     pub fn apply(&mut self, event: Event) {
         match event {
+            Event::Synced(Resource::Nodes, _) => {
+                self.nodes_synced = true;
+                self.nodes_dirty = true;
+            }
             Event::Synced(..) => {}
             Event::Verdict(id) => self.verdict(id),
-            Event::Upsert(_, Object::Workload(w)) => {
+            Event::Upsert(_, Object::Node(key, node)) => {
+                if self.nodes.get(&key.name) != Some(&node) {
+                    self.nodes.insert(key.name, node);
+                    self.nodes_dirty = true;
+                }
+            }
+            Event::Delete(Resource::Nodes, key) => {
+                if self.nodes.remove(&key.name).is_some() {
+                    self.nodes_dirty = true;
+                }
+            }
+            Event::Upsert(_, Object::Workload(mut w)) => {
+                w.scheduling = self.intern(w.scheduling);
                 let key = WorkloadKey {
                     kind: w.kind,
                     key: w.key.clone(),
@@ -277,8 +314,59 @@ impl Inventory {
         }
     }
 
+    /// The shared copy of a scheduling, computing its placement when new.
+    fn intern(&mut self, s: Arc<Scheduling>) -> Arc<Scheduling> {
+        if let Some((k, _)) = self.schedulings.get_key_value(&s) {
+            return k.clone();
+        }
+        let placement = self.place(&s);
+        self.schedulings.insert(s.clone(), placement);
+        s
+    }
+
+    fn place(&self, s: &Scheduling) -> Placement {
+        crate::placement::platforms(s, self.nodes.values()).into()
+    }
+
+    /// After node changes: every placement again, and schedulings no
+    /// workload uses any more are dropped.
+    fn replace_all(&mut self) {
+        self.nodes_dirty = false;
+        let keys: Vec<Arc<Scheduling>> = self
+            .schedulings
+            .keys()
+            .filter(|k| Arc::strong_count(k) > 1)
+            .cloned()
+            .collect();
+        let mut fresh = HashMap::with_capacity(keys.len());
+        for k in keys {
+            let p = self.place(&k);
+            fresh.insert(k, p);
+        }
+        self.schedulings = fresh;
+        if let Some(switch) = &self.config.platform_switch {
+            let on = self.nodes_synced && !self.nodes.is_empty();
+            switch.store(on, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// The platforms the pods of `w` can land on; `None` while the nodes
+    /// are unknown (not listed yet, not listable, or the check is off).
+    pub fn placement(&self, w: &Workload) -> Option<&[(Platform, u32)]> {
+        if !self.nodes_synced || self.config.platform_switch.is_none() {
+            return None;
+        }
+        self.schedulings
+            .get(&w.scheduling)
+            .map(|p| &p[..])
+            .filter(|p| !p.is_empty())
+    }
+
     /// Resolves what changed since the last flush and returns the check changes.
     pub fn flush(&mut self) -> Vec<Change> {
+        if self.nodes_dirty {
+            self.replace_all();
+        }
         let mut todo: Vec<WorkloadKey> = self.dirty_workloads.drain().collect();
         if !self.dirty_namespaces.is_empty() {
             let dirty = std::mem::take(&mut self.dirty_namespaces);
@@ -458,18 +546,25 @@ impl Inventory {
                 name,
             },
         };
-        let (containers, secrets, sa) = match self.workloads.get(&deployment) {
+        let (containers, secrets, sa, scheduling) = match self.workloads.get(&deployment) {
             Some(d) => (
                 d.containers.clone(),
                 d.pull_secrets.clone(),
                 d.service_account.clone(),
+                d.scheduling.clone(),
             ),
-            None => (Vec::new(), Vec::new(), "default".to_string()),
+            None => (
+                Vec::new(),
+                Vec::new(),
+                "default".to_string(),
+                self.intern(Arc::default()),
+            ),
         };
         if let Some(w) = self.workloads.get_mut(key) {
             w.containers = containers;
             w.pull_secrets = secrets;
             w.service_account = sa;
+            w.scheduling = scheduling;
         }
     }
 
@@ -780,6 +875,7 @@ mod tests {
                     retries: 0,
                     retry_backoff: std::time::Duration::ZERO,
                     providers: None,
+                    platforms: None,
                 },
                 default_registry: "docker.io".into(),
                 mirrors: Mirrors::default(),
@@ -814,6 +910,7 @@ mod tests {
                 service_account: "default".into(),
                 enabled: true,
                 template_ref: None,
+                scheduling: Arc::default(),
             }),
         )
     }

@@ -21,6 +21,8 @@ pub mod kube;
 pub mod logger;
 pub mod malloc;
 pub mod metrics;
+pub mod placement;
+pub mod platform;
 pub mod process;
 pub mod proxy;
 pub mod registry;

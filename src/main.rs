@@ -46,7 +46,7 @@ fn main() -> ExitCode {
         }
     };
     match &config.command {
-        Command::Check { images } => {
+        Command::Check { images, platforms } => {
             let checker = match Checker::new(config.registry.checker.clone()) {
                 Ok(c) => c,
                 Err(e) => {
@@ -54,7 +54,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let rows = check_command::run(&config.registry, &checker, images);
+            let rows = check_command::run(&config.registry, &checker, images, platforms);
             if let Err(e) =
                 check_command::print(&rows, config.output, &mut std::io::stdout().lock())
             {

@@ -305,7 +305,7 @@ fn container_rows(inventory: &Inventory, results: &Results) -> Vec<(String, Stat
             labels.push_str("\",name=\"");
             escape(&mut labels, &w.key.name);
             labels.push_str("\"}");
-            rows.push((labels, outcome.status));
+            rows.push((labels, outcome.status_for(inventory.placement(w))));
         })
     });
     rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{select, Receiver, Sender};
 
 use crate::inventory::{Change, CheckId, CheckSpec, Target};
+use crate::platform::Platform;
+use crate::registry::manifest::Platforms;
 use crate::registry::{CheckResult, Checker, Status};
 
 /// Queue settings.
@@ -273,6 +275,43 @@ pub struct Outcome {
     /// The credential that got the answer (by secret or file, and key), or
     /// `None` for anonymous.
     pub credential: Option<String>,
+    /// For `Available`: the platforms the image offers, when they were read.
+    pub platforms: Option<Arc<[Platform]>>,
+}
+
+impl Outcome {
+    /// A check's verdict as a container shows it: an available image that
+    /// lacks a platform of the nodes the container's pods can land on
+    /// (`placement`) is `platform_unavailable`; every other class wins.
+    pub fn status_for(&self, placement: Option<&[(Platform, u32)]>) -> Status {
+        match self.missing(placement) {
+            Some(m) if !m.is_empty() => Status::PlatformUnavailable,
+            _ => self.status,
+        }
+    }
+
+    /// The reason that goes with [`Outcome::status_for`].
+    pub fn reason_for(&self, placement: Option<&[(Platform, u32)]>) -> String {
+        match (self.missing(placement), &self.platforms) {
+            (Some(m), Some(offered)) if !m.is_empty() => {
+                crate::platform::describe_missing(offered, &m)
+            }
+            _ => self.reason.clone(),
+        }
+    }
+
+    fn missing<'a>(
+        &self,
+        placement: Option<&'a [(Platform, u32)]>,
+    ) -> Option<Vec<&'a (Platform, u32)>> {
+        if self.status != Status::Available {
+            return None;
+        }
+        Some(crate::platform::missing(
+            self.platforms.as_deref()?,
+            placement?,
+        ))
+    }
 }
 
 /// What a container shows: its check's verdict, or, while that check has
@@ -478,7 +517,11 @@ impl Scheduler {
                     log_result(&d.spec, &d.result, previous);
                     // A rate-limited check keeps its last known verdict.
                     if d.result.status != Status::RateLimited && queue.contains(d.spec.id) {
-                        self.results.set(d.spec.id, Outcome { status: d.result.status, reason: d.result.reason, checked_at: SystemTime::now(), credential: d.result.credential });
+                        let platforms = match d.result.platforms {
+                            Some(Platforms::Known(p)) => Some(p),
+                            _ => None,
+                        };
+                        self.results.set(d.spec.id, Outcome { status: d.result.status, reason: d.result.reason, checked_at: SystemTime::now(), credential: d.result.credential, platforms });
                         if previous.is_none() {
                             if let Some(tx) = &self.verdicts {
                                 let _ = tx.send(crate::kube::watch::Event::Verdict(d.spec.id));

@@ -132,8 +132,10 @@ pub fn collect(inventory: &Inventory, results: &Results, filter: &Filter) -> Rep
                 r.unchecked += 1;
                 return;
             };
-            *r.totals.entry(outcome.status.as_str()).or_default() += 1;
-            if outcome.status == Status::Available {
+            let placement = inventory.placement(w);
+            let status = outcome.status_for(placement);
+            *r.totals.entry(status.as_str()).or_default() += 1;
+            if status == Status::Available {
                 return;
             }
             if !namespaces.contains(&w.key.namespace) {
@@ -143,7 +145,7 @@ pub fn collect(inventory: &Inventory, results: &Results, filter: &Filter) -> Rep
                 .namespace
                 .as_deref()
                 .is_some_and(|n| n != w.key.namespace)
-                || filter.status.is_some_and(|s| s != outcome.status)
+                || filter.status.is_some_and(|s| s != status)
             {
                 return;
             }
@@ -160,8 +162,8 @@ pub fn collect(inventory: &Inventory, results: &Results, filter: &Filter) -> Rep
                 name: w.key.name.clone(),
                 container: c.container.clone(),
                 image: image.unwrap_or(&c.image).to_string(),
-                status: outcome.status,
-                reason: outcome.reason.clone(),
+                status,
+                reason: outcome.reason_for(placement),
                 credential: outcome
                     .credential
                     .clone()

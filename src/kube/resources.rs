@@ -1,17 +1,20 @@
 //! What we watch, and the little we keep of each object: workload kinds with
 //! the images and pull-secret references of their pod template, pull
-//! secrets as parsed credentials, service accounts' pull secrets, and
-//! namespace names. Whole objects never leave this module.
+//! secrets as parsed credentials, service accounts' pull secrets,
+//! namespace names, and of each Node what the scheduler filters on and its
+//! platform. Whole objects never leave this module.
 
 use std::fmt;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::core::v1::{PodTemplateSpec, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec, Secret, ServiceAccount};
 use serde::Deserialize;
 
 use crate::credentials::{parse_docker_config, ConfigFormat, Credential};
+use crate::placement::{self, Node, Requirement, Scheduling, Term, Toleration};
+use crate::platform::Platform;
 
 /// A workload kind, as the `kind` label writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -194,6 +197,8 @@ pub enum Resource {
     ServiceAccounts,
     /// Namespaces (only with `--namespace-label`).
     Namespaces,
+    /// Nodes, for the platform check.
+    Nodes,
 }
 
 impl Resource {
@@ -211,6 +216,7 @@ impl Resource {
             }
             Resource::ServiceAccounts => ("/api/v1", "serviceaccounts"),
             Resource::Namespaces => ("/api/v1", "namespaces"),
+            Resource::Nodes => ("/api/v1", "nodes"),
         }
     }
 
@@ -257,7 +263,7 @@ impl Resource {
 
     /// Whether objects live in namespaces.
     pub fn namespaced(self) -> bool {
-        self != Resource::Namespaces
+        !matches!(self, Resource::Namespaces | Resource::Nodes)
     }
 
     /// A name for log lines and metrics.
@@ -273,6 +279,7 @@ impl Resource {
             Resource::DockerCfgSecrets => "secrets(dockercfg)",
             Resource::ServiceAccounts => "serviceaccounts",
             Resource::Namespaces => "namespaces",
+            Resource::Nodes => "nodes",
         }
     }
 
@@ -285,6 +292,7 @@ impl Resource {
             }
             Resource::ServiceAccounts => decode_service_account(raw).map(Object::ServiceAccount),
             Resource::Namespaces => decode_namespace(raw).map(Object::Namespace),
+            Resource::Nodes => decode_node(raw).map(|(k, n)| Object::Node(k, n)),
         }
     }
 }
@@ -335,6 +343,9 @@ pub struct Workload {
     /// A Rollout's `workloadRef`: the Deployment (same namespace) whose pod
     /// template it runs; the inventory fills in its containers.
     pub template_ref: Option<String>,
+    /// Where its pods may be scheduled (shared between equal templates by
+    /// the inventory).
+    pub scheduling: Arc<Scheduling>,
 }
 
 /// What we keep of a pull secret: the parsed credentials only.
@@ -367,6 +378,8 @@ pub enum Object {
     ServiceAccount(ServiceAccountInfo),
     /// A namespace (by name).
     Namespace(ObjectKey),
+    /// A node, keyed by name.
+    Node(ObjectKey, Node),
 }
 
 impl Object {
@@ -376,7 +389,7 @@ impl Object {
             Object::Workload(w) => &w.key,
             Object::PullSecret(s) => &s.key,
             Object::ServiceAccount(a) => &a.key,
-            Object::Namespace(k) => k,
+            Object::Namespace(k) | Object::Node(k, _) => k,
         }
     }
 }
@@ -415,10 +428,27 @@ fn key_of(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Obj
     }
 }
 
-fn template_parts(t: Option<PodTemplateSpec>) -> (Vec<ContainerImage>, Vec<String>, String) {
-    let Some(spec) = t.and_then(|t| t.spec) else {
-        return (Vec::new(), Vec::new(), "default".into());
+/// What we keep of a pod template.
+struct TemplateParts {
+    containers: Vec<ContainerImage>,
+    pull_secrets: Vec<String>,
+    service_account: String,
+    scheduling: Scheduling,
+    host_network: bool,
+}
+
+fn template_parts(t: Option<PodTemplateSpec>) -> TemplateParts {
+    let Some(mut spec) = t.and_then(|t| t.spec) else {
+        return TemplateParts {
+            containers: Vec::new(),
+            pull_secrets: Vec::new(),
+            service_account: "default".into(),
+            scheduling: Scheduling::default(),
+            host_network: false,
+        };
     };
+    let scheduling = scheduling_of(&mut spec);
+    let host_network = spec.host_network.unwrap_or(false);
     let mut containers = Vec::new();
     for c in spec
         .init_containers
@@ -450,7 +480,70 @@ fn template_parts(t: Option<PodTemplateSpec>) -> (Vec<ContainerImage>, Vec<Strin
         .filter(|s| !s.is_empty())
         .or(spec.service_account.filter(|s| !s.is_empty()))
         .unwrap_or_else(|| "default".into());
-    (containers, secrets, sa)
+    TemplateParts {
+        containers,
+        pull_secrets: secrets,
+        service_account: sa,
+        scheduling,
+        host_network,
+    }
+}
+
+/// Takes what the scheduler's filters read out of a pod spec.
+fn scheduling_of(spec: &mut PodSpec) -> Scheduling {
+    let requirement = |r: k8s_openapi::api::core::v1::NodeSelectorRequirement| Requirement {
+        key: r.key,
+        operator: r.operator,
+        values: r.values.unwrap_or_default(),
+    };
+    let required = spec
+        .affinity
+        .take()
+        .and_then(|a| a.node_affinity)
+        .and_then(|n| n.required_during_scheduling_ignored_during_execution)
+        .map(|sel| {
+            sel.node_selector_terms
+                .into_iter()
+                .map(|t| Term {
+                    expressions: t
+                        .match_expressions
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(requirement)
+                        .collect(),
+                    fields: t
+                        .match_fields
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(requirement)
+                        .collect(),
+                })
+                .collect()
+        });
+    let mut node_selector: Vec<(String, String)> = spec
+        .node_selector
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    node_selector.sort();
+    Scheduling {
+        node_name: spec.node_name.take().unwrap_or_default(),
+        node_selector,
+        required,
+        tolerations: spec
+            .tolerations
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| Toleration {
+                key: t.key.unwrap_or_default(),
+                operator: t.operator.unwrap_or_default(),
+                value: t.value.unwrap_or_default(),
+                effect: t.effect.unwrap_or_default(),
+            })
+            .collect(),
+    }
 }
 
 /// What we read of an Argo Rollout.
@@ -587,15 +680,19 @@ fn decode_workload(kind: Kind, raw: &str) -> Result<Workload, String> {
     if key.name.is_empty() {
         return Err(format!("malformed {kind}: no metadata.name"));
     }
-    let (containers, pull_secrets, service_account) = template_parts(template);
+    let mut parts = template_parts(template);
+    if kind == Kind::DaemonSet {
+        parts.scheduling.as_daemon_pod(parts.host_network);
+    }
     Ok(Workload {
         kind,
         key,
-        containers,
-        pull_secrets,
-        service_account,
+        containers: parts.containers,
+        pull_secrets: parts.pull_secrets,
+        service_account: parts.service_account,
         enabled,
         template_ref,
+        scheduling: Arc::new(parts.scheduling),
     })
 }
 
@@ -667,6 +764,105 @@ fn decode_namespace(raw: &str) -> Result<ObjectKey, String> {
         namespace: String::new(),
         name: m.name,
     })
+}
+
+/// What we read of a Node: serde skips everything else (a Node's status
+/// lists every image on it, often hundreds), so nothing large is built.
+#[derive(Deserialize)]
+struct NodeObject {
+    #[serde(default)]
+    metadata: NodeMeta,
+    #[serde(default)]
+    spec: NodeSpec,
+    #[serde(default)]
+    status: NodeStatus,
+}
+
+#[derive(Deserialize, Default)]
+struct NodeMeta {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    labels: Option<std::collections::BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize, Default)]
+struct NodeSpec {
+    #[serde(default)]
+    taints: Option<Vec<NodeTaint>>,
+    #[serde(default)]
+    unschedulable: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct NodeTaint {
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    value: Option<String>,
+    #[serde(default)]
+    effect: String,
+}
+
+#[derive(Deserialize, Default)]
+struct NodeStatus {
+    #[serde(rename = "nodeInfo", default)]
+    node_info: Option<NodeInfo>,
+}
+
+#[derive(Deserialize, Default)]
+struct NodeInfo {
+    #[serde(rename = "operatingSystem", default)]
+    operating_system: String,
+    #[serde(default)]
+    architecture: String,
+}
+
+fn decode_node(raw: &str) -> Result<(ObjectKey, Node), String> {
+    let n: NodeObject = serde_json::from_str(raw).map_err(|e| format!("malformed Node: {e}"))?;
+    if n.metadata.name.is_empty() {
+        return Err("malformed Node: no metadata.name".into());
+    }
+    let labels: Vec<(String, String)> = n.metadata.labels.unwrap_or_default().into_iter().collect();
+    let label = |k: &str| {
+        labels
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    };
+    let info = n.status.node_info.unwrap_or_default();
+    let os = label("kubernetes.io/os").unwrap_or(&info.operating_system);
+    let arch = label("kubernetes.io/arch").unwrap_or(&info.architecture);
+    // No label says the arm variant: containerd on the node takes it from
+    // /proc/cpuinfo, which is v7 on 32-bit arm nodes in practice and what
+    // a bare `arm` normalises to; arm64 is v8 by default.
+    let platform = (!arch.is_empty()).then(|| Platform::new(os, arch, ""));
+    let key = ObjectKey {
+        namespace: String::new(),
+        name: n.metadata.name.clone(),
+    };
+    Ok((
+        key,
+        Node {
+            name: n.metadata.name,
+            labels,
+            taints: n
+                .spec
+                .taints
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+                .map(|t| placement::Taint {
+                    key: t.key,
+                    value: t.value.unwrap_or_default(),
+                    effect: t.effect,
+                })
+                .collect(),
+            unschedulable: n.spec.unschedulable.unwrap_or(false),
+            platform,
+        },
+    ))
 }
 
 #[cfg(test)]

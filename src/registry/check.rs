@@ -4,10 +4,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::challenge::{self, Challenge};
+use super::manifest::{self, DigestCache, Manifest, Platforms};
 use super::outcome::{parse_retry_after, CheckResult, Status};
 use super::reference::{Mirrored, Reference};
 use super::token::{parse_token_response, Token, TokenCache};
@@ -55,7 +57,14 @@ pub struct CheckerConfig {
     pub retry_backoff: Duration,
     /// The nodes' image credential provider plugins, if configured.
     pub providers: Option<Arc<CredentialProviders>>,
+    /// Whether to read the platforms of available images (one GET per new
+    /// digest): `None` with `--no-platform-check`; otherwise the switch the
+    /// inventory turns on once it knows the cluster's nodes.
+    pub platforms: Option<Arc<AtomicBool>>,
 }
+
+/// Digests whose platforms are remembered. An entry is about 200 bytes.
+const DIGEST_CACHE_SIZE: usize = 16_384;
 
 /// How a registry wants to be authenticated, learnt from its 401s.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +89,7 @@ enum Attempt {
     Present {
         digest: Option<String>,
         authenticated: bool,
+        platforms: Option<Platforms>,
     },
     /// 401: try the next credential.
     Unauthorized(String),
@@ -126,6 +136,8 @@ pub struct Checker {
     retry_backoff: Duration,
     providers: Option<Arc<CredentialProviders>>,
     observer: Option<Arc<dyn RequestObserver>>,
+    platforms: Option<Arc<AtomicBool>>,
+    digests: DigestCache,
 }
 
 impl Checker {
@@ -155,6 +167,8 @@ impl Checker {
             retry_backoff: config.retry_backoff,
             providers: config.providers,
             observer: None,
+            platforms: config.platforms,
+            digests: DigestCache::new(DIGEST_CACHE_SIZE),
         })
     }
 
@@ -255,6 +269,7 @@ impl Checker {
                 Attempt::Present {
                     digest,
                     authenticated,
+                    platforms,
                 } => {
                     return CheckResult {
                         status: Status::Available,
@@ -264,6 +279,7 @@ impl Checker {
                         digest,
                         retry_after: None,
                         host: Some(reference.api_host().to_string()),
+                        platforms,
                     }
                 }
                 Attempt::Unauthorized(why) => (
@@ -427,8 +443,155 @@ impl Checker {
             if !self.hints_known(host) {
                 self.set_hint(host, AuthHint::Open);
             }
-            return self.classify(r, &resp, auth.is_some());
+            return self.classified(ctx, r, &resp, auth.as_deref());
         }
+    }
+
+    /// The answer's verdict; for a manifest that is there, with the image's
+    /// platforms when they are wanted.
+    fn classified(
+        &self,
+        ctx: &mut Ctx,
+        r: &Reference,
+        resp: &Response,
+        auth: Option<&str>,
+    ) -> Attempt {
+        let mut a = self.classify(r, resp, auth.is_some());
+        if let Attempt::Present {
+            digest: Some(d),
+            platforms,
+            ..
+        } = &mut a
+        {
+            if self
+                .platforms
+                .as_ref()
+                .is_some_and(|p| p.load(Ordering::Relaxed))
+            {
+                *platforms = Some(self.platforms_of(ctx, r, auth, d, resp));
+            }
+        }
+        a
+    }
+
+    /// The platforms of the manifest `digest` of `r`, from the cache or
+    /// read once: an index (or manifest list) by one GET, a single
+    /// manifest by a GET of it and of its config blob. `answer` is the
+    /// manifest answer, whose body is used when it was a GET.
+    fn platforms_of(
+        &self,
+        ctx: &mut Ctx,
+        r: &Reference,
+        auth: Option<&str>,
+        digest: &str,
+        answer: &Response,
+    ) -> Platforms {
+        let now = Instant::now();
+        if let Some(p) = self.digests.get(digest, now) {
+            return p;
+        }
+        let first = (!answer.body.is_empty())
+            .then(|| manifest::parse_manifest(answer.header("content-type"), &answer.body));
+        let (platforms, lasting) = match self.read_platforms(ctx, r, auth, digest, first) {
+            Ok(Platforms::Known(p)) => (Platforms::Known(p), true),
+            // An artifact stays one.
+            Ok(unknown) => (unknown, true),
+            Err(why) => {
+                log::debug!("{r}: cannot read its platforms: {why}");
+                (Platforms::Unknown(why), false)
+            }
+        };
+        self.digests.put(digest, platforms.clone(), lasting, now);
+        platforms
+    }
+
+    fn read_platforms(
+        &self,
+        ctx: &mut Ctx,
+        r: &Reference,
+        auth: Option<&str>,
+        digest: &str,
+        first: Option<Result<Manifest, String>>,
+    ) -> Result<Platforms, String> {
+        let top = match first {
+            Some(m) => m?,
+            None => self.get_manifest(ctx, r, auth, digest)?,
+        };
+        let mut found = Vec::new();
+        match top {
+            Manifest::Index(entries) => {
+                let mut unlabelled = 0;
+                for e in entries {
+                    if let Some(p) = e.platform {
+                        found.push(p);
+                        continue;
+                    }
+                    // containerd reads an entry without a platform to
+                    // learn it; so do we, for a few.
+                    unlabelled += 1;
+                    if unlabelled > manifest::MAX_UNLABELLED_ENTRIES {
+                        continue;
+                    }
+                    match self.get_manifest(ctx, r, auth, &e.digest)? {
+                        Manifest::Image { config } => {
+                            found.push(self.get_config(ctx, r, auth, &config)?)
+                        }
+                        Manifest::Schema1(p) => found.push(p),
+                        Manifest::Index(_) | Manifest::NotImage(_) => {}
+                    }
+                }
+            }
+            Manifest::Image { config } => found.push(self.get_config(ctx, r, auth, &config)?),
+            Manifest::Schema1(p) => found.push(p),
+            Manifest::NotImage(why) => return Ok(Platforms::Unknown(why)),
+        }
+        Ok(Platforms::Known(manifest::distinct(found)))
+    }
+
+    fn get_manifest(
+        &self,
+        ctx: &mut Ctx,
+        r: &Reference,
+        auth: Option<&str>,
+        digest: &str,
+    ) -> Result<Manifest, String> {
+        let path = format!("/v2/{}/manifests/{digest}", r.repository);
+        let resp = self.get(ctx, r, path, auth, Some(MANIFEST_ACCEPT))?;
+        manifest::parse_manifest(resp.header("content-type"), &resp.body)
+    }
+
+    fn get_config(
+        &self,
+        ctx: &mut Ctx,
+        r: &Reference,
+        auth: Option<&str>,
+        digest: &str,
+    ) -> Result<crate::platform::Platform, String> {
+        let path = format!("/v2/{}/blobs/{digest}", r.repository);
+        let resp = self.get(ctx, r, path, auth, None)?;
+        manifest::parse_config(&resp.body)
+    }
+
+    /// A GET on the image's registry, by the scheme the manifest request
+    /// used; blob redirects to storage elsewhere lose the credentials.
+    fn get(
+        &self,
+        ctx: &mut Ctx,
+        r: &Reference,
+        path: String,
+        auth: Option<&str>,
+        accept: Option<&str>,
+    ) -> Result<Response, String> {
+        let host = r.api_host();
+        let scheme = self.learnt_scheme(host).unwrap_or(Scheme::Https);
+        let url = Url::new(scheme, host, path);
+        let resp = self
+            .send(ctx, Method::Get, &url, auth, accept, MANIFEST_BODY_LIMIT)
+            .map_err(|e| format!("GET {}: {e}", url.path_and_query))?;
+        if resp.status != 200 {
+            return Err(format!("GET {}: HTTP {}", url.path_and_query, resp.status));
+        }
+        Ok(resp)
     }
 
     /// The manifest request, with the GET fallback where it is enabled.
@@ -467,7 +630,7 @@ impl Checker {
         if resp.status != 401 {
             // It no longer asks for credentials at all.
             self.set_hint(host, AuthHint::Open);
-            return Relearned::Answered(self.classify(r, &resp, false));
+            return Relearned::Answered(self.classified(ctx, r, &resp, None));
         }
         let challenges = challenges_of(&resp);
         match hint_from(&challenges, scheme, host) {
@@ -504,6 +667,7 @@ impl Checker {
                 Attempt::Present {
                     digest: got.or_else(|| r.digest.clone()),
                     authenticated,
+                    platforms: None,
                 }
             }
             404 => fin(
@@ -815,7 +979,8 @@ fn informative(status: Status) -> u8 {
         Status::UnknownError => 3,
         Status::RegistryUnavailable => 2,
         Status::BadImageFormat => 1,
-        Status::Available => 0,
+        // Never a check's status: decided per container after the check.
+        Status::Available | Status::PlatformUnavailable => 0,
     }
 }
 

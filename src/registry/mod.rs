@@ -3,6 +3,7 @@
 
 pub mod challenge;
 pub mod check;
+pub mod manifest;
 pub mod outcome;
 pub mod reference;
 pub mod token;

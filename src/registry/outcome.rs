@@ -4,6 +4,8 @@
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::manifest::Platforms;
+
 /// The class of a check result. The first seven are the Go exporter's gauges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Status {
@@ -21,13 +23,19 @@ pub enum Status {
     AuthorizationFailure,
     /// Anything else; the reason says what.
     UnknownError,
+    /// The manifest is there and may be pulled, but it has no build for a
+    /// platform of the nodes the workload's pods can be scheduled on. Not
+    /// a registry answer: decided per container from the image's platforms
+    /// and the workload's nodes.
+    PlatformUnavailable,
     /// The registry asked us to slow down (429); the image's state is unknown.
     RateLimited,
 }
 
 impl Status {
-    /// The seven classes that have a gauge, in the Go exporter's order.
-    pub const GAUGES: [Status; 7] = [
+    /// The classes that have a gauge: the Go exporter's seven in its order,
+    /// then ours.
+    pub const GAUGES: [Status; 8] = [
         Status::Available,
         Status::Absent,
         Status::BadImageFormat,
@@ -35,6 +43,7 @@ impl Status {
         Status::AuthenticationFailure,
         Status::AuthorizationFailure,
         Status::UnknownError,
+        Status::PlatformUnavailable,
     ];
 
     /// The snake_case name used in metric names and JSON output.
@@ -47,6 +56,7 @@ impl Status {
             Status::AuthenticationFailure => "authentication_failure",
             Status::AuthorizationFailure => "authorization_failure",
             Status::UnknownError => "unknown_error",
+            Status::PlatformUnavailable => "platform_unavailable",
             Status::RateLimited => "rate_limited",
         }
     }
@@ -75,6 +85,8 @@ pub struct CheckResult {
     pub retry_after: Option<Duration>,
     /// The registry host that gave the verdict (a mirror or the image's own).
     pub host: Option<String>,
+    /// For `Available`, when platforms are checked: what the image offers.
+    pub platforms: Option<Platforms>,
 }
 
 impl CheckResult {
@@ -88,6 +100,7 @@ impl CheckResult {
             digest: None,
             retry_after: None,
             host: None,
+            platforms: None,
         }
     }
 }
@@ -163,7 +176,8 @@ mod tests {
                 "registry_unavailable",
                 "authentication_failure",
                 "authorization_failure",
-                "unknown_error"
+                "unknown_error",
+                "platform_unavailable"
             ]
         );
     }

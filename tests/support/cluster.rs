@@ -55,6 +55,7 @@ pub fn registry_config() -> RegistryConfig {
             retries: 0,
             retry_backoff: Duration::ZERO,
             providers: None,
+            platforms: None,
         },
         default_registry: "docker.io".into(),
         mirrors: Mirrors::default(),

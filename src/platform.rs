@@ -1,0 +1,310 @@
+//! Image platforms (`os/architecture/variant`) and which a node can run,
+//! as containerd decides it (github.com/containerd/platforms: `Normalize`,
+//! `Only`'s platform vector and the default matcher).
+
+use std::fmt;
+
+/// A platform, normalised as containerd normalises it: lower case,
+/// `aarch64` is `arm64` (whose default variant `v8` is written as none),
+/// `x86_64` is `amd64`, `armhf` is `arm/v7`, a bare `arm` is `arm/v7`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Platform {
+    /// `linux`, `windows`, ...
+    pub os: String,
+    /// `amd64`, `arm64`, `arm`, ...
+    pub architecture: String,
+    /// `v7`, `v8.2`, ...; empty when none.
+    pub variant: String,
+}
+
+/// Longest platform field we keep; real ones are a few characters.
+const MAX_FIELD: usize = 64;
+
+impl Platform {
+    /// A normalised platform. An empty os is Linux (the only os a registry
+    /// answer leaves out in practice: schema1 manifests carry no os).
+    pub fn new(os: &str, architecture: &str, variant: &str) -> Platform {
+        let clip = |s: &str| -> String {
+            let s = s.trim();
+            let mut end = s.len().min(MAX_FIELD);
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s[..end].to_ascii_lowercase()
+        };
+        let mut os = clip(os);
+        if os.is_empty() {
+            os = "linux".into();
+        } else if os == "macos" {
+            os = "darwin".into();
+        }
+        let (architecture, variant) = normalize_arch(clip(architecture), clip(variant));
+        Platform {
+            os,
+            architecture,
+            variant,
+        }
+    }
+
+    /// Parses `os/arch[/variant]` (the `check --platform` syntax).
+    pub fn parse(spec: &str) -> Result<Platform, String> {
+        let parts: Vec<&str> = spec.trim().split('/').collect();
+        let valid = |s: &str| {
+            !s.is_empty()
+                && s.len() <= MAX_FIELD
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        };
+        match parts.as_slice() {
+            [os, arch] if valid(os) && valid(arch) => Ok(Platform::new(os, arch, "")),
+            [os, arch, variant] if valid(os) && valid(arch) && valid(variant) => {
+                Ok(Platform::new(os, arch, variant))
+            }
+            _ => Err(format!(
+                "invalid platform {spec:?}: expected os/architecture[/variant], e.g. linux/arm64"
+            )),
+        }
+    }
+
+    /// Whether a node of this platform runs an image built for `image`:
+    /// containerd's `platforms.Only(node)`, which also accepts the older
+    /// variants a CPU runs (arm64 runs arm/v8 down to arm/v5, arm/v7 runs
+    /// v6 and v5, amd64 runs 386).
+    pub fn runs(&self, image: &Platform) -> bool {
+        image.os == self.os
+            && vector(&self.architecture, &self.variant)
+                .iter()
+                .any(|(arch, variant)| *arch == image.architecture && *variant == image.variant)
+    }
+
+    /// Whether this is a real platform: buildx stores attestations in an
+    /// index as `unknown/unknown`, which no node runs.
+    pub fn is_known(&self) -> bool {
+        self.os != "unknown" && self.architecture != "unknown" && !self.architecture.is_empty()
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.variant.is_empty() {
+            write!(f, "{}/{}", self.os, self.architecture)
+        } else {
+            write!(f, "{}/{}/{}", self.os, self.architecture, self.variant)
+        }
+    }
+}
+
+/// containerd's `normalizeArch`.
+fn normalize_arch(arch: String, variant: String) -> (String, String) {
+    match arch.as_str() {
+        "i386" => ("386".into(), String::new()),
+        "x86_64" | "x86-64" | "amd64" => {
+            let v = if variant == "v1" {
+                String::new()
+            } else {
+                variant
+            };
+            ("amd64".into(), v)
+        }
+        "aarch64" | "arm64" => {
+            let v = if variant == "8" || variant == "v8" {
+                String::new()
+            } else {
+                variant
+            };
+            ("arm64".into(), v)
+        }
+        "armhf" => ("arm".into(), "v7".into()),
+        "armel" => ("arm".into(), "v6".into()),
+        "arm" => {
+            let v = match variant.as_str() {
+                "" | "7" => "v7".into(),
+                "5" | "6" | "8" => format!("v{variant}"),
+                _ => variant,
+            };
+            ("arm".into(), v)
+        }
+        _ => (arch, variant),
+    }
+}
+
+/// The (architecture, variant) pairs a CPU of `arch/variant` runs, in
+/// containerd's order (`platformVector`); the variants are normalised.
+fn vector(arch: &str, variant: &str) -> Vec<(String, String)> {
+    let mut v = vec![(arch.to_string(), variant.to_string())];
+    let number = |s: &str| s.strip_prefix('v').unwrap_or(s).parse::<i32>().ok();
+    match arch {
+        "amd64" => {
+            if let Some(n) = number(variant).filter(|n| *n > 1) {
+                for k in (1..n).rev() {
+                    // amd64/v1 normalises to no variant.
+                    let name = if k == 1 {
+                        String::new()
+                    } else {
+                        format!("v{k}")
+                    };
+                    v.push(("amd64".into(), name));
+                }
+            }
+            v.push(("386".into(), String::new()));
+        }
+        "arm" => {
+            if let Some(n) = number(variant).filter(|n| *n > 5) {
+                for k in (5..n).rev() {
+                    v.push(("arm".into(), format!("v{k}")));
+                }
+            }
+        }
+        "arm64" => {
+            let variant = if variant.is_empty() { "v8" } else { variant };
+            let (major, minor) = match variant.split_once('.') {
+                // Go reads the minor only from a four-character `vN.M`.
+                Some((ma, mi)) if variant.len() == 4 => {
+                    (number(ma), mi.parse::<i32>().unwrap_or(0))
+                }
+                Some((ma, _)) => (number(ma), 0),
+                None => (number(variant), 0),
+            };
+            if let Some(mut major) = major.filter(|m| *m >= 8) {
+                let mut minor = minor;
+                // arm64/v8 is written as no variant after normalising.
+                let name = |ma: i32, mi: i32| match (ma, mi) {
+                    (8, 0) => String::new(),
+                    (_, 0) => format!("v{ma}"),
+                    _ => format!("v{ma}.{mi}"),
+                };
+                if major == 9 {
+                    for k in (0..minor).rev() {
+                        v.push(("arm64".into(), name(9, k)));
+                    }
+                    // v9.x runs v8.(x+5), up to v8.9.
+                    minor = (minor + 5).min(9);
+                    major = 8;
+                    v.push(("arm64".into(), name(8, minor)));
+                }
+                for k in (0..minor).rev() {
+                    v.push(("arm64".into(), name(major, k)));
+                }
+            }
+            // Every arm64 runs 32-bit arm: v8.x and v9.x as arm/v8.
+            let arm = if variant.starts_with("v8.") || variant.starts_with("v9.") {
+                "v8"
+            } else {
+                variant
+            };
+            v.extend(vector("arm", arm));
+        }
+        _ => {}
+    }
+    v
+}
+
+/// The platforms pods may land on that no platform of the image serves,
+/// with how many nodes each has.
+pub fn missing<'a>(
+    offered: &[Platform],
+    required: &'a [(Platform, u32)],
+) -> Vec<&'a (Platform, u32)> {
+    required
+        .iter()
+        .filter(|(node, _)| !offered.iter().any(|p| node.runs(p)))
+        .collect()
+}
+
+/// The reason of a `platform_unavailable` verdict.
+pub fn describe_missing(offered: &[Platform], missing: &[&(Platform, u32)]) -> String {
+    let lacks: Vec<String> = missing
+        .iter()
+        .map(|(p, n)| match n {
+            0 => p.to_string(),
+            1 => format!("{p} (1 node)"),
+            n => format!("{p} ({n} nodes)"),
+        })
+        .collect();
+    let has: Vec<String> = offered.iter().map(Platform::to_string).collect();
+    format!(
+        "the image has no build for {}, where its pods can run; it has {}",
+        lacks.join(", "),
+        if has.is_empty() {
+            "none".to_string()
+        } else {
+            has.join(", ")
+        }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Platform {
+        Platform::parse(s).unwrap()
+    }
+
+    #[test]
+    fn normalised_as_containerd() {
+        assert_eq!(Platform::new("Linux", "x86_64", ""), p("linux/amd64"));
+        assert_eq!(Platform::new("linux", "aarch64", "v8"), p("linux/arm64"));
+        assert_eq!(Platform::new("linux", "arm64", "8"), p("linux/arm64"));
+        assert_eq!(Platform::new("linux", "arm", "").variant, "v7");
+        assert_eq!(
+            Platform::new("linux", "armhf", "").to_string(),
+            "linux/arm/v7"
+        );
+        assert_eq!(
+            Platform::new("linux", "armel", "").to_string(),
+            "linux/arm/v6"
+        );
+        assert_eq!(
+            Platform::new("linux", "arm", "6").to_string(),
+            "linux/arm/v6"
+        );
+        assert_eq!(Platform::new("linux", "i386", "x").to_string(), "linux/386");
+        assert_eq!(Platform::new("", "amd64", "v1").to_string(), "linux/amd64");
+        assert_eq!(Platform::new("macos", "arm64", "").os, "darwin");
+        assert!(Platform::parse("linux").is_err());
+        assert!(Platform::parse("linux/arm64/v8/x").is_err());
+        assert!(Platform::parse("linux//v8").is_err());
+    }
+
+    #[test]
+    fn matched_as_containerd_only() {
+        let arm64 = p("linux/arm64");
+        assert!(arm64.runs(&p("linux/arm64/v8")));
+        assert!(arm64.runs(&p("linux/arm/v7")));
+        assert!(arm64.runs(&p("linux/arm/v5")));
+        assert!(!arm64.runs(&p("linux/arm64/v8.2")));
+        assert!(!arm64.runs(&p("linux/amd64")));
+        assert!(!arm64.runs(&p("windows/arm64")));
+        let v82 = p("linux/arm64/v8.2");
+        assert!(v82.runs(&p("linux/arm64/v8.1")));
+        assert!(v82.runs(&p("linux/arm64")));
+        let v9 = p("linux/arm64/v9");
+        assert!(v9.runs(&p("linux/arm64/v8.5")));
+        assert!(!v9.runs(&p("linux/arm64/v8.6")));
+        assert!(v9.runs(&p("linux/arm64")));
+        let armv7 = p("linux/arm/v7");
+        assert!(armv7.runs(&p("linux/arm/v6")));
+        assert!(!armv7.runs(&p("linux/arm/v8")));
+        assert!(!p("linux/arm/v6").runs(&p("linux/arm/v7")));
+        let amd64 = p("linux/amd64");
+        assert!(amd64.runs(&p("linux/386")));
+        assert!(!amd64.runs(&p("linux/amd64/v2")));
+        assert!(p("linux/amd64/v3").runs(&p("linux/amd64/v2")));
+        assert!(p("linux/amd64/v3").runs(&p("linux/amd64")));
+        assert!(!Platform::new("unknown", "unknown", "").is_known());
+    }
+
+    #[test]
+    fn missing_platforms_are_named_with_their_nodes() {
+        let offered = [p("linux/amd64")];
+        let required = [(p("linux/amd64"), 3), (p("linux/arm64"), 2)];
+        let m = missing(&offered, &required);
+        assert_eq!(m.len(), 1);
+        assert_eq!(
+            describe_missing(&offered, &m),
+            "the image has no build for linux/arm64 (2 nodes), where its pods can run; it has linux/amd64"
+        );
+        assert!(missing(&[p("linux/amd64"), p("linux/arm64")], &required).is_empty());
+    }
+}

@@ -1,0 +1,316 @@
+//! Reading the platforms an image offers out of registry answers: an index
+//! (OCI image index or Docker manifest list) lists them per entry; a single
+//! manifest names a config blob whose `os`, `architecture` and `variant`
+//! say it; a schema1 manifest carries its architecture. Answers are
+//! content-addressed, so what was read is cached by digest.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use crate::platform::Platform;
+
+/// OCI image index.
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// Docker manifest list.
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// OCI image manifest.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// Docker schema 2 manifest.
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+/// Most entries of an index we follow when they carry no platform.
+pub const MAX_UNLABELLED_ENTRIES: usize = 8;
+
+/// A manifest, as far as platforms are concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Manifest {
+    /// An index: its entries.
+    Index(Vec<Entry>),
+    /// A single image manifest: its config blob.
+    Image {
+        /// The config blob's digest.
+        config: String,
+    },
+    /// A schema1 manifest, which names its architecture itself.
+    Schema1(Platform),
+    /// Not a container image (an artifact's manifest, say).
+    NotImage(String),
+}
+
+/// One entry of an index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The manifest's digest.
+    pub digest: String,
+    /// Its platform, when the index says.
+    pub platform: Option<Platform>,
+}
+
+#[derive(Deserialize)]
+struct RawManifest {
+    #[serde(rename = "schemaVersion", default)]
+    schema_version: Option<serde_json::Value>,
+    #[serde(rename = "mediaType", default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    manifests: Option<Vec<RawDescriptor>>,
+    #[serde(default)]
+    config: Option<RawDescriptor>,
+    #[serde(default)]
+    architecture: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawDescriptor {
+    #[serde(rename = "mediaType", default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    digest: String,
+    #[serde(default)]
+    platform: Option<RawPlatform>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawPlatform {
+    #[serde(default)]
+    os: String,
+    #[serde(default)]
+    architecture: String,
+    #[serde(default)]
+    variant: Option<String>,
+}
+
+impl RawPlatform {
+    fn platform(&self) -> Platform {
+        Platform::new(
+            &self.os,
+            &self.architecture,
+            self.variant.as_deref().unwrap_or(""),
+        )
+    }
+}
+
+/// Image config media types; any other config means an artifact.
+const IMAGE_CONFIGS: [&str; 2] = [
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+];
+
+/// Reads a manifest; `content_type` is the answer's Content-Type header,
+/// which wins over the body's `mediaType` (as containerd reads it).
+pub fn parse_manifest(content_type: Option<&str>, body: &[u8]) -> Result<Manifest, String> {
+    let raw: RawManifest =
+        serde_json::from_slice(body).map_err(|e| format!("unreadable manifest: {e}"))?;
+    let header = content_type
+        .and_then(|c| c.split(';').next())
+        .map(|c| c.trim().to_ascii_lowercase())
+        .filter(|c| !c.is_empty() && c != "application/json" && c != "text/plain");
+    let kind = header.or(raw.media_type.clone()).unwrap_or_default();
+    let is_index = kind == OCI_INDEX || kind == DOCKER_LIST;
+    let is_schema1 = kind.starts_with("application/vnd.docker.distribution.manifest.v1")
+        || raw.schema_version.as_ref().and_then(|v| v.as_i64()) == Some(1);
+    if is_index || (kind.is_empty() && raw.manifests.is_some()) {
+        let entries = raw
+            .manifests
+            .ok_or("index without manifests")?
+            .into_iter()
+            .filter(|d| !d.digest.is_empty())
+            .map(|d| Entry {
+                platform: d.platform.as_ref().map(RawPlatform::platform),
+                digest: d.digest,
+            })
+            .collect();
+        return Ok(Manifest::Index(entries));
+    }
+    if is_schema1 {
+        let arch = raw.architecture.unwrap_or_default();
+        if arch.is_empty() {
+            return Err("schema1 manifest without architecture".into());
+        }
+        return Ok(Manifest::Schema1(Platform::new("linux", &arch, "")));
+    }
+    let config = raw.config.ok_or("manifest without config")?;
+    if config.digest.is_empty() {
+        return Err("manifest config without digest".into());
+    }
+    match config.media_type.as_deref() {
+        Some(t) if !IMAGE_CONFIGS.contains(&t) => Ok(Manifest::NotImage(format!(
+            "not a container image (config type {})",
+            t.chars().take(100).collect::<String>()
+        ))),
+        _ => Ok(Manifest::Image {
+            config: config.digest,
+        }),
+    }
+}
+
+/// Reads the platform of an image config blob.
+pub fn parse_config(body: &[u8]) -> Result<Platform, String> {
+    let raw: RawPlatform =
+        serde_json::from_slice(body).map_err(|e| format!("unreadable image config: {e}"))?;
+    if raw.architecture.trim().is_empty() {
+        return Err("image config without architecture".into());
+    }
+    Ok(raw.platform())
+}
+
+/// What is known of a digest's platforms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Platforms {
+    /// The image's platforms, sorted and distinct.
+    Known(Arc<[Platform]>),
+    /// They cannot be known (an artifact, or an answer we could not read):
+    /// no platform verdict.
+    Unknown(String),
+}
+
+/// How long a failure to read a digest's platforms is remembered before
+/// the next check asks again.
+pub const RETRY_UNKNOWN: Duration = Duration::from_secs(10 * 60);
+
+/// Platforms by digest, bounded; the oldest entry goes first.
+pub struct DigestCache {
+    inner: Mutex<CacheInner>,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    map: HashMap<String, (Platforms, Option<Instant>)>,
+    order: VecDeque<String>,
+}
+
+impl DigestCache {
+    /// A cache of at most `capacity` digests.
+    pub fn new(capacity: usize) -> DigestCache {
+        DigestCache {
+            inner: Mutex::default(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// What is cached for `digest`; a failure past its retry time is gone.
+    pub fn get(&self, digest: &str, now: Instant) -> Option<Platforms> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        match inner.map.get(digest) {
+            Some((_, Some(expiry))) if *expiry <= now => None,
+            Some((p, _)) => Some(p.clone()),
+            None => None,
+        }
+    }
+
+    /// Remembers `platforms` for `digest`; a failure that may pass is
+    /// remembered for [`RETRY_UNKNOWN`].
+    pub fn put(&self, digest: &str, platforms: Platforms, lasting: bool, now: Instant) {
+        let expiry = (!lasting).then(|| now + RETRY_UNKNOWN);
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if inner
+            .map
+            .insert(digest.to_string(), (platforms, expiry))
+            .is_none()
+        {
+            inner.order.push_back(digest.to_string());
+        }
+        while inner.map.len() > self.capacity {
+            let Some(old) = inner.order.pop_front() else {
+                break;
+            };
+            inner.map.remove(&old);
+        }
+    }
+
+    /// Digests cached.
+    pub fn len(&self) -> usize {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map
+            .len()
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Sorts and dedups platforms, dropping `unknown/unknown` (attestations).
+pub fn distinct(mut v: Vec<Platform>) -> Arc<[Platform]> {
+    v.retain(Platform::is_known);
+    v.sort();
+    v.dedup();
+    v.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifests_of_every_kind() {
+        let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
+          {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:a","size":1,"platform":{"architecture":"arm","os":"linux","variant":"v6"}},
+          {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:b","size":1,"platform":{"architecture":"unknown","os":"unknown"}},
+          {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:c","size":1}]}"#;
+        let Manifest::Index(e) = parse_manifest(None, index).unwrap() else {
+            panic!()
+        };
+        assert_eq!(e.len(), 3);
+        assert_eq!(e[0].platform.as_ref().unwrap().to_string(), "linux/arm/v6");
+        assert!(!e[1].platform.as_ref().unwrap().is_known());
+        assert_eq!(e[2].platform, None);
+        // The header wins; a list without mediaType in the body.
+        let list = br#"{"schemaVersion":2,"manifests":[{"digest":"sha256:a","platform":{"architecture":"amd64","os":"linux"}}]}"#;
+        assert!(matches!(
+            parse_manifest(Some(&format!("{DOCKER_LIST}; charset=utf-8")), list),
+            Ok(Manifest::Index(_))
+        ));
+        let image = br#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"sha256:cfg"},"layers":[]}"#;
+        assert_eq!(
+            parse_manifest(Some(DOCKER_MANIFEST), image).unwrap(),
+            Manifest::Image {
+                config: "sha256:cfg".into()
+            }
+        );
+        let helm = br#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.cncf.helm.config.v1+json","digest":"sha256:cfg"}}"#;
+        assert!(matches!(
+            parse_manifest(Some(OCI_MANIFEST), helm),
+            Ok(Manifest::NotImage(_))
+        ));
+        let s1 =
+            br#"{"schemaVersion":1,"name":"a","tag":"b","architecture":"amd64","fsLayers":[]}"#;
+        assert_eq!(
+            parse_manifest(None, s1).unwrap(),
+            Manifest::Schema1(Platform::new("linux", "amd64", ""))
+        );
+        assert!(parse_manifest(None, b"[]").is_err());
+        assert!(parse_manifest(Some(OCI_MANIFEST), b"{}").is_err());
+        assert!(parse_manifest(Some(OCI_INDEX), br#"{"manifests":7}"#).is_err());
+    }
+
+    #[test]
+    fn configs() {
+        let c = br#"{"architecture":"arm64","os":"linux","variant":"v8","rootfs":{}}"#;
+        assert_eq!(parse_config(c).unwrap().to_string(), "linux/arm64");
+        assert!(parse_config(br#"{"os":"linux"}"#).is_err());
+        assert!(parse_config(b"\xff").is_err());
+    }
+
+    #[test]
+    fn the_cache_is_bounded_and_forgets_failures() {
+        let c = DigestCache::new(2);
+        let t = Instant::now();
+        let known = Platforms::Known(distinct(vec![Platform::new("linux", "amd64", "")]));
+        c.put("a", known.clone(), true, t);
+        c.put("b", Platforms::Unknown("x".into()), false, t);
+        assert_eq!(c.get("a", t), Some(known.clone()));
+        assert!(c.get("b", t).is_some());
+        assert!(c.get("b", t + RETRY_UNKNOWN).is_none());
+        c.put("c", known, true, t);
+        assert_eq!(c.len(), 2);
+        assert!(c.get("a", t).is_none(), "the oldest went first");
+    }
+}
