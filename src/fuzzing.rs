@@ -29,6 +29,7 @@ pub const TARGETS: &[&str] = &[
     "no_proxy",
     "credential_provider",
     "query",
+    "manifest",
 ];
 
 /// Runs the target called `name` on `data`.
@@ -43,6 +44,7 @@ pub fn run(name: &str, data: &[u8]) {
         "no_proxy" => no_proxy(data),
         "credential_provider" => credential_provider(data),
         "query" => query(data),
+        "manifest" => manifest(data),
         other => panic!("no fuzz target {other}"),
     }
 }
@@ -215,10 +217,26 @@ pub fn watch_event(data: &[u8]) {
                 Resource::DockerConfigJsonSecrets,
                 Resource::ServiceAccounts,
                 Resource::Namespaces,
+                Resource::Nodes,
             ] {
-                // Only a Rollout refers to another workload's template.
-                if let Ok(crate::kube::resources::Object::Workload(w)) = r.decode(raw) {
-                    assert!(w.template_ref.is_none() || w.kind == Kind::Rollout);
+                match r.decode(raw) {
+                    // Only a Rollout refers to another workload's template.
+                    Ok(crate::kube::resources::Object::Workload(w)) => {
+                        assert!(w.template_ref.is_none() || w.kind == Kind::Rollout);
+                    }
+                    // Labels are looked up by binary search; only taints
+                    // that filter are kept.
+                    Ok(crate::kube::resources::Object::Node(_, n)) => {
+                        assert!(n.labels.windows(2).all(|w| w[0].0 < w[1].0));
+                        assert!(n
+                            .taints
+                            .iter()
+                            .all(|t| t.effect == "NoSchedule" || t.effect == "NoExecute"));
+                        if let Some(p) = &n.platform {
+                            assert!(p.runs(p));
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
@@ -326,4 +344,50 @@ fn custom_kind() -> &'static crate::kube::resources::CustomKind {
         .expect("valid")
         .leak()
     })
+}
+
+/// Manifests, indexes and image configs from registries: never a panic;
+/// platforms are normalised once and for all, every platform runs itself,
+/// and the platforms of an image are distinct, sorted and known.
+pub fn manifest(data: &[u8]) {
+    use crate::platform::Platform;
+    use crate::registry::manifest::{self, Manifest};
+    let (content_type, body) = match data.iter().position(|b| *b == b'\n') {
+        Some(i) => (
+            Some(String::from_utf8_lossy(&data[..i]).into_owned()),
+            &data[i + 1..],
+        ),
+        None => (None, data),
+    };
+    let check = |p: &Platform| {
+        assert_eq!(&Platform::new(&p.os, &p.architecture, &p.variant), p);
+        assert!(p.runs(p), "{p} runs itself");
+        if let Ok(again) = Platform::parse(&p.to_string()) {
+            assert_eq!(&again, p);
+        }
+    };
+    let mut found = Vec::new();
+    match manifest::parse_manifest(content_type.as_deref(), body) {
+        Ok(Manifest::Index(entries)) => {
+            for e in entries {
+                assert!(!e.digest.is_empty());
+                found.extend(e.platform);
+            }
+        }
+        Ok(Manifest::Schema1(p)) => found.push(p),
+        Ok(Manifest::Image { config }) => assert!(!config.is_empty()),
+        Ok(Manifest::NotImage(_)) | Err(_) => {}
+    }
+    if let Ok(p) = manifest::parse_config(body) {
+        found.push(p);
+    }
+    found.iter().for_each(check);
+    let d = manifest::distinct(found);
+    assert!(d.windows(2).all(|w| w[0] < w[1]));
+    assert!(d.iter().all(Platform::is_known));
+    // What `check --platform` accepts is what it prints.
+    if let Ok(p) = Platform::parse(&String::from_utf8_lossy(body)) {
+        check(&p);
+        assert!(crate::platform::missing(std::slice::from_ref(&p), &[(p.clone(), 1)]).is_empty());
+    }
 }

@@ -202,6 +202,7 @@ fn watched() -> BTreeSet<(String, String)> {
         Resource::DockerConfigJsonSecrets,
         Resource::DockerCfgSecrets,
         Resource::Namespaces,
+        Resource::Nodes,
     ]);
     r.into_iter()
         .map(|res| {
@@ -260,9 +261,11 @@ fn rbac_grants_exactly_what_the_code_watches() {
         granted(m.cluster_roles[0].rules.as_deref().unwrap()),
         watched()
     );
-    // The namespaced variant: everything but namespaces (cluster-scoped).
+    // The namespaced variant: everything but namespaces and nodes
+    // (cluster-scoped; without nodes, platform checks are off).
     let mut namespaced = watched();
     namespaced.remove(&(String::new(), "namespaces".into()));
+    namespaced.remove(&(String::new(), "nodes".into()));
     assert_eq!(granted(m.roles[0].rules.as_deref().unwrap()), namespaced);
 }
 

@@ -170,7 +170,7 @@ fn prometheus_scrapes_alerts_and_evaluates_every_dashboard_query() {
         .unwrap(),
     )
     .unwrap();
-    let all_classes = "absent|authentication_failure|authorization_failure|registry_unavailable|bad_image_format|unknown_error";
+    let all_classes = "absent|authentication_failure|authorization_failure|registry_unavailable|bad_image_format|unknown_error|platform_unavailable";
     let mut evaluated = 0;
     for panel in dash["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().unwrap() {

@@ -48,6 +48,10 @@ struct Opts {
     /// seconds of steady state to measure. Defaults to 60.
     #[argh(option, default = "60")]
     steady_seconds: u64,
+    /// nodes (two in three amd64, the rest arm64); every image is an index
+    /// of both. Defaults to 100.
+    #[argh(option, default = "100")]
+    nodes: usize,
     /// workloads changed at once for the watch throughput figure. Defaults to 1000.
     #[argh(option, default = "1000")]
     changes: usize,
@@ -120,6 +124,7 @@ fn main() {
             helm_secrets: 50,
             steady_seconds: 2,
             changes: 20,
+            nodes: 6,
             ..o
         }
     };
@@ -159,6 +164,17 @@ fn main() {
         api.apply(
             "serviceaccounts",
             service_account(&ns(n), "default", &["regcred-0"]),
+        );
+    }
+    for n in 0..o.nodes {
+        let arch = if n % 3 == 2 { "arm64" } else { "amd64" };
+        let name = format!("node-{n}");
+        api.apply(
+            "nodes",
+            serde_json::json!({
+                "metadata": {"name": name, "labels": {"kubernetes.io/arch": arch, "kubernetes.io/os": "linux", "kubernetes.io/hostname": name}},
+                "status": {"nodeInfo": {"architecture": arch, "operatingSystem": "linux"}},
+            }),
         );
     }
     let mut containers = 0;
@@ -220,6 +236,10 @@ fn main() {
     let all_results = started.elapsed();
     let cpu_first = cpu_seconds(pid);
     let (m1, t1, x1) = reg.counters.snapshot();
+    let g1 = reg
+        .counters
+        .platform_gets
+        .load(std::sync::atomic::Ordering::SeqCst);
     let samples = e.metrics();
     let completed1 = counter(
         &samples,
@@ -238,6 +258,10 @@ fn main() {
         "k8s_image_availability_exporter_completed_rechecks_total",
     );
     let (m2, t2, _) = reg.counters.snapshot();
+    let g2 = reg
+        .counters
+        .platform_gets
+        .load(std::sync::atomic::Ordering::SeqCst);
     let steady_rss = status_kib(pid, "VmRSS:");
 
     // /metrics cost for the full series set.
@@ -334,6 +358,14 @@ fn main() {
         steady_checks,
         (m2 - m1) as f64 / steady_checks,
         (t2 - t1) as f64 / steady_checks
+    );
+    println!(
+        "| platform check over {} nodes: index GETs in the first round (for {} images, of which {} exist) / in the steady state | {} / {} |",
+        o.nodes,
+        o.images,
+        o.images - o.images / 10,
+        g1,
+        g2 - g1
     );
     println!(
         "| peak RSS (VmHWM) after the first round / at the end | {} / {} |",

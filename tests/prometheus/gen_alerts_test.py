@@ -24,7 +24,7 @@ def minutes(s):
     return int(s.rstrip('m'))
 
 tests = []
-classes = ['absent', 'authentication_failure', 'authorization_failure', 'registry_unavailable', 'bad_image_format', 'unknown_error']
+classes = ['absent', 'authentication_failure', 'authorization_failure', 'registry_unavailable', 'bad_image_format', 'unknown_error', 'platform_unavailable']
 names = {r['labels']['status']: a for a, r in rules.items()}
 for cls in classes:
     name = names[cls]

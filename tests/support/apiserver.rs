@@ -41,6 +41,7 @@ const RESOURCES: &[(&str, &str, &str, &str, bool)] = &[
     ("/api/v1", "secrets", "Secret", "v1", true),
     ("/api/v1", "serviceaccounts", "ServiceAccount", "v1", true),
     ("/api/v1", "namespaces", "Namespace", "v1", false),
+    ("/api/v1", "nodes", "Node", "v1", false),
     // Custom resources: served only while their CRD is installed.
     (
         "/apis/argoproj.io/v1alpha1",

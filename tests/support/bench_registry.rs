@@ -22,6 +22,8 @@ pub struct Counters {
     pub token: AtomicU64,
     /// Anything else: other paths, refused TLS handshakes.
     pub other: AtomicU64,
+    /// GETs of manifests by digest (the platform check reading an index).
+    pub platform_gets: AtomicU64,
     /// Distinct manifest paths answered 200 or 404 (checked images).
     pub answered: Mutex<HashSet<String>>,
 }
@@ -126,6 +128,33 @@ fn answer(
             body,
         );
     }
+    // Every image is an index of amd64 and arm64, read by digest.
+    if method == "GET" && url.starts_with("/v2/") && url.contains("/manifests/sha256:") {
+        c.platform_gets.fetch_add(1, Ordering::SeqCst);
+        if !auth.starts_with("Bearer bench-token-") {
+            return (401, vec![], String::new());
+        }
+        std::thread::sleep(cfg.latency);
+        let entry = |arch: &str, n: u8| {
+            format!(
+                r#"{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{:064x}","size":500,"platform":{{"architecture":"{arch}","os":"linux"}}}}"#,
+                n
+            )
+        };
+        let body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{},{}]}}"#,
+            entry("amd64", 1),
+            entry("arm64", 2)
+        );
+        return (
+            200,
+            vec![(
+                "Content-Type".into(),
+                "application/vnd.oci.image.index.v1+json".into(),
+            )],
+            body,
+        );
+    }
     if let Some(rest) = url
         .strip_prefix("/v2/")
         .filter(|r| r.contains("/manifests/") && (method == "HEAD" || method == "GET"))
@@ -148,10 +177,8 @@ fn answer(
         if tag.starts_with("missing") {
             return (404, vec![], String::new());
         }
-        let digest = format!(
-            "sha256:{:064x}",
-            rest.len() as u128 * 7919 + rest.bytes().map(|b| b as u128).sum::<u128>()
-        );
+        // A distinct digest per image, as content addressing gives.
+        let digest = super::sha256(rest.as_bytes());
         return (
             200,
             vec![("Docker-Content-Digest".into(), digest)],

@@ -160,7 +160,7 @@ impl Exporter {
         parse_metrics(&body)
     }
 
-    /// Which of the seven gauges is 1 for this container, if it has series.
+    /// Which of the eight gauges is 1 for this container, if it has series.
     pub fn status_of(&self, namespace: &str, name: &str, container: &str) -> Option<String> {
         status_in(&self.metrics(), namespace, name, container)
     }
@@ -279,7 +279,7 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
     }
 }
 
-/// Which of the seven gauges is 1 for this container in `samples`.
+/// Which of the eight gauges is 1 for this container in `samples`.
 pub fn status_in(
     samples: &[Sample],
     namespace: &str,
@@ -295,6 +295,7 @@ pub fn status_in(
         "authentication_failure",
         "authorization_failure",
         "unknown_error",
+        "platform_unavailable",
     ];
     let mine: Vec<&Sample> = samples
         .iter()
@@ -312,7 +313,7 @@ pub fn status_in(
     if mine.is_empty() {
         return None;
     }
-    assert_eq!(mine.len(), 7, "all seven classes per container: {mine:#?}");
+    assert_eq!(mine.len(), 8, "all eight classes per container: {mine:#?}");
     let ones: Vec<&&Sample> = mine.iter().filter(|s| s.value == 1.0).collect();
     assert_eq!(ones.len(), 1, "exactly one class is 1: {mine:#?}");
     Some(ones[0].name.trim_start_matches(PREFIX).to_string())

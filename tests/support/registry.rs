@@ -2,7 +2,7 @@
 //! free port, with no auth, htpasswd basic auth or token auth, optionally with
 //! TLS, and pushes and deletes images through the registry API itself.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use super::tls::{self, ServerCert, SigningKey};
@@ -124,15 +124,16 @@ impl Registry {
                 })
                 .unwrap_or_default();
             let config = format!(
-                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n  secret: kiae-test-secret\n{tls_yaml}{auth_yaml}",
+                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n  secret: kiae-test-secret\n{tls_yaml}{auth_yaml}",
                 dir.join("data").display()
             );
             let config_path = dir.write("config.yml", config);
             let log = std::fs::File::create(dir.join("registry.log")).unwrap();
+            let access = std::fs::File::create(dir.join("access.log")).unwrap();
             let mut child = Command::new("docker-registry")
                 .arg("serve")
                 .arg(&config_path)
-                .stdout(Stdio::null())
+                .stdout(access)
                 .stderr(log)
                 .spawn()
                 .expect("start docker-registry (apt-get install docker-registry; see .ci/run)");
@@ -267,14 +268,73 @@ impl Registry {
     /// Pushes a minimal single-layer image; returns its manifest digest. An
     /// empty `tag` pushes by digest only.
     pub fn push(&self, repo: &str, tag: &str) -> String {
+        self.push_platform(repo, tag, "linux/amd64")
+    }
+
+    /// Pushes a single-platform Docker schema 2 image whose config says
+    /// `platform` (`os/arch[/variant]`); returns its digest.
+    pub fn push_platform(&self, repo: &str, tag: &str, platform: &str) -> String {
         self.push_manifest(
             repo,
             tag,
             SCHEMA2,
             "application/vnd.docker.container.image.v1+json",
             "application/vnd.docker.image.rootfs.diff.tar.gzip",
-            "amd64",
+            platform,
         )
+    }
+
+    /// Pushes an index of single-platform images, one per `platforms`
+    /// entry: an OCI index of OCI manifests, or (`docker_list`) a Docker
+    /// manifest list of schema 2 manifests. An `unknown/unknown` entry is
+    /// added as buildx adds attestations. Returns the index digest.
+    pub fn push_index_of(
+        &self,
+        repo: &str,
+        tag: &str,
+        platforms: &[&str],
+        docker_list: bool,
+    ) -> String {
+        let (list_type, manifest_type, config_type, layer_type) = if docker_list {
+            (
+                "application/vnd.docker.distribution.manifest.list.v2+json",
+                SCHEMA2,
+                "application/vnd.docker.container.image.v1+json",
+                "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            )
+        } else {
+            (
+                OCI_INDEX,
+                OCI_MANIFEST,
+                "application/vnd.oci.image.config.v1+json",
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+            )
+        };
+        let mut entries = Vec::new();
+        for p in platforms.iter().chain(["unknown/unknown"].iter()) {
+            let d = self.push_manifest(repo, "", manifest_type, config_type, layer_type, p);
+            let size = self.manifest_size(repo, &d, manifest_type);
+            let parts: Vec<&str> = p.split('/').collect();
+            let mut platform = serde_json::json!({"os": parts[0], "architecture": parts[1]});
+            if let Some(v) = parts.get(2) {
+                platform["variant"] = serde_json::json!(v);
+            }
+            entries.push(serde_json::json!({"mediaType": manifest_type, "digest": d, "size": size, "platform": platform}));
+        }
+        let index =
+            serde_json::json!({"schemaVersion": 2, "mediaType": list_type, "manifests": entries})
+                .to_string()
+                .into_bytes();
+        let auth = self.auth_for(repo);
+        let digest = sha256(&index);
+        self.send(
+            "PUT",
+            &format!("/v2/{repo}/manifests/{tag}"),
+            &auth,
+            Some(list_type),
+            &index,
+        );
+        digest
     }
 
     fn push_manifest(
@@ -284,19 +344,22 @@ impl Registry {
         media_type: &str,
         config_type: &str,
         layer_type: &str,
-        arch: &str,
+        platform: &str,
     ) -> String {
         let auth = self.auth_for(repo);
         // Unique content per image so digests differ between tags.
-        let layer = format!("layer of {repo}:{tag}:{arch}:{media_type}").into_bytes();
+        let layer = format!("layer of {repo}:{tag}:{platform}:{media_type}").into_bytes();
         let layer_digest = self.put_blob(repo, &auth, &layer);
-        let config = serde_json::json!({
-            "architecture": arch, "os": "linux",
+        let parts: Vec<&str> = platform.split('/').collect();
+        let mut config = serde_json::json!({
+            "architecture": parts[1], "os": parts[0],
             "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]},
             "history": [{"created_by": format!("kiae test {repo}:{tag}")}],
-        })
-        .to_string()
-        .into_bytes();
+        });
+        if let Some(v) = parts.get(2) {
+            config["variant"] = serde_json::json!(v);
+        }
+        let config = config.to_string().into_bytes();
         let config_digest = self.put_blob(repo, &auth, &config);
         let manifest = serde_json::json!({
             "schemaVersion": 2, "mediaType": media_type,
@@ -332,9 +395,9 @@ impl Registry {
                 OCI_MANIFEST,
                 "application/vnd.oci.image.config.v1+json",
                 "application/vnd.oci.image.layer.v1.tar+gzip",
-                arch,
+                &format!("linux/{arch}"),
             );
-            let size = self.manifest_size(repo, &d);
+            let size = self.manifest_size(repo, &d, OCI_MANIFEST);
             entries.push(serde_json::json!({"mediaType": OCI_MANIFEST, "digest": d, "size": size, "platform": {"architecture": arch, "os": "linux"}}));
         }
         let index =
@@ -353,12 +416,12 @@ impl Registry {
         digest
     }
 
-    fn manifest_size(&self, repo: &str, digest: &str) -> usize {
+    fn manifest_size(&self, repo: &str, digest: &str, media_type: &str) -> usize {
         let auth = self.auth_for(repo);
         let mut req = self
             .agent
             .get(self.url(&format!("/v2/{repo}/manifests/{digest}")))
-            .header("Accept", OCI_MANIFEST);
+            .header("Accept", media_type);
         if let Some(a) = &auth {
             req = req.header("Authorization", a);
         }
@@ -379,6 +442,27 @@ impl Registry {
         );
     }
 
+    /// Requests served so far, from the access log (combined log format):
+    /// `(method, path)`, e.g. `("HEAD", "/v2/team/app/manifests/v1")`.
+    pub fn requests(&self) -> Vec<(String, String)> {
+        let log = std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default();
+        log.lines()
+            .filter_map(|l| {
+                let quoted = l.split('"').nth(1)?;
+                let mut parts = quoted.split(' ');
+                Some((parts.next()?.to_string(), parts.next()?.to_string()))
+            })
+            .collect()
+    }
+
+    /// How many requests so far had `method` and a path containing `part`.
+    pub fn count(&self, method: &str, part: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|(m, p)| m == method && p.contains(part))
+            .count()
+    }
+
     /// The registry's own log, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
@@ -391,10 +475,14 @@ impl Registry {
             .append(true)
             .open(self.dir.join("registry.log"))
             .unwrap();
+        let access = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("access.log"))
+            .unwrap();
         self.child = Command::new("docker-registry")
             .arg("serve")
             .arg(&self.config_path)
-            .stdout(Stdio::null())
+            .stdout(access)
             .stderr(log)
             .spawn()
             .expect("restart docker-registry");
