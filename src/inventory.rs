@@ -56,6 +56,12 @@ pub struct CheckSpec {
 }
 
 impl CheckSpec {
+    /// The image this check asks about, the same for its checks with other
+    /// credentials; `None` when the check makes no request.
+    pub fn image_key(&self) -> Option<String> {
+        self.target.image().map(|m| m.reference.check_key())
+    }
+
     /// The registry host checks are grouped by for per-registry limits: the
     /// first host tried.
     pub fn registry(&self) -> &str {

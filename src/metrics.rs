@@ -26,6 +26,7 @@ const PREFIX: &str = "k8s_image_availability_exporter";
 pub struct Metrics {
     registry: Registry,
     completed: IntCounter,
+    shared: IntCounter,
     durations: HistogramVec,
     requests: IntCounterVec,
     pauses: IntCounterVec,
@@ -52,6 +53,10 @@ impl Metrics {
         let completed = must(IntCounter::with_opts(Opts::new(
             format!("{PREFIX}_completed_rechecks_total"),
             "Number of image checks completed.",
+        )));
+        let shared = must(IntCounter::with_opts(Opts::new(
+            format!("{PREFIX}_shared_results_total"),
+            "Checks that took the answer of a check of the same image with other credentials, because the registry asked for none (no request made).",
         )));
         let durations = must(HistogramVec::new(
             HistogramOpts::new(
@@ -99,6 +104,7 @@ impl Metrics {
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         for c in [
             Box::new(completed.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(shared.clone()),
             Box::new(durations.clone()),
             Box::new(requests.clone()),
             Box::new(pauses.clone()),
@@ -112,6 +118,7 @@ impl Metrics {
         Metrics {
             registry,
             completed,
+            shared,
             durations,
             requests,
             pauses,
@@ -253,6 +260,10 @@ impl Observer for Metrics {
         if result.status == Status::RateLimited {
             self.pauses.with_label_values(&[spec.registry()]).inc();
         }
+    }
+
+    fn shared(&self, checks: usize) {
+        self.shared.inc_by(checks as u64);
     }
 }
 

@@ -6,6 +6,10 @@
 //! sized so every check is re-run within `recheck_within`. At most
 //! `max_per_registry` checks run against one registry at a time, and a
 //! registry that answered 429 is left alone until its Retry-After passes.
+//!
+//! Checks of one image with different credentials run one at a time: when
+//! the registry answered without asking for credentials (the result is
+//! `shared`), that answer is every such check's, and they are not sent.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -46,6 +50,9 @@ const MAX_DEFERRED: usize = 256;
 struct State {
     spec: Arc<CheckSpec>,
     registry: Arc<str>,
+    /// The image (`CheckSpec::image_key`), shared by its checks with other
+    /// credentials; `None` for checks that make no request.
+    image: Option<Arc<str>>,
     last_checked: Option<Instant>,
     failures: u32,
     generation: u64,
@@ -67,6 +74,13 @@ pub struct Queue {
     paused: HashMap<Arc<str>, Instant>,
     per_registry: HashMap<Arc<str>, usize>,
     in_flight: usize,
+    /// Image -> its checks (one per set of credentials).
+    by_image: HashMap<Arc<str>, Vec<CheckId>>,
+    /// Images with a check in flight, and the image of each running check
+    /// (kept apart from `states`: a check removed while running still
+    /// frees its image when it completes).
+    images_in_flight: HashMap<Arc<str>, usize>,
+    running_image: HashMap<CheckId, Arc<str>>,
 }
 
 impl Queue {
@@ -82,6 +96,9 @@ impl Queue {
             paused: HashMap::new(),
             per_registry: HashMap::new(),
             in_flight: 0,
+            by_image: HashMap::new(),
+            images_in_flight: HashMap::new(),
+            running_image: HashMap::new(),
         }
     }
 
@@ -116,11 +133,24 @@ impl Queue {
         let id = spec.id;
         let generation = self.next_generation();
         let registry: Arc<str> = Arc::from(spec.registry());
+        let image = spec.image_key().map(|k| {
+            // One allocation per image, whatever its number of checks.
+            let key = match self.by_image.get_key_value(k.as_str()) {
+                Some((existing, _)) => existing.clone(),
+                None => Arc::from(k),
+            };
+            self.by_image.entry(key.clone()).or_default().push(id);
+            key
+        });
+        if let Some(old) = self.states.get(&id).and_then(|s| s.image.clone()) {
+            self.unlink(&old, id);
+        }
         self.states.insert(
             id,
             State {
                 spec,
                 registry,
+                image,
                 last_checked: None,
                 failures: 0,
                 generation,
@@ -132,7 +162,40 @@ impl Queue {
 
     /// A check no longer needed; a running one finishes but is not requeued.
     pub fn remove(&mut self, id: CheckId) {
-        self.states.remove(&id);
+        if let Some(image) = self.states.remove(&id).and_then(|s| s.image) {
+            self.unlink(&image, id);
+        }
+    }
+
+    fn unlink(&mut self, image: &Arc<str>, id: CheckId) {
+        if let Some(ids) = self.by_image.get_mut(image) {
+            ids.retain(|x| *x != id);
+            if ids.is_empty() {
+                self.by_image.remove(image);
+            }
+        }
+    }
+
+    /// After a `shared` result of check `id`: the image's other checks,
+    /// not running now, take it as their own (they are marked checked at
+    /// `now`, as if they had run). Returns them.
+    pub fn share(&mut self, id: CheckId, result: &CheckResult, now: Instant) -> Vec<CheckId> {
+        let Some(image) = self.states.get(&id).and_then(|s| s.image.clone()) else {
+            return Vec::new();
+        };
+        let others: Vec<CheckId> = self
+            .by_image
+            .get(&image)
+            .map(|ids| ids.iter().copied().filter(|x| *x != id).collect())
+            .unwrap_or_default();
+        let mut shared = Vec::with_capacity(others.len());
+        for other in others {
+            if self.states.get(&other).is_some_and(|s| !s.in_flight) {
+                self.record(other, result, now);
+                shared.push(other);
+            }
+        }
+        shared
     }
 
     /// Releases the next batch of routine rechecks.
@@ -195,8 +258,13 @@ impl Queue {
                 self.waiting.push(Reverse((until, generation, id)));
                 continue;
             }
-            if self.per_registry.get(&s.registry).copied().unwrap_or(0)
-                >= self.config.max_per_registry
+            let image_busy = s
+                .image
+                .as_ref()
+                .is_some_and(|i| self.images_in_flight.contains_key(i));
+            if image_busy
+                || self.per_registry.get(&s.registry).copied().unwrap_or(0)
+                    >= self.config.max_per_registry
             {
                 deferred.push(self.ready.pop().expect("peeked"));
                 if deferred.len() >= MAX_DEFERRED {
@@ -216,6 +284,10 @@ impl Queue {
         let s = self.states.get_mut(&id).expect("checked above");
         s.in_flight = true;
         *self.per_registry.entry(s.registry.clone()).or_default() += 1;
+        if let Some(i) = &s.image {
+            *self.images_in_flight.entry(i.clone()).or_default() += 1;
+            self.running_image.insert(id, i.clone());
+        }
         self.in_flight += 1;
         Some(s.spec.clone())
     }
@@ -226,6 +298,19 @@ impl Queue {
         if let Some(n) = self.per_registry.get_mut(registry) {
             *n = n.saturating_sub(1);
         }
+        if let Some(key) = self.running_image.remove(&id) {
+            if let Some(n) = self.images_in_flight.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    self.images_in_flight.remove(&key);
+                }
+            }
+        }
+        self.record(id, result, now);
+    }
+
+    /// Requeues check `id` after `result`.
+    fn record(&mut self, id: CheckId, result: &CheckResult, now: Instant) {
         let generation = self.next_generation();
         let (period, recheck) = (self.config.period, self.config.recheck_within);
         let Some(s) = self.states.get_mut(&id) else {
@@ -369,6 +454,9 @@ impl Results {
 pub trait Observer: Send + Sync {
     /// A check finished.
     fn completed(&self, spec: &CheckSpec, result: &CheckResult, duration: Duration);
+
+    /// `checks` other checks took a finished check's shared answer.
+    fn shared(&self, _checks: usize) {}
 }
 
 /// A finished check.
@@ -517,14 +605,25 @@ impl Scheduler {
                     log_result(&d.spec, &d.result, previous);
                     // A rate-limited check keeps its last known verdict.
                     if d.result.status != Status::RateLimited && queue.contains(d.spec.id) {
-                        let platforms = match d.result.platforms {
-                            Some(Platforms::Known(p)) => Some(p),
+                        let platforms = match &d.result.platforms {
+                            Some(Platforms::Known(p)) => Some(p.clone()),
                             _ => None,
                         };
-                        self.results.set(d.spec.id, Outcome { status: d.result.status, reason: d.result.reason, checked_at: SystemTime::now(), credential: d.result.credential, platforms });
-                        if previous.is_none() {
-                            if let Some(tx) = &self.verdicts {
-                                let _ = tx.send(crate::kube::watch::Event::Verdict(d.spec.id));
+                        let outcome = Outcome { status: d.result.status, reason: d.result.reason.clone(), checked_at: SystemTime::now(), credential: d.result.credential.clone(), platforms };
+                        // The registry asked for no credentials: the image's
+                        // checks with other credentials get this answer too.
+                        let mut ids = vec![d.spec.id];
+                        if d.result.shared {
+                            ids.extend(queue.share(d.spec.id, &d.result, now));
+                            self.observer.shared(ids.len() - 1);
+                        }
+                        for id in ids {
+                            let first = self.results.get(id).is_none();
+                            self.results.set(id, outcome.clone());
+                            if first {
+                                if let Some(tx) = &self.verdicts {
+                                    let _ = tx.send(crate::kube::watch::Event::Verdict(id));
+                                }
                             }
                         }
                     }
@@ -594,6 +693,55 @@ mod tests {
 
     fn drain(q: &mut Queue, now: Instant) -> Vec<CheckId> {
         std::iter::from_fn(|| q.next(now).map(|s| s.id)).collect()
+    }
+
+    fn with_credentials(id: CheckId, image: &str, user: &str) -> Arc<CheckSpec> {
+        let reference = Reference::parse(image).unwrap();
+        Arc::new(CheckSpec {
+            id,
+            target: Target::Image(Mirrored::direct(reference)),
+            credentials: vec![Arc::new(crate::credentials::Credential::new(
+                format!("secret ns/{user}"),
+                "r.io",
+                user,
+                "pw",
+            ))],
+        })
+    }
+
+    #[test]
+    fn checks_of_one_image_run_one_at_a_time_and_share_an_open_answer() {
+        let mut q = Queue::new(cfg());
+        let t = Instant::now();
+        q.add(spec(1, "r.io/a:1"), t);
+        q.add(with_credentials(2, "r.io/a:1", "u"), t);
+        q.add(with_credentials(3, "r.io/a:1", "v"), t);
+        q.add(spec(4, "r.io/b:1"), t);
+        // One check of image a at a time; b is another image.
+        assert_eq!(drain(&mut q, t), vec![1, 4]);
+        // The registry asked for no credentials: 2 and 3 take the answer.
+        let open = CheckResult {
+            shared: true,
+            ..result(Status::Available)
+        };
+        assert_eq!(q.share(1, &open, t), vec![2, 3]);
+        q.complete(1, "r.io", &open, t);
+        assert!(drain(&mut q, t).is_empty(), "nothing left to send");
+        // It asked: the next check of the image runs after this one.
+        q.add(with_credentials(5, "r.io/c:1", "u"), t);
+        q.add(with_credentials(6, "r.io/c:1", "v"), t);
+        assert_eq!(drain(&mut q, t), vec![5]);
+        q.complete(5, "r.io", &result(Status::Available), t);
+        assert_eq!(drain(&mut q, t), vec![6]);
+        q.complete(4, "r.io", &result(Status::Available), t);
+        q.complete(6, "r.io", &result(Status::Available), t);
+        // A check removed while it runs still frees its image.
+        q.add(with_credentials(7, "r.io/d:1", "u"), t);
+        q.add(with_credentials(8, "r.io/d:1", "v"), t);
+        assert_eq!(drain(&mut q, t), vec![7]);
+        q.remove(7);
+        q.complete(7, "r.io", &result(Status::Available), t);
+        assert_eq!(drain(&mut q, t), vec![8]);
     }
 
     #[test]

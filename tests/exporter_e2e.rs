@@ -665,3 +665,97 @@ fn a_rate_limited_new_check_keeps_the_previous_verdict() {
         "{seen:?}"
     );
 }
+
+/// Three workloads run one image: one names pull secret `a`, one `b`, one
+/// none. That is three checks (image plus credentials).
+fn three_ways(api: &FakeApiServer, reg: &Registry, image: &str) {
+    for (name, user) in [("a", "alice"), ("b", "bob")] {
+        api.apply(
+            "secrets",
+            pull_secret("prod", name, &reg.host, user, &format!("{user}-pw")),
+        );
+    }
+    let img = reg.image(image);
+    api.apply(
+        "deployments",
+        deployment("prod", "with-a", 1, &Template::image(&img).pull_secret("a")),
+    );
+    api.apply(
+        "deployments",
+        deployment("prod", "with-b", 1, &Template::image(&img).pull_secret("b")),
+    );
+    api.apply(
+        "deployments",
+        deployment("prod", "none", 1, &Template::image(&img)),
+    );
+}
+
+#[test]
+fn one_request_per_image_while_the_registry_asks_for_no_credentials() {
+    let reg = Registry::start(Auth::None);
+    reg.push("team/app", "v1");
+    let (api, kc) = api();
+    three_ways(&api, &reg, "team/app:v1");
+    // Slow rechecks: the first round alone is counted.
+    let e = Exporter::start(
+        &kc,
+        &[
+            "--check-period",
+            "30s",
+            "--recheck-within",
+            "10m",
+            "--plain-http-registries",
+            &reg.host,
+        ],
+    );
+    for name in ["with-a", "with-b", "none"] {
+        e.wait_status("prod", name, "app", "available");
+    }
+    assert_eq!(
+        reg.count("HEAD", "/v2/team/app/manifests/v1"),
+        1,
+        "three checks, one request: {:#?}",
+        reg.requests()
+    );
+    let m = e.metrics();
+    let shared: f64 = m
+        .iter()
+        .filter(|s| s.name == "k8s_image_availability_exporter_shared_results_total")
+        .map(|s| s.value)
+        .sum();
+    assert_eq!(shared, 2.0);
+}
+
+#[test]
+fn a_registry_that_challenges_gets_each_credential_checked() {
+    let reg = Registry::start(Auth::Token(
+        Policy::default()
+            .user("alice", "alice-pw", "team/", &["pull"])
+            .user("bob", "bob-pw", "team/", &["pull"])
+            .anonymous_pull("team/"),
+    ));
+    reg.push("team/app", "v1");
+    let (api, kc) = api();
+    three_ways(&api, &reg, "team/app:v1");
+    let e = Exporter::start(
+        &kc,
+        &[
+            "--check-period",
+            "30s",
+            "--recheck-within",
+            "10m",
+            "--plain-http-registries",
+            &reg.host,
+        ],
+    );
+    for name in ["with-a", "with-b", "none"] {
+        e.wait_status("prod", name, "app", "available");
+    }
+    // Each check asked the token server with its own credentials, as the
+    // kubelet would: nothing was shared.
+    let users = reg.tokens.as_ref().unwrap().users();
+    for who in ["alice", "bob"] {
+        assert!(users.iter().any(|u| u == who), "{users:?}");
+    }
+    assert!(reg.count("HEAD", "/v2/team/app/manifests/v1") >= 3);
+}

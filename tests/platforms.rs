@@ -298,7 +298,10 @@ fn without_nodes_platform_checks_are_off() {
     assert_eq!(reg.count("GET", "/v2/team/"), 0);
     let (code, body) = e.get("/readyz");
     assert_eq!(code, 200, "{body}");
-    assert!(body.contains("nodes"), "{body}");
+    assert!(
+        body.contains("nodes") && body.contains("platform checks are off"),
+        "{body}"
+    );
     let warnings = e
         .log()
         .lines()

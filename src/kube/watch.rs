@@ -747,13 +747,14 @@ fn explain(e: &ApiError, resource: Resource) -> String {
             "{e} (the credentials were rejected: check the kubeconfig or service account token)"
         ),
         Some(403) => {
-            let or = if matches!(
-                resource,
-                Resource::DockerConfigJsonSecrets | Resource::DockerCfgSecrets
-            ) {
-                ", or run with --no-secrets"
-            } else {
-                ""
+            let or = match resource {
+                Resource::DockerConfigJsonSecrets | Resource::DockerCfgSecrets => {
+                    ", or run with --no-secrets"
+                }
+                Resource::Nodes => {
+                    "; until then platform checks are off, or run with --no-platform-check"
+                }
+                _ => "",
             };
             format!(
                 "{e} (the exporter needs {}: see deploy/10-rbac.yaml{or})",

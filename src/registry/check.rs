@@ -221,6 +221,7 @@ impl Checker {
             requests += r.requests;
             if r.status == Status::Available {
                 r.requests = requests;
+                r.shared &= failures.iter().all(|(_, f)| f.shared);
                 if !failures.is_empty() {
                     r.reason = format!("{} (after {})", r.reason, who_got_what(&failures));
                 }
@@ -229,9 +230,11 @@ impl Checker {
             failures.push((reference.api_host().to_string(), r));
         }
         let reason = format!("no host serves it: {}", who_got_what(&failures));
+        let shared = failures.iter().all(|(_, f)| f.shared);
         let mut worst = most_informative(failures);
         worst.reason = reason;
         worst.requests = requests;
+        worst.shared = shared;
         worst
     }
 
@@ -280,7 +283,10 @@ impl Checker {
                         retry_after: None,
                         host: Some(reference.api_host().to_string()),
                         platforms,
-                    }
+                        // No credential went out, so no 401 was answered:
+                        // the registry served it to anyone.
+                        shared: !authenticated,
+                    };
                 }
                 Attempt::Unauthorized(why) => (
                     CheckResult {
@@ -307,6 +313,7 @@ impl Checker {
                     let r = CheckResult {
                         credential: described(authenticated),
                         retry_after,
+                        shared: !authenticated && status != Status::RateLimited,
                         ..CheckResult::without_requests(status, reason)
                     };
                     (r, independent)
@@ -322,10 +329,12 @@ impl Checker {
             [(who, f)] if who == "anonymous" => f.reason.clone(),
             _ => who_got_what(&failures),
         };
+        let shared = failures.iter().all(|(_, f)| f.shared);
         let mut worst = most_informative(failures);
         worst.reason = reason;
         worst.requests = ctx.requests;
         worst.host = Some(reference.api_host().to_string());
+        worst.shared = shared;
         worst
     }
 

@@ -87,6 +87,10 @@ pub struct CheckResult {
     pub host: Option<String>,
     /// For `Available`, when platforms are checked: what the image offers.
     pub platforms: Option<Platforms>,
+    /// The answer did not depend on credentials: none was sent and the
+    /// registry asked for none (it never challenged). Every check of the
+    /// same image would get the same answer now.
+    pub shared: bool,
 }
 
 impl CheckResult {
@@ -101,6 +105,7 @@ impl CheckResult {
             retry_after: None,
             host: None,
             platforms: None,
+            shared: false,
         }
     }
 }

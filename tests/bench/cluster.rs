@@ -55,6 +55,15 @@ struct Opts {
     /// workloads changed at once for the watch throughput figure. Defaults to 1000.
     #[argh(option, default = "1000")]
     changes: usize,
+    /// which pull secrets workloads name: `shared` (every workload names
+    /// one robot account's secret), `mixed` (half of each namespace's
+    /// workloads name it, half none), `per-namespace` (each namespace has
+    /// its own robot account). Defaults to shared.
+    #[argh(option, default = "String::from(\"shared\")")]
+    credentials: String,
+    /// the registry never asks for credentials (no 401 challenge).
+    #[argh(switch)]
+    open_registry: bool,
     /// accepted for `cargo bench` compatibility.
     #[argh(switch)]
     bench: bool,
@@ -128,11 +137,15 @@ fn main() {
             ..o
         }
     };
+    if !["shared", "mixed", "per-namespace"].contains(&o.credentials.as_str()) {
+        println!("--credentials: shared, mixed or per-namespace");
+        std::process::exit(2);
+    }
     let reg = BenchRegistry::start(
         Duration::from_millis(o.latency_ms),
-        "bench",
         "bench-password",
         o.token_lifetime,
+        o.open_registry,
     );
     let api = FakeApiServer::start(ServerAuth::Tokens(vec!["bench".into()]));
     let kc = api.kubeconfig(&FakeApiServer::token_user("bench"));
@@ -141,14 +154,20 @@ fn main() {
     let per_ns = o.pull_secrets.div_ceil(o.namespaces).max(1);
     let ns = |i: usize| format!("ns-{:03}", i % o.namespaces);
     for i in 0..o.pull_secrets {
-        // One robot account replicated into every namespace, as is common.
+        // One robot account replicated into every namespace, as is common;
+        // or one per namespace.
+        let user = if o.credentials == "per-namespace" {
+            format!("robot-{}", ns(i))
+        } else {
+            "bench".to_string()
+        };
         api.apply(
             "secrets",
             pull_secret(
                 &ns(i),
                 &format!("regcred-{}", i / o.namespaces),
                 &reg.host,
-                "bench",
+                &user,
                 "bench-password",
             ),
         );
@@ -165,6 +184,7 @@ fn main() {
             "serviceaccounts",
             service_account(&ns(n), "default", &["regcred-0"]),
         );
+        api.apply("serviceaccounts", service_account(&ns(n), "bare", &[]));
     }
     for n in 0..o.nodes {
         let arch = if n % 3 == 2 { "arm64" } else { "amd64" };
@@ -179,11 +199,18 @@ fn main() {
     }
     let mut containers = 0;
     for w in 0..o.workloads {
+        // In `mixed`, every other workload of a namespace names no secret
+        // (and its service account none either).
+        let names_secret = o.credentials != "mixed" || (w / o.namespaces) % 2 == 0;
         let mut t = Template {
             containers: vec![],
             init_containers: vec![],
-            pull_secrets: vec![format!("regcred-{}", w % per_ns)],
-            service_account: None,
+            pull_secrets: if names_secret {
+                vec![format!("regcred-{}", w % per_ns)]
+            } else {
+                vec![]
+            },
+            service_account: Some(if names_secret { "default" } else { "bare" }.into()),
         };
         for c in 0..o.containers {
             t.containers.push((
@@ -236,6 +263,7 @@ fn main() {
     let all_results = started.elapsed();
     let cpu_first = cpu_seconds(pid);
     let (m1, t1, x1) = reg.counters.snapshot();
+    let images1 = reg.counters.per_image();
     let g1 = reg
         .counters
         .platform_gets
@@ -246,6 +274,10 @@ fn main() {
         "k8s_image_availability_exporter_completed_rechecks_total",
     );
     let checks = counter(&samples, "k8s_image_availability_exporter_checks");
+    let shared1 = counter(
+        &samples,
+        "k8s_image_availability_exporter_shared_results_total",
+    );
     let peak_after_first = status_kib(pid, "VmHWM:");
 
     // Steady state.
@@ -258,6 +290,17 @@ fn main() {
         "k8s_image_availability_exporter_completed_rechecks_total",
     );
     let (m2, t2, _) = reg.counters.snapshot();
+    let images2 = reg.counters.per_image();
+    let shared_results = counter(
+        &samples,
+        "k8s_image_availability_exporter_shared_results_total",
+    );
+    // Steady state per image: requests over the images asked about again.
+    let (steady_images, steady_requests) = images2
+        .iter()
+        .map(|(path, n)| n - images1.get(path).copied().unwrap_or(0))
+        .filter(|d| *d > 0)
+        .fold((0u64, 0u64), |(i, r), d| (i + 1, r + d));
     let g2 = reg
         .counters
         .platform_gets
@@ -332,9 +375,10 @@ fn main() {
     let secrets_served = api.served("secrets");
     let (code, stop_time) = e.terminate();
 
-    let first_checks = completed1.max(1.0);
-    let steady_checks = (completed2 - completed1).max(1.0);
-    println!("\n## Benchmark: {} workloads, {} containers, {} images, {} pull secrets + {} other secrets, {} ms registry latency\n", o.workloads, containers, o.images, o.pull_secrets, o.helm_secrets, o.latency_ms);
+    // A check that took a shared answer counts as a check that made no request.
+    let first_checks = (completed1 + shared1).max(1.0);
+    let steady_checks = (completed2 + shared_results - completed1 - shared1).max(1.0);
+    println!("\n## Benchmark: {} workloads, {} containers, {} images, {} pull secrets + {} other secrets, {} ms registry latency, credentials {}, registry {}\n", o.workloads, containers, o.images, o.pull_secrets, o.helm_secrets, o.latency_ms, o.credentials, if o.open_registry { "open (never challenges)" } else { "bearer tokens" });
     println!("| measure | value |");
     println!("|---|---|");
     println!("| cluster generation in the fake apiserver (not the exporter) | {generated:.1?} |");
@@ -352,6 +396,14 @@ fn main() {
         t1 as f64 / first_checks,
         x1 as f64 / first_checks
     );
+    println!(
+        "| manifest requests per image, first round ({} images) / steady state ({} images asked again) | {:.3} / {:.3} |",
+        images1.len(),
+        steady_images,
+        m1 as f64 / images1.len().max(1) as f64,
+        steady_requests as f64 / steady_images.max(1) as f64
+    );
+    println!("| checks that took another check's open answer (no request) | {shared_results} |");
     println!(
         "| requests per check, steady state ({} s, {} checks): manifest / token | {:.3} / {:.3} |",
         o.steady_seconds,

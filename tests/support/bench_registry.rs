@@ -1,10 +1,11 @@
 //! A fast in-process registry for throughput runs: bearer-token auth like
-//! Docker Hub's, a configurable latency on every answer, a thread per
+//! Docker Hub's (any user with the configured password), or none at all
+//! (`open`: it never challenges), a configurable latency on every answer, a thread per
 //! connection with keep-alive, and counters per endpoint. Tags starting with
 //! `missing` are absent. A TLS handshake is refused at once, as real plain
 //! http registries do (they answer 400), so clients fall back quickly.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,8 +25,9 @@ pub struct Counters {
     pub other: AtomicU64,
     /// GETs of manifests by digest (the platform check reading an index).
     pub platform_gets: AtomicU64,
-    /// Distinct manifest paths answered 200 or 404 (checked images).
-    pub answered: Mutex<HashSet<String>>,
+    /// Manifest paths answered 200 or 404 (checked images), with how many
+    /// times each was.
+    pub answered: Mutex<HashMap<String, u64>>,
 }
 
 impl Counters {
@@ -42,6 +44,11 @@ impl Counters {
     pub fn answered(&self) -> usize {
         self.answered.lock().unwrap().len()
     }
+
+    /// Answers per manifest path so far.
+    pub fn per_image(&self) -> HashMap<String, u64> {
+        self.answered.lock().unwrap().clone()
+    }
 }
 
 /// The running registry.
@@ -55,22 +62,22 @@ pub struct BenchRegistry {
 
 struct Config {
     host: Mutex<String>,
-    basic: String,
+    password: String,
+    open: bool,
     latency: Duration,
     expires_in: u64,
     seq: AtomicU64,
 }
 
 impl BenchRegistry {
-    /// Starts serving; tokens need `user`:`password`.
-    pub fn start(latency: Duration, user: &str, password: &str, expires_in: u64) -> BenchRegistry {
+    /// Starts serving; tokens need any user with `password`, or nothing
+    /// when `open`.
+    pub fn start(latency: Duration, password: &str, expires_in: u64, open: bool) -> BenchRegistry {
         let counters = Arc::new(Counters::default());
         let cfg = Arc::new(Config {
             host: Mutex::new(String::new()),
-            basic: format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-            ),
+            password: password.to_string(),
+            open,
             latency,
             expires_in,
             seq: AtomicU64::new(0),
@@ -114,7 +121,12 @@ fn answer(
     if url.starts_with("/token") {
         c.token.fetch_add(1, Ordering::SeqCst);
         std::thread::sleep(cfg.latency);
-        if auth != cfg.basic {
+        let decoded = auth
+            .strip_prefix("Basic ")
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        if decoded.split_once(':').map(|(_, p)| p) != Some(cfg.password.as_str()) {
             return (401, vec![], "{}".into());
         }
         let n = cfg.seq.fetch_add(1, Ordering::SeqCst);
@@ -131,7 +143,7 @@ fn answer(
     // Every image is an index of amd64 and arm64, read by digest.
     if method == "GET" && url.starts_with("/v2/") && url.contains("/manifests/sha256:") {
         c.platform_gets.fetch_add(1, Ordering::SeqCst);
-        if !auth.starts_with("Bearer bench-token-") {
+        if !cfg.open && !auth.starts_with("Bearer bench-token-") {
             return (401, vec![], String::new());
         }
         std::thread::sleep(cfg.latency);
@@ -160,7 +172,7 @@ fn answer(
         .filter(|r| r.contains("/manifests/") && (method == "HEAD" || method == "GET"))
     {
         c.manifest.fetch_add(1, Ordering::SeqCst);
-        if !auth.starts_with("Bearer bench-token-") {
+        if !cfg.open && !auth.starts_with("Bearer bench-token-") {
             let challenge = format!(
                 r#"Bearer realm="http://{}/token",service="bench""#,
                 cfg.host.lock().unwrap()
@@ -172,7 +184,11 @@ fn answer(
             );
         }
         std::thread::sleep(cfg.latency);
-        c.answered.lock().unwrap().insert(rest.to_string());
+        *c.answered
+            .lock()
+            .unwrap()
+            .entry(rest.to_string())
+            .or_default() += 1;
         let tag = rest.rsplit('/').next().unwrap_or("");
         if tag.starts_with("missing") {
             return (404, vec![], String::new());
