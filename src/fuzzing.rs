@@ -362,7 +362,12 @@ pub fn manifest(data: &[u8]) {
     let check = |p: &Platform| {
         assert_eq!(&Platform::new(&p.os, &p.architecture, &p.variant), p);
         assert!(p.runs(p), "{p} runs itself");
-        if let Ok(again) = Platform::parse(&p.to_string()) {
+        // A field with a `/` (registries send anything) prints ambiguously;
+        // the others read back as themselves.
+        let plain = ![&p.os, &p.architecture, &p.variant]
+            .iter()
+            .any(|f| f.contains('/'));
+        if let (true, Ok(again)) = (plain, Platform::parse(&p.to_string())) {
             assert_eq!(&again, p);
         }
     };

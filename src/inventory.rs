@@ -1269,8 +1269,17 @@ pub fn run(
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
                 .summary();
+            let heap = crate::malloc::heap()
+                .map(|(used, free)| {
+                    format!(
+                        "; heap {:.1} MiB in use, {:.1} MiB free",
+                        used as f64 / 1048576.0,
+                        free as f64 / 1048576.0
+                    )
+                })
+                .unwrap_or_default();
             log::info!(
-                "initial sync done in {:.1?}: {} workloads ({} reported), {} containers, {} distinct images, {} distinct checks, {} pull secrets",
+                "initial sync done in {:.1?}: {} workloads ({} reported), {} containers, {} distinct images, {} distinct checks, {} pull secrets{heap}",
                 started.elapsed(),
                 s.workloads,
                 s.reported_workloads,

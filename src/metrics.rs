@@ -485,6 +485,16 @@ fn render_process(out: &mut dyn Write) -> io::Result<()> {
         )
         .ok();
     }
+    // What of the resident size is live data, and what the allocator holds
+    // free (fragmentation after bursts): tells a leak from a high-water mark.
+    if let Some((in_use, free)) = crate::malloc::heap() {
+        let name = format!("{PREFIX}_heap_bytes");
+        writeln!(
+            s,
+            "# HELP {name} Heap bytes by state: in_use by live allocations, free but held by the allocator.\n# TYPE {name} gauge\n{name}{{state=\"in_use\"}} {in_use}\n{name}{{state=\"free\"}} {free}"
+        )
+        .ok();
+    }
     out.write_all(s.as_bytes())
 }
 

@@ -19,6 +19,8 @@ pub struct Platform {
 
 /// Longest platform field we keep; real ones are a few characters.
 const MAX_FIELD: usize = 64;
+/// Highest variant number whose older variants are also matched.
+const MAX_VARIANT: i32 = 64;
 
 impl Platform {
     /// A normalised platform. An empty os is Linux (the only os a registry
@@ -132,7 +134,16 @@ fn normalize_arch(arch: String, variant: String) -> (String, String) {
 /// containerd's order (`platformVector`); the variants are normalised.
 fn vector(arch: &str, variant: &str) -> Vec<(String, String)> {
     let mut v = vec![(arch.to_string(), variant.to_string())];
-    let number = |s: &str| s.strip_prefix('v').unwrap_or(s).parse::<i32>().ok();
+    // Variant numbers past any real CPU are matched exactly: containerd
+    // would list every lower variant, which for `v999999999` (a user flag
+    // or a registry answer) is no list at all.
+    let number = |s: &str| {
+        s.strip_prefix('v')
+            .unwrap_or(s)
+            .parse::<i32>()
+            .ok()
+            .filter(|n| *n <= MAX_VARIANT)
+    };
     match arch {
         "amd64" => {
             if let Some(n) = number(variant).filter(|n| *n > 1) {
@@ -293,6 +304,10 @@ mod tests {
         assert!(p("linux/amd64/v3").runs(&p("linux/amd64/v2")));
         assert!(p("linux/amd64/v3").runs(&p("linux/amd64")));
         assert!(!Platform::new("unknown", "unknown", "").is_known());
+        // Found by fuzzing: no list of a billion older variants.
+        let huge = p("linux/arm/v111111114");
+        assert!(huge.runs(&huge));
+        assert!(!huge.runs(&p("linux/arm/v7")));
     }
 
     #[test]

@@ -415,6 +415,9 @@ fn build_agent(config: &ClusterConfig, cert: Option<&ClientCert>) -> Result<ureq
     }
     let mut builder = ureq::Agent::config_builder()
         .http_status_as_error(false)
+        .input_buffer_size(crate::registry::transport::INPUT_BUFFER)
+        .output_buffer_size(crate::registry::transport::OUTPUT_BUFFER)
+        .max_response_header_size(crate::registry::transport::INPUT_BUFFER)
         .tls_config(tls.build())
         .timeout_connect(Some(Duration::from_secs(10)))
         .user_agent(crate::registry::transport::USER_AGENT)

@@ -320,6 +320,15 @@ pub enum Method {
     Get,
 }
 
+/// Per-connection buffers. ureq allocates 128 KiB each way per connection
+/// by default; with a connection per watch stream and per check worker, and
+/// idle ones in the pool, that was most of the exporter's heap. Our
+/// requests are header-only GETs and HEADs, answers' headers are a few KiB
+/// (the input buffer must hold them whole), and bodies stream through it.
+pub const INPUT_BUFFER: usize = 32 * 1024;
+/// See [`INPUT_BUFFER`]; request headers (with tokens of a few KiB) only.
+pub const OUTPUT_BUFFER: usize = 16 * 1024;
+
 /// The registry-side HTTP client. Separate from the Kubernetes API client:
 /// different roots, timeouts and proxy rules.
 pub struct Transport {
@@ -358,6 +367,9 @@ impl Transport {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
+            .input_buffer_size(INPUT_BUFFER)
+            .output_buffer_size(OUTPUT_BUFFER)
+            .max_response_header_size(INPUT_BUFFER)
             .tls_config(tls)
             .timeout_connect(Some(config.connect_timeout))
             .timeout_global(Some(config.request_timeout))

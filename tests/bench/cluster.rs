@@ -242,6 +242,17 @@ fn main() {
     let sync_time = started.elapsed();
     let cpu_sync = cpu_seconds(pid);
     let rss_sync = status_kib(pid, "VmRSS:");
+    let heap = |m: &[Sample], state: &str| {
+        m.iter()
+            .find(|s| {
+                s.name == "k8s_image_availability_exporter_heap_bytes"
+                    && s.labels.get("state").map(String::as_str) == Some(state)
+            })
+            .map(|s| (s.value / 1024.0) as u64)
+            .unwrap_or(0)
+    };
+    let m = e.metrics();
+    let heap_sync = (heap(&m, "in_use"), heap(&m, "free"));
 
     wait_until("every image checked", Duration::from_secs(600), || {
         reg.counters.answered() >= o.images
@@ -306,6 +317,7 @@ fn main() {
         .platform_gets
         .load(std::sync::atomic::Ordering::SeqCst);
     let steady_rss = status_kib(pid, "VmRSS:");
+    let heap_steady = (heap(&samples, "in_use"), heap(&samples, "free"));
 
     // /metrics cost for the full series set.
     let mut plain = Vec::new();
@@ -429,6 +441,13 @@ fn main() {
         mib(rss_sync)
     );
     println!("| steady RSS | {} |", mib(steady_rss));
+    println!(
+        "| heap after the initial sync / steady: in use, free in the allocator | {}, {} / {}, {} |",
+        mib(heap_sync.0),
+        mib(heap_sync.1),
+        mib(heap_steady.0),
+        mib(heap_steady.1)
+    );
     println!("| CPU seconds: initial sync / first round / steady per minute | {:.2} / {:.2} / {:.2} ({:.2}% of a core) |", cpu_sync, cpu_first - cpu_sync, (cpu_s1 - cpu_s0) * 60.0 / o.steady_seconds as f64, (cpu_s1 - cpu_s0) * 100.0 / o.steady_seconds as f64);
     println!(
         "| /metrics: {} samples, plain: median {:.0?}, {} bytes | gzip: median {:.0?}, {} bytes |",
