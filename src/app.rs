@@ -258,7 +258,7 @@ fn once(config: &Config, client: Arc<ApiClient>, checker: &Checker) -> u8 {
             namespace: wl.key.namespace.clone(),
             kind: wl.kind.as_str().to_string(),
             name: wl.key.name.clone(),
-            container: c.container.clone(),
+            container: c.container.to_string(),
         };
         rows.push(Row::new(Some(workload), &c.image, target, result));
     });

@@ -160,7 +160,7 @@ pub fn collect(inventory: &Inventory, results: &Results, filter: &Filter) -> Rep
                 namespace: w.key.namespace.clone(),
                 kind: w.kind.as_str(),
                 name: w.key.name.clone(),
-                container: c.container.clone(),
+                container: c.container.to_string(),
                 image: image.unwrap_or(&c.image).to_string(),
                 status,
                 reason: outcome.reason_for(placement),

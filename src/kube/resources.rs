@@ -320,9 +320,10 @@ impl fmt::Display for ObjectKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerImage {
     /// The container's name (the `container` label).
-    pub container: String,
-    /// The image as written (the `image` label).
-    pub image: String,
+    pub container: Arc<str>,
+    /// The image as written (the `image` label). Shared by the containers
+    /// that name it (the inventory interns both strings).
+    pub image: Arc<str>,
 }
 
 /// What we keep of a workload.
@@ -463,8 +464,8 @@ fn template_parts(t: Option<PodTemplateSpec>) -> TemplateParts {
         }
         if let Some(image) = c.image.filter(|i| !i.is_empty()) {
             containers.push(ContainerImage {
-                container: c.name,
-                image,
+                container: c.name.into(),
+                image: image.into(),
             });
         }
     }
@@ -883,7 +884,7 @@ mod tests {
         assert_eq!(
             w.containers
                 .iter()
-                .map(|c| c.container.as_str())
+                .map(|c| &*c.container)
                 .collect::<Vec<_>>(),
             ["init", "app"]
         );
@@ -903,7 +904,7 @@ mod tests {
         let Object::Workload(w) = Resource::Workload(Kind::Deployment).decode(raw).unwrap() else {
             panic!()
         };
-        let names: Vec<&str> = w.containers.iter().map(|c| c.container.as_str()).collect();
+        let names: Vec<&str> = w.containers.iter().map(|c| &*c.container).collect();
         assert_eq!(names, ["app", "always"]);
     }
 
@@ -925,7 +926,7 @@ mod tests {
         let Object::Workload(w) = Resource::Workload(Kind::CronJob).decode(cj).unwrap() else {
             panic!()
         };
-        assert_eq!(w.containers[0].image, "x");
+        assert_eq!(&*w.containers[0].image, "x");
     }
 
     #[test]
