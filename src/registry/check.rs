@@ -510,8 +510,7 @@ impl Checker {
                 (Platforms::Unknown(why), false)
             }
         };
-        self.digests.put(digest, platforms.clone(), lasting, now);
-        platforms
+        self.digests.put(digest, platforms, lasting, now)
     }
 
     fn read_platforms(

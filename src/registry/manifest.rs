@@ -4,7 +4,7 @@
 //! say it; a schema1 manifest carries its architecture. Answers are
 //! content-addressed, so what was read is cached by digest.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -179,8 +179,11 @@ pub struct DigestCache {
 
 #[derive(Default)]
 struct CacheInner {
-    map: HashMap<String, (Platforms, Option<Instant>)>,
-    order: VecDeque<String>,
+    map: HashMap<Arc<str>, (Platforms, Option<Instant>)>,
+    order: VecDeque<Arc<str>>,
+    /// Distinct platform lists: thousands of digests share a handful
+    /// (linux/amd64; linux/amd64 and linux/arm64; ...).
+    sets: HashSet<Arc<[Platform]>>,
 }
 
 impl DigestCache {
@@ -204,15 +207,33 @@ impl DigestCache {
 
     /// Remembers `platforms` for `digest`; a failure that may pass is
     /// remembered for [`RETRY_UNKNOWN`].
-    pub fn put(&self, digest: &str, platforms: Platforms, lasting: bool, now: Instant) {
+    /// Returns what is stored, with a known list shared with equal ones.
+    pub fn put(
+        &self,
+        digest: &str,
+        platforms: Platforms,
+        lasting: bool,
+        now: Instant,
+    ) -> Platforms {
         let expiry = (!lasting).then(|| now + RETRY_UNKNOWN);
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let platforms = match platforms {
+            Platforms::Known(p) => match inner.sets.get(&p) {
+                Some(shared) => Platforms::Known(shared.clone()),
+                None => {
+                    inner.sets.insert(p.clone());
+                    Platforms::Known(p)
+                }
+            },
+            unknown => unknown,
+        };
+        let key: Arc<str> = Arc::from(digest);
         if inner
             .map
-            .insert(digest.to_string(), (platforms, expiry))
+            .insert(key.clone(), (platforms.clone(), expiry))
             .is_none()
         {
-            inner.order.push_back(digest.to_string());
+            inner.order.push_back(key);
         }
         while inner.map.len() > self.capacity {
             let Some(old) = inner.order.pop_front() else {
@@ -220,6 +241,11 @@ impl DigestCache {
             };
             inner.map.remove(&old);
         }
+        if inner.sets.len() > 64 {
+            // Lists no entry (and no verdict) holds any more.
+            inner.sets.retain(|s| Arc::strong_count(s) > 1);
+        }
+        platforms
     }
 
     /// Digests cached.
@@ -309,7 +335,13 @@ mod tests {
         assert_eq!(c.get("a", t), Some(known.clone()));
         assert!(c.get("b", t).is_some());
         assert!(c.get("b", t + RETRY_UNKNOWN).is_none());
-        c.put("c", known, true, t);
+        let again = Platforms::Known(distinct(vec![Platform::new("linux", "amd64", "")]));
+        let (Platforms::Known(a), Platforms::Known(b)) =
+            (known.clone(), c.put("c", again, true, t))
+        else {
+            panic!()
+        };
+        assert!(Arc::ptr_eq(&a, &b), "equal lists are shared");
         assert_eq!(c.len(), 2);
         assert!(c.get("a", t).is_none(), "the oldest went first");
     }

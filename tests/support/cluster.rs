@@ -137,7 +137,7 @@ impl Watching {
                 .unwrap_or_default();
             out.push(Seen {
                 who: format!("{} {} {}", w.kind, w.key, c.container),
-                image: c.image.clone(),
+                image: c.image.to_string(),
                 users,
             });
         });

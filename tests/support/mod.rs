@@ -141,9 +141,16 @@ pub fn b64url(data: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
 }
 
-/// The exporter binary built for this test run.
+/// The exporter binary built for this test run, or `KIAE_EXPORTER_BIN`
+/// (the benchmark measures the static binary the container ships with it).
 pub fn exporter_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_k8s-image-availability-exporter")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("KIAE_EXPORTER_BIN")
+            .ok()
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_k8s-image-availability-exporter").to_string())
+    })
 }
 
 /// The outcome of `k8s-image-availability-exporter check --output json ...`.
