@@ -32,7 +32,8 @@ impl Platform {
             while !s.is_char_boundary(end) {
                 end -= 1;
             }
-            s[..end].to_ascii_lowercase()
+            // Trimmed again: the cut may leave spaces at the end.
+            s[..end].trim_end().to_ascii_lowercase()
         };
         let mut os = clip(os);
         if os.is_empty() {
@@ -304,6 +305,10 @@ mod tests {
         assert!(p("linux/amd64/v3").runs(&p("linux/amd64/v2")));
         assert!(p("linux/amd64/v3").runs(&p("linux/amd64")));
         assert!(!Platform::new("unknown", "unknown", "").is_known());
+        // Found by fuzzing: normalising twice changes nothing.
+        let long = format!("aa{}4     x", " ".repeat(56));
+        let once = Platform::new("linux", &long, "");
+        assert_eq!(Platform::new(&once.os, &once.architecture, &once.variant), once);
         // Found by fuzzing: no list of a billion older variants.
         let huge = p("linux/arm/v111111114");
         assert!(huge.runs(&huge));

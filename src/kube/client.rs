@@ -413,11 +413,16 @@ fn build_agent(config: &ClusterConfig, cert: Option<&ClientCert>) -> Result<ureq
             pem_key(&c.key_pem)?,
         )));
     }
+    const APISERVER_INPUT_BUFFER: usize = 16 * 1024;
+    const APISERVER_OUTPUT_BUFFER: usize = 8 * 1024;
     let mut builder = ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .input_buffer_size(crate::registry::transport::INPUT_BUFFER)
-        .output_buffer_size(crate::registry::transport::OUTPUT_BUFFER)
-        .max_response_header_size(crate::registry::transport::INPUT_BUFFER)
+        // A connection per watch stream: small buffers (see
+        // registry::transport::INPUT_BUFFER). The apiserver's answer headers
+        // are a few hundred bytes; ours carry at most a bearer token.
+        .input_buffer_size(APISERVER_INPUT_BUFFER)
+        .output_buffer_size(APISERVER_OUTPUT_BUFFER)
+        .max_response_header_size(APISERVER_INPUT_BUFFER)
         .tls_config(tls.build())
         .timeout_connect(Some(Duration::from_secs(10)))
         .user_agent(crate::registry::transport::USER_AGENT)
