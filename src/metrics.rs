@@ -187,7 +187,7 @@ const CHUNK: usize = 64 << 10;
 /// The exposition text, produced as it is read: the seven gauges are
 /// written from the collected label sets one chunk at a time.
 pub struct Exposition {
-    rows: Vec<(String, Status)>,
+    rows: Vec<(Box<str>, Status)>,
     /// Index into `Status::GAUGES` of the family being written.
     class: usize,
     /// Next row of that family.
@@ -294,8 +294,12 @@ fn escape(out: &mut String, v: &str) {
 
 /// Label sets of every container of a reported workload whose check has a
 /// verdict, sorted, with the verdict.
-fn container_rows(inventory: &Inventory, results: &Results) -> Vec<(String, Status)> {
-    let mut rows: Vec<(String, Status)> = Vec::new();
+fn container_rows(inventory: &Inventory, results: &Results) -> Vec<(Box<str>, Status)> {
+    let mut rows: Vec<(Box<str>, Status)> = Vec::new();
+    // One buffer to build each label set in; the row keeps an exact copy
+    // (a String grown by pushes holds up to twice its length, and a scrape
+    // of 30,000 containers holds every label set until it is written).
+    let mut labels = String::with_capacity(256);
     results.with(|table| {
         inventory.for_each_shown(|w, i, id, previous| {
             // While a container's new check has no verdict, its last one stays.
@@ -304,7 +308,7 @@ fn container_rows(inventory: &Inventory, results: &Results) -> Vec<(String, Stat
             };
             let c = &w.containers[i];
             let image = image.unwrap_or(&c.image);
-            let mut labels = String::with_capacity(96);
+            labels.clear();
             labels.push_str("{namespace=\"");
             escape(&mut labels, &w.key.namespace);
             labels.push_str("\",container=\"");
@@ -316,7 +320,10 @@ fn container_rows(inventory: &Inventory, results: &Results) -> Vec<(String, Stat
             labels.push_str("\",name=\"");
             escape(&mut labels, &w.key.name);
             labels.push_str("\"}");
-            rows.push((labels, outcome.status_for(inventory.placement(w))));
+            rows.push((
+                Box::from(labels.as_str()),
+                outcome.status_for(inventory.placement(w)),
+            ));
         })
     });
     rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));

@@ -308,7 +308,10 @@ mod tests {
         // Found by fuzzing: normalising twice changes nothing.
         let long = format!("aa{}4     x", " ".repeat(56));
         let once = Platform::new("linux", &long, "");
-        assert_eq!(Platform::new(&once.os, &once.architecture, &once.variant), once);
+        assert_eq!(
+            Platform::new(&once.os, &once.architecture, &once.variant),
+            once
+        );
         // Found by fuzzing: no list of a billion older variants.
         let huge = p("linux/arm/v111111114");
         assert!(huge.runs(&huge));
