@@ -690,15 +690,11 @@ fn three_ways(api: &FakeApiServer, reg: &Registry, image: &str) {
     );
 }
 
-#[test]
-fn one_request_per_image_while_the_registry_asks_for_no_credentials() {
-    let reg = Registry::start(Auth::None);
-    reg.push("team/app", "v1");
-    let (api, kc) = api();
-    three_ways(&api, &reg, "team/app:v1");
-    // Slow rechecks: the first round alone is counted.
+/// The exporter with slow rechecks (so the first round alone is counted),
+/// once the three workloads of [`three_ways`] are available.
+fn first_round_of_three(kc: &str, reg: &Registry) -> Exporter {
     let e = Exporter::start(
-        &kc,
+        kc,
         &[
             "--check-period",
             "30s",
@@ -711,6 +707,16 @@ fn one_request_per_image_while_the_registry_asks_for_no_credentials() {
     for name in ["with-a", "with-b", "none"] {
         e.wait_status("prod", name, "app", "available");
     }
+    e
+}
+
+#[test]
+fn one_request_per_image_while_the_registry_asks_for_no_credentials() {
+    let reg = Registry::start(Auth::None);
+    reg.push("team/app", "v1");
+    let (api, kc) = api();
+    three_ways(&api, &reg, "team/app:v1");
+    let e = first_round_of_three(&kc, &reg);
     assert_eq!(
         reg.count("HEAD", "/v2/team/app/manifests/v1"),
         1,
@@ -737,20 +743,7 @@ fn a_registry_that_challenges_gets_each_credential_checked() {
     reg.push("team/app", "v1");
     let (api, kc) = api();
     three_ways(&api, &reg, "team/app:v1");
-    let e = Exporter::start(
-        &kc,
-        &[
-            "--check-period",
-            "30s",
-            "--recheck-within",
-            "10m",
-            "--plain-http-registries",
-            &reg.host,
-        ],
-    );
-    for name in ["with-a", "with-b", "none"] {
-        e.wait_status("prod", name, "app", "available");
-    }
+    let e = first_round_of_three(&kc, &reg);
     // Each check asked the token server with its own credentials, as the
     // kubelet would: nothing was shared.
     let users = reg.tokens.as_ref().unwrap().users();

@@ -385,35 +385,10 @@ impl Registry {
         digest
     }
 
-    /// Pushes an OCI index of two OCI manifests (amd64, arm64) under `tag`; returns the index digest.
+    /// Pushes an OCI index of two OCI manifests (amd64, arm64, plus an
+    /// attestation entry) under `tag`; returns the index digest.
     pub fn push_index(&self, repo: &str, tag: &str) -> String {
-        let mut entries = Vec::new();
-        for arch in ["amd64", "arm64"] {
-            let d = self.push_manifest(
-                repo,
-                "",
-                OCI_MANIFEST,
-                "application/vnd.oci.image.config.v1+json",
-                "application/vnd.oci.image.layer.v1.tar+gzip",
-                &format!("linux/{arch}"),
-            );
-            let size = self.manifest_size(repo, &d, OCI_MANIFEST);
-            entries.push(serde_json::json!({"mediaType": OCI_MANIFEST, "digest": d, "size": size, "platform": {"architecture": arch, "os": "linux"}}));
-        }
-        let index =
-            serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
-                .to_string()
-                .into_bytes();
-        let auth = self.auth_for(repo);
-        let digest = sha256(&index);
-        self.send(
-            "PUT",
-            &format!("/v2/{repo}/manifests/{tag}"),
-            &auth,
-            Some(OCI_INDEX),
-            &index,
-        );
-        digest
+        self.push_index_of(repo, tag, &["linux/amd64", "linux/arm64"], false)
     }
 
     fn manifest_size(&self, repo: &str, digest: &str, media_type: &str) -> usize {
