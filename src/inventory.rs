@@ -432,6 +432,14 @@ impl Inventory {
             self.resolve(&key);
         }
         self.replaced.clear();
+        // After a burst (the initial list), these sets are empty again but
+        // would keep the burst's capacity.
+        if self.dirty_workloads.capacity() > 1024 {
+            self.dirty_workloads.shrink_to_fit();
+        }
+        if self.replaced.capacity() > 1024 {
+            self.replaced.shrink_to_fit();
+        }
         std::mem::take(&mut self.changes)
     }
 

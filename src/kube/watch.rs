@@ -248,6 +248,8 @@ pub fn decode_event(line: &[u8]) -> Result<Option<WatchEvent<'_>>, String> {
 
 /// Longest watch event line we accept (objects are at most ~1.5 MiB in etcd).
 const MAX_EVENT_LINE: usize = 16 << 20;
+/// Largest line buffer kept between events.
+const LINE_KEPT: usize = 256 << 10;
 
 /// The loop state of one stream.
 struct Loop<'a> {
@@ -667,9 +669,15 @@ impl Loop<'_> {
         if !self.short_watches {
             self.state.progressed();
         }
-        let mut reader = BufReader::with_capacity(64 << 10, resp.into_body().into_reader());
+        // Small: the connection has its own input buffer, and a stream per
+        // resource holds this for as long as it watches.
+        let mut reader = BufReader::with_capacity(8 << 10, resp.into_body().into_reader());
         let mut line = Vec::new();
         loop {
+            // One huge object must not keep its size reserved for good.
+            if line.capacity() > LINE_KEPT {
+                line = Vec::new();
+            }
             line.clear();
             let n = (&mut reader)
                 .take(MAX_EVENT_LINE as u64)

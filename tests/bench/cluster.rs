@@ -64,6 +64,11 @@ struct Opts {
     /// the registry never asks for credentials (no 401 challenge).
     #[argh(switch)]
     open_registry: bool,
+    /// stop (SIGTERM) right after the initial sync: for a heap profiler
+    /// wrapped around the exporter (KIAE_EXPORTER_BIN), which writes its
+    /// profile when the process exits.
+    #[argh(switch)]
+    stop_after_sync: bool,
     /// accepted for `cargo bench` compatibility.
     #[argh(switch)]
     bench: bool,
@@ -253,6 +258,16 @@ fn main() {
     };
     let m = e.metrics();
     let heap_sync = (heap(&m, "in_use"), heap(&m, "free"));
+    if o.stop_after_sync {
+        let (code, _) = e.terminate();
+        println!(
+            "initial sync: {sync_time:.2?}, RSS {}, heap in use {}, free {}; exit {code:?}",
+            mib(rss_sync),
+            mib(heap_sync.0),
+            mib(heap_sync.1)
+        );
+        return;
+    }
 
     wait_until("every image checked", Duration::from_secs(600), || {
         reg.counters.answered() >= o.images
