@@ -187,7 +187,7 @@ const CHUNK: usize = 64 << 10;
 /// The exposition text, produced as it is read: the seven gauges are
 /// written from the collected label sets one chunk at a time.
 pub struct Exposition {
-    rows: Vec<(Box<str>, Status)>,
+    rows: Rows,
     /// Index into `Status::GAUGES` of the family being written.
     class: usize,
     /// Next row of that family.
@@ -223,8 +223,8 @@ impl Exposition {
                 let _ = writeln!(self.buf, "# TYPE {PREFIX}_{name} gauge");
             }
             while self.row < self.rows.len() && self.buf.len() < CHUNK {
-                let (labels, s) = &self.rows[self.row];
-                let v = if *s == status { '1' } else { '0' };
+                let (labels, s) = self.rows.get(self.row);
+                let v = if s == status { '1' } else { '0' };
                 let _ = writeln!(self.buf, "{PREFIX}_{name}{labels} {v}");
                 self.row += 1;
             }
@@ -292,14 +292,31 @@ fn escape(out: &mut String, v: &str) {
     }
 }
 
-/// Label sets of every container of a reported workload whose check has a
-/// verdict, sorted, with the verdict.
-fn container_rows(inventory: &Inventory, results: &Results) -> Vec<(Box<str>, Status)> {
-    let mut rows: Vec<(Box<str>, Status)> = Vec::new();
-    // One buffer to build each label set in; the row keeps an exact copy
-    // (a String grown by pushes holds up to twice its length, and a scrape
-    // of 30,000 containers holds every label set until it is written).
-    let mut labels = String::with_capacity(256);
+/// The label sets of every container of a reported workload whose check
+/// has a verdict, with the verdict, in label order. All label sets live in
+/// one buffer (one large allocation, unmapped as soon as the scrape is
+/// written), indexed by offset and length: a scrape of 30,000 containers no
+/// longer leaves 30,000 small allocations behind in the heap.
+struct Rows {
+    text: String,
+    index: Vec<(u32, u32, Status)>,
+}
+
+impl Rows {
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    fn get(&self, i: usize) -> (&str, Status) {
+        let (start, len, status) = self.index[i];
+        let start = start as usize;
+        (&self.text[start..start + len as usize], status)
+    }
+}
+
+fn container_rows(inventory: &Inventory, results: &Results) -> Rows {
+    let mut text = String::new();
+    let mut index: Vec<(u32, u32, Status)> = Vec::new();
     results.with(|table| {
         inventory.for_each_shown(|w, i, id, previous| {
             // While a container's new check has no verdict, its last one stays.
@@ -308,26 +325,33 @@ fn container_rows(inventory: &Inventory, results: &Results) -> Vec<(Box<str>, St
             };
             let c = &w.containers[i];
             let image = image.unwrap_or(&c.image);
-            labels.clear();
-            labels.push_str("{namespace=\"");
-            escape(&mut labels, &w.key.namespace);
-            labels.push_str("\",container=\"");
-            escape(&mut labels, &c.container);
-            labels.push_str("\",image=\"");
-            escape(&mut labels, image);
-            labels.push_str("\",kind=\"");
-            labels.push_str(w.kind.as_str());
-            labels.push_str("\",name=\"");
-            escape(&mut labels, &w.key.name);
-            labels.push_str("\"}");
-            rows.push((
-                Box::from(labels.as_str()),
-                outcome.status_for(inventory.placement(w)),
-            ));
+            let start = text.len();
+            text.push_str("{namespace=\"");
+            escape(&mut text, &w.key.namespace);
+            text.push_str("\",container=\"");
+            escape(&mut text, &c.container);
+            text.push_str("\",image=\"");
+            escape(&mut text, image);
+            text.push_str("\",kind=\"");
+            text.push_str(w.kind.as_str());
+            text.push_str("\",name=\"");
+            escape(&mut text, &w.key.name);
+            text.push_str("\"}");
+            // Label values are Kubernetes names and image strings: far
+            // below 4 GiB in all.
+            let (Ok(offset), Ok(len)) = (u32::try_from(start), u32::try_from(text.len() - start))
+            else {
+                text.truncate(start);
+                return;
+            };
+            index.push((offset, len, outcome.status_for(inventory.placement(w))));
         })
     });
-    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    rows
+    index.sort_unstable_by(|a, b| {
+        let s = |x: &(u32, u32, Status)| &text[x.0 as usize..(x.0 + x.1) as usize];
+        s(a).cmp(s(b))
+    });
+    Rows { text, index }
 }
 
 /// When each check last finished, by reference and credentials.
