@@ -743,7 +743,7 @@ fn a_registry_that_challenges_gets_each_credential_checked() {
     reg.push("team/app", "v1");
     let (api, kc) = api();
     three_ways(&api, &reg, "team/app:v1");
-    let e = first_round_of_three(&kc, &reg);
+    let _exporter = first_round_of_three(&kc, &reg);
     // Each check asked the token server with its own credentials, as the
     // kubelet would: nothing was shared.
     let users = reg.tokens.as_ref().unwrap().users();
