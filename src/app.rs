@@ -255,9 +255,9 @@ fn once(config: &Config, client: Arc<ApiClient>, checker: &Checker) -> u8 {
         let c = &wl.containers[i];
         let target = inv.check(id).and_then(|s| s.target.image());
         let workload = WorkloadRef {
-            namespace: wl.key.namespace.clone(),
+            namespace: wl.key.namespace.to_string(),
             kind: wl.kind.as_str().to_string(),
-            name: wl.key.name.clone(),
+            name: wl.key.name.to_string(),
             container: c.container.to_string(),
         };
         rows.push(Row::new(Some(workload), &c.image, target, result));

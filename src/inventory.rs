@@ -170,13 +170,14 @@ pub struct Inventory {
     resolved: HashMap<WorkloadKey, Vec<(usize, CheckId)>>,
     secrets: HashMap<ObjectKey, Result<Vec<Arc<Credential>>, Arc<str>>>,
     service_accounts: HashMap<ObjectKey, Vec<String>>,
-    namespaces: HashSet<String>,
-    checks: HashMap<CheckKey, (CheckId, usize)>,
-    specs: HashMap<CheckId, (Arc<CheckSpec>, CheckKey)>,
+    namespaces: HashSet<Arc<str>>,
+    /// Each key is held once, shared by both tables.
+    checks: HashMap<Arc<CheckKey>, (CheckId, usize)>,
+    specs: HashMap<CheckId, (Arc<CheckSpec>, Arc<CheckKey>)>,
     next_id: CheckId,
     hasher: RandomState,
     dirty_workloads: HashSet<WorkloadKey>,
-    dirty_namespaces: HashSet<String>,
+    dirty_namespaces: HashSet<Arc<str>>,
     changes: Vec<Change>,
     /// Checks that have a verdict (the scheduler says so once per check).
     verdicts: HashSet<CheckId>,
@@ -191,7 +192,7 @@ pub struct Inventory {
     /// Deployment is reported only through them.
     referenced: HashMap<ObjectKey, HashSet<ObjectKey>>,
     /// The cluster's nodes by name, for the platform check.
-    nodes: HashMap<String, Node>,
+    nodes: HashMap<Arc<str>, Node>,
     /// The node list has been delivered once.
     nodes_synced: bool,
     /// Nodes changed since the last flush.
@@ -543,7 +544,7 @@ impl Inventory {
         }
         let deployment = |name: String| ObjectKey {
             namespace: rollout.key.namespace.clone(),
-            name,
+            name: name.into(),
         };
         if let Some(d) = old.map(deployment) {
             if let Some(set) = self.referenced.get_mut(&d) {
@@ -593,7 +594,7 @@ impl Inventory {
             kind: Kind::Deployment,
             key: ObjectKey {
                 namespace: key.key.namespace.clone(),
-                name,
+                name: name.into(),
             },
         };
         let (containers, secrets, sa, scheduling) = match self.workloads.get(&deployment) {
@@ -636,7 +637,7 @@ impl Inventory {
         } else {
             let sa = ObjectKey {
                 namespace: w.key.namespace.clone(),
-                name: w.service_account.clone(),
+                name: w.service_account.as_str().into(),
             };
             self.service_accounts
                 .get(&sa)
@@ -647,7 +648,7 @@ impl Inventory {
         for n in names {
             let key = ObjectKey {
                 namespace: w.key.namespace.clone(),
-                name: n.clone(),
+                name: n.as_str().into(),
             };
             match self.secrets.get(&key) {
                 None => {}
@@ -800,6 +801,7 @@ impl Inventory {
             target,
             credentials,
         });
+        let key = Arc::new(key);
         self.checks.insert(key.clone(), (id, 1));
         self.specs.insert(id, (spec.clone(), key));
         self.changes.push(Change::Added(spec));

@@ -138,13 +138,13 @@ pub fn collect(inventory: &Inventory, results: &Results, filter: &Filter) -> Rep
             if status == Status::Available {
                 return;
             }
-            if !namespaces.contains(&w.key.namespace) {
-                namespaces.insert(w.key.namespace.clone());
+            if !namespaces.contains(&*w.key.namespace) {
+                namespaces.insert(w.key.namespace.to_string());
             }
             if filter
                 .namespace
                 .as_deref()
-                .is_some_and(|n| n != w.key.namespace)
+                .is_some_and(|n| n != &*w.key.namespace)
                 || filter.status.is_some_and(|s| s != status)
             {
                 return;
@@ -157,9 +157,9 @@ pub fn collect(inventory: &Inventory, results: &Results, filter: &Filter) -> Rep
             }
             let c = &w.containers[i];
             r.rows.push(Row {
-                namespace: w.key.namespace.clone(),
+                namespace: w.key.namespace.to_string(),
                 kind: w.kind.as_str(),
-                name: w.key.name.clone(),
+                name: w.key.name.to_string(),
                 container: c.container.to_string(),
                 image: image.unwrap_or(&c.image).to_string(),
                 status,

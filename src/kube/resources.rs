@@ -300,10 +300,11 @@ impl Resource {
 /// Identifies an object within a resource.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectKey {
-    /// Empty for cluster-scoped objects.
-    pub namespace: String,
+    /// Empty for cluster-scoped objects. Shared: the inventory keeps a
+    /// workload's key in several tables.
+    pub namespace: Arc<str>,
     /// Name.
-    pub name: String,
+    pub name: Arc<str>,
 }
 
 impl fmt::Display for ObjectKey {
@@ -424,8 +425,8 @@ pub fn meta(raw: &str) -> Result<Meta, String> {
 
 fn key_of(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> ObjectKey {
     ObjectKey {
-        namespace: m.namespace.clone().unwrap_or_default(),
-        name: m.name.clone().unwrap_or_default(),
+        namespace: m.namespace.as_deref().unwrap_or_default().into(),
+        name: m.name.as_deref().unwrap_or_default().into(),
     }
 }
 
@@ -588,8 +589,8 @@ fn decode_custom(
         serde_json::from_str(raw).map_err(|e| format!("malformed {}: {e}", c.plural))?;
     let meta = meta(raw)?;
     let key = ObjectKey {
-        namespace: meta.namespace,
-        name: meta.name,
+        namespace: meta.namespace.into(),
+        name: meta.name.into(),
     };
     let path = c.template_path.join(".");
     let template = at_path(&v, &c.template_path)
@@ -762,8 +763,8 @@ fn decode_namespace(raw: &str) -> Result<ObjectKey, String> {
         return Err("malformed Namespace: no metadata.name".into());
     }
     Ok(ObjectKey {
-        namespace: String::new(),
-        name: m.name,
+        namespace: "".into(),
+        name: m.name.into(),
     })
 }
 
@@ -840,8 +841,8 @@ fn decode_node(raw: &str) -> Result<(ObjectKey, Node), String> {
     // a bare `arm` normalises to; arm64 is v8 by default.
     let platform = (!arch.is_empty()).then(|| Platform::new(os, arch, ""));
     let key = ObjectKey {
-        namespace: String::new(),
-        name: n.metadata.name.clone(),
+        namespace: "".into(),
+        name: n.metadata.name.as_str().into(),
     };
     Ok((
         key,
@@ -989,7 +990,7 @@ mod tests {
             };
             assert!(!w.containers.is_empty(), "{w:?}");
             assert_eq!(
-                w.key.namespace,
+                &*w.key.namespace,
                 item["metadata"]["namespace"].as_str().unwrap()
             );
         }

@@ -592,8 +592,8 @@ impl Loop<'_> {
                     }
                 };
                 let key = ObjectKey {
-                    namespace: m.namespace,
-                    name: m.name,
+                    namespace: m.namespace.into(),
+                    name: m.name.into(),
                 };
                 let why = decoded.err().unwrap_or_else(|| "no metadata.name".into());
                 // The same problem on every object (a wrong template path)
@@ -707,8 +707,8 @@ impl Loop<'_> {
                 WatchEvent::Deleted(raw) => {
                     let Ok(m) = meta(raw) else { continue };
                     let key = ObjectKey {
-                        namespace: m.namespace,
-                        name: m.name,
+                        namespace: m.namespace.into(),
+                        name: m.name.into(),
                     };
                     self.known.remove(&key);
                     self.state
