@@ -169,7 +169,7 @@ pub struct Inventory {
     /// Per reported workload: (container index, check) for each checked container.
     resolved: HashMap<WorkloadKey, Vec<(usize, CheckId)>>,
     secrets: HashMap<ObjectKey, Result<Vec<Arc<Credential>>, Arc<str>>>,
-    service_accounts: HashMap<ObjectKey, Vec<String>>,
+    service_accounts: HashMap<ObjectKey, Vec<Arc<str>>>,
     namespaces: HashSet<Arc<str>>,
     /// Each key is held once, shared by both tables.
     checks: HashMap<Arc<CheckKey>, (CheckId, usize)>,
@@ -264,6 +264,10 @@ impl Inventory {
                 for c in &mut w.containers {
                     c.container = self.intern_str(&c.container);
                     c.image = self.intern_str(&c.image);
+                }
+                w.service_account = self.intern_str(&w.service_account);
+                for n in &mut w.pull_secrets {
+                    *n = self.intern_str(n);
                 }
                 let key = WorkloadKey {
                     kind: w.kind,
@@ -607,7 +611,7 @@ impl Inventory {
             None => (
                 Vec::new(),
                 Vec::new(),
-                "default".to_string(),
+                Arc::from("default"),
                 self.intern(Arc::default()),
             ),
         };
@@ -632,12 +636,12 @@ impl Inventory {
     /// skipped), in one keyring as `MakeDockerKeyring` builds it. A secret
     /// the kubelet cannot parse is an error for the whole pod.
     fn keyring_for(&self, w: &Workload) -> Result<Keyring, String> {
-        let names: &[String] = if !w.pull_secrets.is_empty() {
+        let names: &[Arc<str>] = if !w.pull_secrets.is_empty() {
             &w.pull_secrets
         } else {
             let sa = ObjectKey {
                 namespace: w.key.namespace.clone(),
-                name: w.service_account.as_str().into(),
+                name: w.service_account.clone(),
             };
             self.service_accounts
                 .get(&sa)
@@ -648,7 +652,7 @@ impl Inventory {
         for n in names {
             let key = ObjectKey {
                 namespace: w.key.namespace.clone(),
-                name: n.as_str().into(),
+                name: n.clone(),
             };
             match self.secrets.get(&key) {
                 None => {}
@@ -958,7 +962,7 @@ mod tests {
                         image: (*im).into(),
                     })
                     .collect(),
-                pull_secrets: secrets.iter().map(|s| s.to_string()).collect(),
+                pull_secrets: secrets.iter().map(|s| Arc::from(*s)).collect(),
                 service_account: "default".into(),
                 enabled: true,
                 template_ref: None,

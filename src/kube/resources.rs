@@ -337,9 +337,9 @@ pub struct Workload {
     /// Init containers first, then containers, as a pod starts them.
     pub containers: Vec<ContainerImage>,
     /// `imagePullSecrets` names of the pod template.
-    pub pull_secrets: Vec<String>,
+    pub pull_secrets: Vec<Arc<str>>,
     /// `serviceAccountName`, `default` when unset.
-    pub service_account: String,
+    pub service_account: Arc<str>,
     /// False for replicas 0, a DaemonSet scheduled nowhere, a suspended CronJob.
     pub enabled: bool,
     /// A Rollout's `workloadRef`: the Deployment (same namespace) whose pod
@@ -366,7 +366,7 @@ pub struct ServiceAccountInfo {
     /// Namespace and name.
     pub key: ObjectKey,
     /// Its `imagePullSecrets` names.
-    pub pull_secrets: Vec<String>,
+    pub pull_secrets: Vec<Arc<str>>,
 }
 
 /// One decoded object.
@@ -433,8 +433,8 @@ fn key_of(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Obj
 /// What we keep of a pod template.
 struct TemplateParts {
     containers: Vec<ContainerImage>,
-    pull_secrets: Vec<String>,
-    service_account: String,
+    pull_secrets: Vec<Arc<str>>,
+    service_account: Arc<str>,
     scheduling: Scheduling,
     host_network: bool,
 }
@@ -476,16 +476,21 @@ fn template_parts(t: Option<PodTemplateSpec>) -> TemplateParts {
         .into_iter()
         .map(|r| r.name)
         .filter(|n| !n.is_empty())
-        .collect();
+        .map(Arc::from)
+        .collect::<Vec<Arc<str>>>();
     let sa = spec
         .service_account_name
         .filter(|s| !s.is_empty())
         .or(spec.service_account.filter(|s| !s.is_empty()))
         .unwrap_or_else(|| "default".into());
+    // Kept for the workload's lifetime: no spare capacity.
+    containers.shrink_to_fit();
+    let mut secrets = secrets;
+    secrets.shrink_to_fit();
     TemplateParts {
         containers,
         pull_secrets: secrets,
-        service_account: sa,
+        service_account: sa.into(),
         scheduling,
         host_network,
     }
@@ -753,6 +758,7 @@ fn decode_service_account(raw: &str) -> Result<ServiceAccountInfo, String> {
             .into_iter()
             .map(|r| r.name)
             .filter(|n| !n.is_empty())
+            .map(Arc::from)
             .collect(),
     })
 }
@@ -889,8 +895,8 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["init", "app"]
         );
-        assert_eq!(w.pull_secrets, ["pull"]);
-        assert_eq!(w.service_account, "sa");
+        assert_eq!(w.pull_secrets, [Arc::from("pull")]);
+        assert_eq!(&*w.service_account, "sa");
         assert!(w.enabled);
     }
 
@@ -972,7 +978,7 @@ mod tests {
         let Object::ServiceAccount(a) = Resource::ServiceAccounts.decode(sa).unwrap() else {
             panic!()
         };
-        assert_eq!(a.pull_secrets, ["pull"]);
+        assert_eq!(a.pull_secrets, [Arc::from("pull")]);
     }
 
     #[test]
