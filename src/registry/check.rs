@@ -77,6 +77,15 @@ enum AuthHint {
     Bearer { realm: Url, service: Option<String> },
 }
 
+/// How the manifest answer was reached: the platform reads that follow go
+/// the same way (the same scheme, whatever another check learnt meanwhile,
+/// and the same credentials).
+#[derive(Clone, Copy)]
+struct Via<'a> {
+    scheme: Scheme,
+    auth: Option<&'a str>,
+}
+
 /// Counts requests for one check.
 #[derive(Debug, Default)]
 struct Ctx {
@@ -452,20 +461,18 @@ impl Checker {
             if !self.hints_known(host) {
                 self.set_hint(host, AuthHint::Open);
             }
-            return self.classified(ctx, r, &resp, auth.as_deref());
+            let via = Via {
+                scheme,
+                auth: auth.as_deref(),
+            };
+            return self.classified(ctx, r, &resp, via);
         }
     }
 
     /// The answer's verdict; for a manifest that is there, with the image's
     /// platforms when they are wanted.
-    fn classified(
-        &self,
-        ctx: &mut Ctx,
-        r: &Reference,
-        resp: &Response,
-        auth: Option<&str>,
-    ) -> Attempt {
-        let mut a = self.classify(r, resp, auth.is_some());
+    fn classified(&self, ctx: &mut Ctx, r: &Reference, resp: &Response, via: Via) -> Attempt {
+        let mut a = self.classify(r, resp, via.auth.is_some());
         if let Attempt::Present {
             digest: Some(d),
             platforms,
@@ -477,7 +484,7 @@ impl Checker {
                 .as_ref()
                 .is_some_and(|p| p.load(Ordering::Relaxed))
             {
-                *platforms = Some(self.platforms_of(ctx, r, auth, d, resp));
+                *platforms = Some(self.platforms_of(ctx, r, via, d, resp));
             }
         }
         a
@@ -491,7 +498,7 @@ impl Checker {
         &self,
         ctx: &mut Ctx,
         r: &Reference,
-        auth: Option<&str>,
+        via: Via,
         digest: &str,
         answer: &Response,
     ) -> Platforms {
@@ -501,7 +508,7 @@ impl Checker {
         }
         let first = (!answer.body.is_empty())
             .then(|| manifest::parse_manifest(answer.header("content-type"), &answer.body));
-        let (platforms, lasting) = match self.read_platforms(ctx, r, auth, digest, first) {
+        let (platforms, lasting) = match self.read_platforms(ctx, r, via, digest, first) {
             Ok(Platforms::Known(p)) => (Platforms::Known(p), true),
             // An artifact stays one.
             Ok(unknown) => (unknown, true),
@@ -517,13 +524,13 @@ impl Checker {
         &self,
         ctx: &mut Ctx,
         r: &Reference,
-        auth: Option<&str>,
+        via: Via,
         digest: &str,
         first: Option<Result<Manifest, String>>,
     ) -> Result<Platforms, String> {
         let top = match first {
             Some(m) => m?,
-            None => self.get_manifest(ctx, r, auth, digest)?,
+            None => self.get_manifest(ctx, r, via, digest)?,
         };
         let mut found = Vec::new();
         match top {
@@ -540,16 +547,16 @@ impl Checker {
                     if unlabelled > manifest::MAX_UNLABELLED_ENTRIES {
                         continue;
                     }
-                    match self.get_manifest(ctx, r, auth, &e.digest)? {
+                    match self.get_manifest(ctx, r, via, &e.digest)? {
                         Manifest::Image { config } => {
-                            found.push(self.get_config(ctx, r, auth, &config)?)
+                            found.push(self.get_config(ctx, r, via, &config)?)
                         }
                         Manifest::Schema1(p) => found.push(p),
                         Manifest::Index(_) | Manifest::NotImage(_) => {}
                     }
                 }
             }
-            Manifest::Image { config } => found.push(self.get_config(ctx, r, auth, &config)?),
+            Manifest::Image { config } => found.push(self.get_config(ctx, r, via, &config)?),
             Manifest::Schema1(p) => found.push(p),
             Manifest::NotImage(why) => return Ok(Platforms::Unknown(why)),
         }
@@ -560,11 +567,11 @@ impl Checker {
         &self,
         ctx: &mut Ctx,
         r: &Reference,
-        auth: Option<&str>,
+        via: Via,
         digest: &str,
     ) -> Result<Manifest, String> {
         let path = format!("/v2/{}/manifests/{digest}", r.repository);
-        let resp = self.get(ctx, r, path, auth, Some(MANIFEST_ACCEPT))?;
+        let resp = self.get(ctx, r, path, via, Some(MANIFEST_ACCEPT))?;
         manifest::parse_manifest(resp.header("content-type"), &resp.body)
     }
 
@@ -572,11 +579,11 @@ impl Checker {
         &self,
         ctx: &mut Ctx,
         r: &Reference,
-        auth: Option<&str>,
+        via: Via,
         digest: &str,
     ) -> Result<crate::platform::Platform, String> {
         let path = format!("/v2/{}/blobs/{digest}", r.repository);
-        let resp = self.get(ctx, r, path, auth, None)?;
+        let resp = self.get(ctx, r, path, via, None)?;
         manifest::parse_config(&resp.body)
     }
 
@@ -587,14 +594,19 @@ impl Checker {
         ctx: &mut Ctx,
         r: &Reference,
         path: String,
-        auth: Option<&str>,
+        via: Via,
         accept: Option<&str>,
     ) -> Result<Response, String> {
-        let host = r.api_host();
-        let scheme = self.learnt_scheme(host).unwrap_or(Scheme::Https);
-        let url = Url::new(scheme, host, path);
+        let url = Url::new(via.scheme, r.api_host(), path);
         let resp = self
-            .send(ctx, Method::Get, &url, auth, accept, MANIFEST_BODY_LIMIT)
+            .send(
+                ctx,
+                Method::Get,
+                &url,
+                via.auth,
+                accept,
+                MANIFEST_BODY_LIMIT,
+            )
             .map_err(|e| format!("GET {}: {e}", url.path_and_query))?;
         if resp.status != 200 {
             return Err(format!("GET {}: HTTP {}", url.path_and_query, resp.status));
@@ -638,7 +650,8 @@ impl Checker {
         if resp.status != 401 {
             // It no longer asks for credentials at all.
             self.set_hint(host, AuthHint::Open);
-            return Relearned::Answered(self.classified(ctx, r, &resp, None));
+            let via = Via { scheme, auth: None };
+            return Relearned::Answered(self.classified(ctx, r, &resp, via));
         }
         let challenges = challenges_of(&resp);
         match hint_from(&challenges, scheme, host) {
