@@ -1,5 +1,6 @@
-//! What `/metrics` shows. The Go exporter's seven gauges (one series per
-//! container and class, exactly one of them 1) are written straight from the
+//! What `/metrics` shows. The Go exporter's seven gauges and our
+//! `platform_unavailable` (one series per container and class, exactly one
+//! of them 1) are written straight from the
 //! inventory and the results table into the text format, without a heap
 //! object per series, because a large cluster has hundreds of thousands of
 //! them. The small, fixed metrics use the prometheus crate.
@@ -184,7 +185,7 @@ impl Metrics {
 /// Bytes produced per step of an [`Exposition`].
 const CHUNK: usize = 64 << 10;
 
-/// The exposition text, produced as it is read: the seven gauges are
+/// The exposition text, produced as it is read: the eight gauges are
 /// written from the collected label sets one chunk at a time.
 pub struct Exposition {
     rows: Rows,
@@ -192,7 +193,7 @@ pub struct Exposition {
     class: usize,
     /// Next row of that family.
     row: usize,
-    /// Everything after the seven gauges, already rendered (small).
+    /// Everything after the eight gauges, already rendered (small).
     tail: Option<Vec<u8>>,
     buf: Vec<u8>,
     pos: usize,

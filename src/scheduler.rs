@@ -351,7 +351,8 @@ impl Queue {
 /// The last verdict of each check, as the metrics show it.
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    /// One of the seven gauge classes.
+    /// One of the Go exporter's seven gauge classes (the check's verdict;
+    /// `platform_unavailable` is decided per container from it).
     pub status: Status,
     /// Why.
     pub reason: String,

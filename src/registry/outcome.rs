@@ -1,5 +1,6 @@
-//! What a check concluded, in the Go exporter's seven classes plus
-//! `rate_limited`, which is not a verdict on the image.
+//! What a check concluded, in the Go exporter's seven classes, our
+//! `platform_unavailable` (decided per container), and `rate_limited`,
+//! which is not a verdict on the image.
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
