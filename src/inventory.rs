@@ -349,8 +349,8 @@ impl Inventory {
         s.clone()
     }
 
-    /// Drops interned strings no container uses any more, once enough
-    /// workloads changed that some may be unused.
+    /// Drops interned strings and schedulings no workload uses any more,
+    /// once enough workloads changed that some may be unused.
     fn sweep_strings(&mut self) {
         if self.churn < 1024.max(self.strings.len() / 4) {
             return;
@@ -358,6 +358,8 @@ impl Inventory {
         self.churn = 0;
         self.strings.retain(|s| Arc::strong_count(s) > 1);
         self.strings.shrink_to_fit();
+        // Schedulings too: without node changes nothing else drops them.
+        self.schedulings.retain(|k, _| Arc::strong_count(k) > 1);
     }
 
     /// The shared copy of a scheduling, computing its placement when new.
