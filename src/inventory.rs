@@ -380,18 +380,11 @@ impl Inventory {
     /// workload uses any more are dropped.
     fn replace_all(&mut self) {
         self.nodes_dirty = false;
-        let keys: Vec<Arc<Scheduling>> = self
-            .schedulings
-            .keys()
-            .filter(|k| Arc::strong_count(k) > 1)
-            .cloned()
-            .collect();
-        let mut fresh = HashMap::with_capacity(keys.len());
-        for k in keys {
-            let p = self.place(&k);
-            fresh.insert(k, p);
+        self.schedulings.retain(|k, _| Arc::strong_count(k) > 1);
+        let nodes = &self.nodes;
+        for (s, placement) in self.schedulings.iter_mut() {
+            *placement = crate::placement::platforms(s, nodes.values()).into();
         }
-        self.schedulings = fresh;
         if let Some(switch) = &self.config.platform_switch {
             let on = self.nodes_synced && !self.nodes.is_empty();
             switch.store(on, std::sync::atomic::Ordering::Relaxed);
