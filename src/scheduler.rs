@@ -133,6 +133,10 @@ impl Queue {
         let id = spec.id;
         let generation = self.next_generation();
         let registry: Arc<str> = Arc::from(spec.registry());
+        // A check added again (not expected) is not listed twice.
+        if let Some(old) = self.states.get(&id).and_then(|s| s.image.clone()) {
+            self.unlink(&old, id);
+        }
         let image = spec.image_key().map(|k| {
             // One allocation per image, whatever its number of checks.
             let key = match self.by_image.get_key_value(k.as_str()) {
@@ -142,9 +146,6 @@ impl Queue {
             self.by_image.entry(key.clone()).or_default().push(id);
             key
         });
-        if let Some(old) = self.states.get(&id).and_then(|s| s.image.clone()) {
-            self.unlink(&old, id);
-        }
         self.states.insert(
             id,
             State {
