@@ -230,7 +230,7 @@ impl Checker {
             requests += r.requests;
             if r.status == Status::Available {
                 r.requests = requests;
-                r.shared &= failures.iter().all(|(_, f)| f.shared);
+                r.shared &= all_shared(&failures);
                 if !failures.is_empty() {
                     r.reason = format!("{} (after {})", r.reason, who_got_what(&failures));
                 }
@@ -239,11 +239,9 @@ impl Checker {
             failures.push((reference.api_host().to_string(), r));
         }
         let reason = format!("no host serves it: {}", who_got_what(&failures));
-        let shared = failures.iter().all(|(_, f)| f.shared);
         let mut worst = most_informative(failures);
         worst.reason = reason;
         worst.requests = requests;
-        worst.shared = shared;
         worst
     }
 
@@ -338,12 +336,10 @@ impl Checker {
             [(who, f)] if who == "anonymous" => f.reason.clone(),
             _ => who_got_what(&failures),
         };
-        let shared = failures.iter().all(|(_, f)| f.shared);
         let mut worst = most_informative(failures);
         worst.reason = reason;
         worst.requests = ctx.requests;
         worst.host = Some(reference.api_host().to_string());
-        worst.shared = shared;
         worst
     }
 
@@ -508,10 +504,9 @@ impl Checker {
         }
         let first = (!answer.body.is_empty())
             .then(|| manifest::parse_manifest(answer.header("content-type"), &answer.body));
+        // What was read lasts (an artifact stays one); a failure is retried.
         let (platforms, lasting) = match self.read_platforms(ctx, r, via, digest, first) {
-            Ok(Platforms::Known(p)) => (Platforms::Known(p), true),
-            // An artifact stays one.
-            Ok(unknown) => (unknown, true),
+            Ok(p) => (p, true),
             Err(why) => {
                 log::debug!("{r}: cannot read its platforms: {why}");
                 (Platforms::Unknown(why), false)
@@ -977,13 +972,22 @@ fn who_got_what(failures: &[(String, CheckResult)]) -> String {
         .join("; ")
 }
 
-/// The failure that tells the operator the most (see [`informative`]).
+/// Whether every attempt's answer was independent of credentials.
+fn all_shared(failures: &[(String, CheckResult)]) -> bool {
+    failures.iter().all(|(_, f)| f.shared)
+}
+
+/// The failure that tells the operator the most (see [`informative`]); it
+/// is `shared` only if every attempt's answer was.
 fn most_informative(failures: Vec<(String, CheckResult)>) -> CheckResult {
-    failures
+    let shared = all_shared(&failures);
+    let mut worst = failures
         .into_iter()
         .map(|(_, f)| f)
         .max_by_key(|f| informative(f.status))
-        .expect("at least one attempt")
+        .expect("at least one attempt");
+    worst.shared = shared;
+    worst
 }
 
 /// How much a failure tells the operator, when several credentials or hosts
