@@ -129,9 +129,8 @@ pub fn against(mut result: CheckResult, required: &[(Platform, u32)]) -> CheckRe
     }
     match &result.platforms {
         Some(Platforms::Known(offered)) => {
-            let missing = crate::platform::missing(offered, required);
-            if !missing.is_empty() {
-                result.reason = crate::platform::describe_missing(offered, &missing);
+            if let Some(why) = crate::platform::lacking(offered, required) {
+                result.reason = why;
                 result.status = Status::PlatformUnavailable;
             }
         }

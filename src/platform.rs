@@ -211,30 +211,33 @@ fn vector(arch: &str, variant: &str) -> Vec<(String, String)> {
     v
 }
 
-/// The platforms pods may land on that no platform of the image serves,
-/// with how many nodes each has.
-pub fn missing<'a>(
-    offered: &[Platform],
-    required: &'a [(Platform, u32)],
-) -> Vec<&'a (Platform, u32)> {
-    required
-        .iter()
-        .filter(|(node, _)| !offered.iter().any(|p| node.runs(p)))
-        .collect()
+/// The platforms pods may land on, with how many nodes have each.
+pub type Required = [(Platform, u32)];
+
+/// Whether pods may land on a platform that no platform of the image serves.
+pub fn lacks(offered: &[Platform], required: &[(Platform, u32)]) -> bool {
+    required.iter().any(|(node, _)| !serves(offered, node))
 }
 
-/// The reason of a `platform_unavailable` verdict.
-pub fn describe_missing(offered: &[Platform], missing: &[&(Platform, u32)]) -> String {
-    let lacks: Vec<String> = missing
+/// The reason of a `platform_unavailable` verdict, naming each platform
+/// pods may land on that the image does not serve and how many nodes have
+/// it (a count of 0 is not shown: `check --platform` has no nodes); `None`
+/// when the image serves them all.
+pub fn lacking(offered: &[Platform], required: &[(Platform, u32)]) -> Option<String> {
+    let lacks: Vec<String> = required
         .iter()
+        .filter(|(node, _)| !serves(offered, node))
         .map(|(p, n)| match n {
             0 => p.to_string(),
             1 => format!("{p} (1 node)"),
             n => format!("{p} ({n} nodes)"),
         })
         .collect();
+    if lacks.is_empty() {
+        return None;
+    }
     let has: Vec<String> = offered.iter().map(Platform::to_string).collect();
-    format!(
+    Some(format!(
         "the image has no build for {}, where its pods can run; it has {}",
         lacks.join(", "),
         if has.is_empty() {
@@ -242,7 +245,11 @@ pub fn describe_missing(offered: &[Platform], missing: &[&(Platform, u32)]) -> S
         } else {
             has.join(", ")
         }
-    )
+    ))
+}
+
+fn serves(offered: &[Platform], node: &Platform) -> bool {
+    offered.iter().any(|p| node.runs(p))
 }
 
 #[cfg(test)]
@@ -322,12 +329,13 @@ mod tests {
     fn missing_platforms_are_named_with_their_nodes() {
         let offered = [p("linux/amd64")];
         let required = [(p("linux/amd64"), 3), (p("linux/arm64"), 2)];
-        let m = missing(&offered, &required);
-        assert_eq!(m.len(), 1);
+        assert!(lacks(&offered, &required));
         assert_eq!(
-            describe_missing(&offered, &m),
-            "the image has no build for linux/arm64 (2 nodes), where its pods can run; it has linux/amd64"
+            lacking(&offered, &required).as_deref(),
+            Some("the image has no build for linux/arm64 (2 nodes), where its pods can run; it has linux/amd64")
         );
-        assert!(missing(&[p("linux/amd64"), p("linux/arm64")], &required).is_empty());
+        let both = [p("linux/amd64"), p("linux/arm64")];
+        assert!(!lacks(&both, &required));
+        assert_eq!(lacking(&both, &required), None);
     }
 }

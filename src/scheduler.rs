@@ -371,33 +371,31 @@ impl Outcome {
     /// lacks a platform of the nodes the container's pods can land on
     /// (`placement`) is `platform_unavailable`; every other class wins.
     pub fn status_for(&self, placement: Option<&[(Platform, u32)]>) -> Status {
-        match self.missing(placement) {
-            Some(m) if !m.is_empty() => Status::PlatformUnavailable,
+        match self.judged(placement) {
+            Some((offered, required)) if crate::platform::lacks(offered, required) => {
+                Status::PlatformUnavailable
+            }
             _ => self.status,
         }
     }
 
     /// The reason that goes with [`Outcome::status_for`].
     pub fn reason_for(&self, placement: Option<&[(Platform, u32)]>) -> String {
-        match (self.missing(placement), &self.platforms) {
-            (Some(m), Some(offered)) if !m.is_empty() => {
-                crate::platform::describe_missing(offered, &m)
-            }
-            _ => self.reason.clone(),
-        }
+        self.judged(placement)
+            .and_then(|(offered, required)| crate::platform::lacking(offered, required))
+            .unwrap_or_else(|| self.reason.clone())
     }
 
-    fn missing<'a>(
-        &self,
+    /// The image's platforms and those its pods may land on, when there is
+    /// a platform verdict to make: the manifest is there and both are known.
+    fn judged<'a>(
+        &'a self,
         placement: Option<&'a [(Platform, u32)]>,
-    ) -> Option<Vec<&'a (Platform, u32)>> {
+    ) -> Option<(&'a [Platform], &'a crate::platform::Required)> {
         if self.status != Status::Available {
             return None;
         }
-        Some(crate::platform::missing(
-            self.platforms.as_deref()?,
-            placement?,
-        ))
+        Some((self.platforms.as_deref()?, placement?))
     }
 }
 
