@@ -303,15 +303,18 @@ struct Rows {
     index: Vec<(u32, u32, Status)>,
 }
 
+/// The label set an index entry points at.
+fn labels_of(text: &str, (start, len, _): (u32, u32, Status)) -> &str {
+    &text[start as usize..start as usize + len as usize]
+}
+
 impl Rows {
     fn len(&self) -> usize {
         self.index.len()
     }
 
     fn get(&self, i: usize) -> (&str, Status) {
-        let (start, len, status) = self.index[i];
-        let start = start as usize;
-        (&self.text[start..start + len as usize], status)
+        (labels_of(&self.text, self.index[i]), self.index[i].2)
     }
 }
 
@@ -348,10 +351,7 @@ fn container_rows(inventory: &Inventory, results: &Results) -> Rows {
             index.push((offset, len, outcome.status_for(inventory.placement(w))));
         })
     });
-    index.sort_unstable_by(|a, b| {
-        let s = |x: &(u32, u32, Status)| &text[x.0 as usize..(x.0 + x.1) as usize];
-        s(a).cmp(s(b))
-    });
+    index.sort_unstable_by(|a, b| labels_of(&text, *a).cmp(labels_of(&text, *b)));
     Rows { text, index }
 }
 
