@@ -470,14 +470,14 @@ fn template_parts(t: Option<PodTemplateSpec>) -> TemplateParts {
             });
         }
     }
-    let secrets = spec
+    let mut secrets: Vec<Arc<str>> = spec
         .image_pull_secrets
         .unwrap_or_default()
         .into_iter()
         .map(|r| r.name)
         .filter(|n| !n.is_empty())
         .map(Arc::from)
-        .collect::<Vec<Arc<str>>>();
+        .collect();
     let sa = spec
         .service_account_name
         .filter(|s| !s.is_empty())
@@ -485,7 +485,6 @@ fn template_parts(t: Option<PodTemplateSpec>) -> TemplateParts {
         .unwrap_or_else(|| "default".into());
     // Kept for the workload's lifetime: no spare capacity.
     containers.shrink_to_fit();
-    let mut secrets = secrets;
     secrets.shrink_to_fit();
     TemplateParts {
         containers,
