@@ -177,20 +177,26 @@ pub struct DigestCache {
     capacity: usize,
 }
 
-#[derive(Default)]
 struct CacheInner {
     map: HashMap<Arc<str>, (Platforms, Option<Instant>)>,
     order: VecDeque<Arc<str>>,
     /// Distinct platform lists: thousands of digests share a handful
     /// (linux/amd64; linux/amd64 and linux/arm64; ...).
     sets: HashSet<Arc<[Platform]>>,
+    /// Size of `sets` that triggers the next sweep.
+    sweep_at: usize,
 }
 
 impl DigestCache {
     /// A cache of at most `capacity` digests.
     pub fn new(capacity: usize) -> DigestCache {
         DigestCache {
-            inner: Mutex::default(),
+            inner: Mutex::new(CacheInner {
+                map: HashMap::new(),
+                order: VecDeque::new(),
+                sets: HashSet::new(),
+                sweep_at: 64,
+            }),
             capacity: capacity.max(1),
         }
     }
@@ -241,25 +247,13 @@ impl DigestCache {
             };
             inner.map.remove(&old);
         }
-        if inner.sets.len() > 64 {
-            // Lists no entry (and no verdict) holds any more.
+        if inner.sets.len() > inner.sweep_at {
+            // Lists no entry (and no verdict) holds any more; the next
+            // sweep waits until the live ones have doubled.
             inner.sets.retain(|s| Arc::strong_count(s) > 1);
+            inner.sweep_at = (2 * inner.sets.len()).max(64);
         }
         platforms
-    }
-
-    /// Digests cached.
-    pub fn len(&self) -> usize {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .map
-            .len()
-    }
-
-    /// Whether nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -269,6 +263,13 @@ pub fn distinct(mut v: Vec<Platform>) -> Arc<[Platform]> {
     v.sort();
     v.dedup();
     v.into()
+}
+
+#[cfg(test)]
+impl DigestCache {
+    fn len(&self) -> usize {
+        self.inner.lock().unwrap().map.len()
+    }
 }
 
 #[cfg(test)]
