@@ -24,7 +24,8 @@ pub struct Node {
 }
 
 impl Node {
-    fn label(&self, key: &str) -> Option<&str> {
+    /// The value of a label.
+    pub fn label(&self, key: &str) -> Option<&str> {
         self.labels
             .binary_search_by(|(k, _)| k.as_str().cmp(key))
             .ok()

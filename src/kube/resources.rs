@@ -830,46 +830,39 @@ fn decode_node(raw: &str) -> Result<(ObjectKey, Node), String> {
     if n.metadata.name.is_empty() {
         return Err("malformed Node: no metadata.name".into());
     }
-    let labels: Vec<(String, String)> = n.metadata.labels.unwrap_or_default().into_iter().collect();
-    let label = |k: &str| {
-        labels
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
+    let key = ObjectKey {
+        namespace: "".into(),
+        name: n.metadata.name.as_str().into(),
+    };
+    let mut node = Node {
+        name: n.metadata.name,
+        // A BTreeMap iterates in key order: sorted, as Node::label needs.
+        labels: n.metadata.labels.unwrap_or_default().into_iter().collect(),
+        taints: n
+            .spec
+            .taints
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+            .map(|t| placement::Taint {
+                key: t.key,
+                value: t.value.unwrap_or_default(),
+                effect: t.effect,
+            })
+            .collect(),
+        unschedulable: n.spec.unschedulable.unwrap_or(false),
+        platform: None,
     };
     let info = n.status.node_info.unwrap_or_default();
+    let label = |k: &str| node.label(k).filter(|v| !v.is_empty());
     let os = label("kubernetes.io/os").unwrap_or(&info.operating_system);
     let arch = label("kubernetes.io/arch").unwrap_or(&info.architecture);
     // No label says the arm variant: containerd on the node takes it from
     // /proc/cpuinfo, which is v7 on 32-bit arm nodes in practice and what
     // a bare `arm` normalises to; arm64 is v8 by default.
     let platform = (!arch.is_empty()).then(|| Platform::new(os, arch, ""));
-    let key = ObjectKey {
-        namespace: "".into(),
-        name: n.metadata.name.as_str().into(),
-    };
-    Ok((
-        key,
-        Node {
-            name: n.metadata.name,
-            labels,
-            taints: n
-                .spec
-                .taints
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
-                .map(|t| placement::Taint {
-                    key: t.key,
-                    value: t.value.unwrap_or_default(),
-                    effect: t.effect,
-                })
-                .collect(),
-            unschedulable: n.spec.unschedulable.unwrap_or(false),
-            platform,
-        },
-    ))
+    node.platform = platform;
+    Ok((key, node))
 }
 
 #[cfg(test)]
