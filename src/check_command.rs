@@ -122,9 +122,23 @@ pub fn run(
     rows
 }
 
-/// An available result, judged against the platforms pods can land on.
+/// An available result, judged against the platforms pods can land on:
+/// a broken pull path for a build they pull, then a missing build.
 pub fn against(mut result: CheckResult, required: &[(Platform, u32)]) -> CheckResult {
-    if result.status != Status::Available || required.is_empty() {
+    if result.status != Status::Available {
+        return result;
+    }
+    let offered = match &result.platforms {
+        Some(Platforms::Known(p)) => Some(&p[..]),
+        _ => None,
+    };
+    let nodes = (!required.is_empty()).then_some(required);
+    if let Some(b) = crate::registry::pull_path::applying(&result.broken, offered, nodes) {
+        result.status = b.status;
+        result.reason = b.reason.clone();
+        return result;
+    }
+    if required.is_empty() {
         return result;
     }
     match &result.platforms {

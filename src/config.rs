@@ -158,6 +158,14 @@ pub struct Args {
     #[argh(switch)]
     pub no_platform_check: bool,
 
+    /// how long a digest's verified pull path (manifests by digest, config and layer blobs) is trusted before it is verified again; 0 verifies only the tag. Defaults to 6h.
+    #[argh(option, default = "String::from(\"6h\")")]
+    pub verify_pull_path_every: String,
+
+    /// share of a registry's announced pull quota (RateLimit-Remaining of RateLimit-Limit) kept for the nodes: no manifest GET is made below it. Defaults to 50%.
+    #[argh(option, default = "String::from(\"50%\")")]
+    pub pull_quota_reserve: String,
+
     /// with `check`: platforms (os/arch[/variant]) the images must have, comma-separated; repeatable. Defaults to none.
     #[argh(option)]
     pub platform: Vec<String>,
@@ -329,7 +337,7 @@ impl KubeOptions {
             allowed_images: self.allowed_images.clone(),
             force_disabled: self.force_disabled.clone(),
             filter_namespaces: self.namespace_label.is_some(),
-            platform_switch: registry.checker.platforms.clone(),
+            node_platforms: registry.checker.platforms.clone(),
         }
     }
 }
@@ -704,10 +712,21 @@ impl Config {
         // On when `check --platform` names platforms; in the exporter, once
         // the inventory knows the nodes.
         let platform_switch = (!args.no_platform_check).then(|| {
-            let named =
-                matches!(&command, Command::Check { platforms, .. } if !platforms.is_empty());
-            Arc::new(std::sync::atomic::AtomicBool::new(named))
+            let named: &[crate::platform::Platform] = match &command {
+                Command::Check { platforms, .. } => platforms,
+                Command::Serve => &[],
+            };
+            Arc::new(crate::platform::NodePlatforms::new(
+                !named.is_empty(),
+                named,
+            ))
         });
+        let verify_every = match args.verify_pull_path_every.trim() {
+            v if v == "0" || parse_duration(v).is_some_and(|d| d.is_zero()) => None,
+            v => Some(duration_flag("verify-pull-path-every", v)?),
+        };
+        let quota_reserve = crate::registry::quota::parse_reserve(&args.pull_quota_reserve)
+            .map_err(|e| ConfigError(format!("--pull-quota-reserve {e}")))?;
         Ok(Config {
             command,
             exporter,
@@ -728,6 +747,8 @@ impl Config {
                     retry_backoff: Duration::from_millis(250),
                     providers,
                     platforms: platform_switch,
+                    verify_every,
+                    quota_reserve,
                 },
                 default_registry,
                 mirrors,

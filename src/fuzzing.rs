@@ -349,6 +349,15 @@ fn custom_kind() -> &'static crate::kube::resources::CustomKind {
 /// Manifests, indexes and image configs from registries: never a panic;
 /// platforms are normalised once and for all, every platform runs itself,
 /// and the platforms of an image are distinct, sorted and known.
+/// Layer lists name each blob once, none empty, within the bound.
+fn distinct_blobs(layers: &[String]) {
+    assert!(layers.len() <= crate::registry::manifest::MAX_LAYERS);
+    for (i, l) in layers.iter().enumerate() {
+        assert!(!l.is_empty());
+        assert!(!layers[..i].contains(l));
+    }
+}
+
 pub fn manifest(data: &[u8]) {
     use crate::platform::Platform;
     use crate::registry::manifest::{self, Manifest};
@@ -379,8 +388,14 @@ pub fn manifest(data: &[u8]) {
                 found.extend(e.platform);
             }
         }
-        Ok(Manifest::Schema1(p)) => found.push(p),
-        Ok(Manifest::Image { config }) => assert!(!config.is_empty()),
+        Ok(Manifest::Schema1 { platform, layers }) => {
+            found.push(platform);
+            distinct_blobs(&layers);
+        }
+        Ok(Manifest::Image { config, layers }) => {
+            assert!(!config.is_empty());
+            distinct_blobs(&layers);
+        }
         Ok(Manifest::NotImage(_)) | Err(_) => {}
     }
     if let Ok(p) = manifest::parse_config(body) {

@@ -115,7 +115,7 @@ pub struct InventoryConfig {
     pub filter_namespaces: bool,
     /// Turned on once the nodes are known, so the checker reads the
     /// platforms of images; `None` with `--no-platform-check`.
-    pub platform_switch: Option<Arc<std::sync::atomic::AtomicBool>>,
+    pub node_platforms: Option<Arc<crate::platform::NodePlatforms>>,
 }
 
 /// The platforms a workload's pods can land on, with node counts.
@@ -385,16 +385,21 @@ impl Inventory {
         for (s, placement) in self.schedulings.iter_mut() {
             *placement = crate::placement::platforms(s, nodes.values()).into();
         }
-        if let Some(switch) = &self.config.platform_switch {
+        if let Some(known) = &self.config.node_platforms {
             let on = self.nodes_synced && !self.nodes.is_empty();
-            switch.store(on, std::sync::atomic::Ordering::Relaxed);
+            let platforms: Vec<Platform> = self
+                .nodes
+                .values()
+                .filter_map(|n| n.platform.clone())
+                .collect();
+            known.set(on, &platforms);
         }
     }
 
     /// The platforms the pods of `w` can land on; `None` while the nodes
     /// are unknown (not listed yet, not listable, or the check is off).
     pub fn placement(&self, w: &Workload) -> Option<&[(Platform, u32)]> {
-        if !self.nodes_synced || self.config.platform_switch.is_none() {
+        if !self.nodes_synced || self.config.node_platforms.is_none() {
             return None;
         }
         self.schedulings
@@ -927,6 +932,8 @@ mod tests {
                     retry_backoff: std::time::Duration::ZERO,
                     providers: None,
                     platforms: None,
+                    verify_every: None,
+                    quota_reserve: 50,
                 },
                 default_registry: "docker.io".into(),
                 mirrors: Mirrors::default(),

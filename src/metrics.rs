@@ -34,6 +34,8 @@ pub struct Metrics {
     watched: IntGaugeVec,
     checks: IntGauge,
     recheck_within: prometheus::Gauge,
+    quota_limit: IntGaugeVec,
+    quota_remaining: IntGaugeVec,
 }
 
 fn must<T>(r: Result<T, prometheus::Error>) -> T {
@@ -95,6 +97,20 @@ impl Metrics {
             format!("{PREFIX}_recheck_within_seconds"),
             "--recheck-within: every image is rechecked within this time (alerts compare check ages with it).",
         )));
+        let quota_limit = must(IntGaugeVec::new(
+            Opts::new(
+                format!("{PREFIX}_registry_rate_limit_limit"),
+                "Pulls a registry allows in its window (RateLimit-Limit), as its last answer announced. Absent for registries that announce none.",
+            ),
+            &["registry"],
+        ));
+        let quota_remaining = must(IntGaugeVec::new(
+            Opts::new(
+                format!("{PREFIX}_registry_rate_limit_remaining"),
+                "Pulls left in a registry's window (RateLimit-Remaining), as its last answer announced; below the --pull-quota-reserve share of the limit, no manifest GET is made.",
+            ),
+            &["registry"],
+        ));
         let build = must(IntGaugeVec::new(
             Opts::new(
                 format!("{PREFIX}_build_info"),
@@ -112,6 +128,8 @@ impl Metrics {
             Box::new(watched.clone()),
             Box::new(checks.clone()),
             Box::new(recheck_within.clone()),
+            Box::new(quota_limit.clone()),
+            Box::new(quota_remaining.clone()),
             Box::new(build),
         ] {
             must(registry.register(c));
@@ -126,6 +144,8 @@ impl Metrics {
             watched,
             checks,
             recheck_within,
+            quota_limit,
+            quota_remaining,
         }
     }
 
@@ -278,6 +298,16 @@ impl crate::registry::check::RequestObserver for Metrics {
             None => "error",
         };
         self.requests.with_label_values(&[host, class]).inc();
+    }
+
+    fn rate_limit(&self, host: &str, quota: crate::registry::quota::Quota) {
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.quota_limit
+            .with_label_values(&[host])
+            .set(gauge(quota.limit));
+        self.quota_remaining
+            .with_label_values(&[host])
+            .set(gauge(quota.remaining));
     }
 }
 

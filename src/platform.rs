@@ -74,10 +74,32 @@ impl Platform {
     /// variants a CPU runs (arm64 runs arm/v8 down to arm/v5, arm/v7 runs
     /// v6 and v5, amd64 runs 386).
     pub fn runs(&self, image: &Platform) -> bool {
-        image.os == self.os
-            && vector(&self.architecture, &self.variant)
-                .iter()
-                .any(|(arch, variant)| *arch == image.architecture && *variant == image.variant)
+        self.preference(image).is_some()
+    }
+
+    /// How much a node of this platform prefers an image built for
+    /// `image` (0 is best), or `None` when it cannot run it: the position
+    /// in containerd's platform vector, by which its ordered matcher sorts
+    /// an index's entries before pulling the first.
+    pub fn preference(&self, image: &Platform) -> Option<usize> {
+        if image.os != self.os {
+            return None;
+        }
+        vector(&self.architecture, &self.variant)
+            .iter()
+            .position(|(arch, variant)| *arch == image.architecture && *variant == image.variant)
+    }
+
+    /// Which of `offered` (an index's platforms, in index order) a node of
+    /// this platform pulls: the most preferred, the first of equals (a
+    /// stable sort, as containerd's).
+    pub fn pick<'a>(&self, offered: impl IntoIterator<Item = &'a Platform>) -> Option<usize> {
+        offered
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some((self.preference(p)?, i)))
+            .min()
+            .map(|(_, i)| i)
     }
 
     /// Whether this is a real platform: buildx stores attestations in an
@@ -214,6 +236,47 @@ fn vector(arch: &str, variant: &str) -> Vec<(String, String)> {
 /// The platforms pods may land on, with how many nodes have each.
 pub type Required = [(Platform, u32)];
 
+/// What the inventory tells the registry checker about the cluster's
+/// nodes: whether the platform check is on (the nodes are known), and the
+/// platforms they run, for which the pull path is verified.
+#[derive(Debug, Default)]
+pub struct NodePlatforms {
+    on: std::sync::atomic::AtomicBool,
+    platforms: std::sync::RwLock<Option<std::sync::Arc<[Platform]>>>,
+}
+
+impl NodePlatforms {
+    /// Known (`on`) with these platforms, or not yet.
+    pub fn new(on: bool, platforms: &[Platform]) -> NodePlatforms {
+        let n = NodePlatforms::default();
+        n.set(on, platforms);
+        n
+    }
+
+    /// Whether the platforms of images are checked now.
+    pub fn is_on(&self) -> bool {
+        self.on.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Records what the nodes run; `on` when they are known.
+    pub fn set(&self, on: bool, platforms: &[Platform]) {
+        let mut list = platforms.to_vec();
+        list.sort();
+        list.dedup();
+        *self.platforms.write().unwrap_or_else(|e| e.into_inner()) =
+            (on && !list.is_empty()).then(|| list.into());
+        self.on.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The nodes' platforms, sorted and distinct; `None` while unknown.
+    pub fn platforms(&self) -> Option<std::sync::Arc<[Platform]>> {
+        self.platforms
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
 /// Whether pods may land on a platform that no platform of the image serves.
 pub fn lacks(offered: &[Platform], required: &[(Platform, u32)]) -> bool {
     required.iter().any(|(node, _)| !serves(offered, node))
@@ -323,6 +386,32 @@ mod tests {
         let huge = p("linux/arm/v111111114");
         assert!(huge.runs(&huge));
         assert!(!huge.runs(&p("linux/arm/v7")));
+    }
+
+    #[test]
+    fn a_node_picks_its_most_preferred_build() {
+        let offered = [
+            p("linux/arm/v6"),
+            p("linux/arm64"),
+            p("linux/arm/v7"),
+            p("linux/amd64"),
+        ];
+        assert_eq!(p("linux/arm64").pick(&offered), Some(1));
+        assert_eq!(p("linux/arm/v7").pick(&offered), Some(2));
+        assert_eq!(p("linux/arm/v6").pick(&offered), Some(0));
+        assert_eq!(p("linux/amd64").pick(&offered), Some(3));
+        assert_eq!(p("windows/amd64").pick(&offered), None);
+        // Without its own build, arm64 takes arm/v7 before arm/v6.
+        assert_eq!(p("linux/arm64").pick(&offered[2..3]), Some(0));
+        assert_eq!(
+            p("linux/arm64").pick(&[p("linux/arm/v6"), p("linux/arm/v7")]),
+            Some(1)
+        );
+        // Equal builds: the first in the index.
+        assert_eq!(
+            p("linux/amd64").pick(&[p("linux/386"), p("linux/amd64"), p("linux/amd64")]),
+            Some(1)
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 use crate::inventory::{Change, CheckId, CheckSpec, Target};
 use crate::platform::Platform;
 use crate::registry::manifest::Platforms;
+use crate::registry::pull_path::{applying, Broken};
 use crate::registry::{CheckResult, Checker, Status};
 
 /// Queue settings.
@@ -364,13 +365,35 @@ pub struct Outcome {
     pub credential: Option<String>,
     /// For `Available`: the platforms the image offers, when they were read.
     pub platforms: Option<Arc<[Platform]>>,
+    /// For `Available`: pieces of the pull path a node cannot get.
+    pub broken: Option<Arc<[Broken]>>,
 }
 
 impl Outcome {
-    /// A check's verdict as a container shows it: an available image that
-    /// lacks a platform of the nodes the container's pods can land on
-    /// (`placement`) is `platform_unavailable`; every other class wins.
+    /// The verdict of a finished check, as the metrics keep it.
+    pub fn of(r: &CheckResult) -> Outcome {
+        Outcome {
+            status: r.status,
+            reason: r.reason.clone(),
+            checked_at: SystemTime::now(),
+            credential: r.credential.clone(),
+            platforms: match &r.platforms {
+                Some(Platforms::Known(p)) => Some(p.clone()),
+                _ => None,
+            },
+            broken: (!r.broken.is_empty()).then(|| r.broken.as_slice().into()),
+        }
+    }
+
+    /// A check's verdict as a container shows it: an available image whose
+    /// pull path is broken for a node its pods can land on is what the
+    /// broken piece says (`absent`, `authorization_failure`); one that
+    /// lacks a platform of those nodes (`placement`) is
+    /// `platform_unavailable`; every other class wins.
     pub fn status_for(&self, placement: Option<&[(Platform, u32)]>) -> Status {
+        if let Some(b) = self.broken_for(placement) {
+            return b.status;
+        }
         match self.judged(placement) {
             Some((offered, required)) if crate::platform::lacks(offered, required) => {
                 Status::PlatformUnavailable
@@ -381,9 +404,25 @@ impl Outcome {
 
     /// The reason that goes with [`Outcome::status_for`].
     pub fn reason_for(&self, placement: Option<&[(Platform, u32)]>) -> String {
+        if let Some(b) = self.broken_for(placement) {
+            return b.reason.clone();
+        }
         self.judged(placement)
             .and_then(|(offered, required)| crate::platform::lacking(offered, required))
             .unwrap_or_else(|| self.reason.clone())
+    }
+
+    /// The broken piece of the pull path that fails a container whose pods
+    /// can land on `placement`.
+    fn broken_for(&self, placement: Option<&[(Platform, u32)]>) -> Option<&Broken> {
+        if self.status != Status::Available {
+            return None;
+        }
+        applying(
+            self.broken.as_deref()?,
+            self.platforms.as_deref(),
+            placement,
+        )
     }
 
     /// The image's platforms and those its pods may land on, when there is
@@ -605,11 +644,7 @@ impl Scheduler {
                     log_result(&d.spec, &d.result, previous);
                     // A rate-limited check keeps its last known verdict.
                     if d.result.status != Status::RateLimited && queue.contains(d.spec.id) {
-                        let platforms = match &d.result.platforms {
-                            Some(Platforms::Known(p)) => Some(p.clone()),
-                            _ => None,
-                        };
-                        let outcome = Outcome { status: d.result.status, reason: d.result.reason.clone(), checked_at: SystemTime::now(), credential: d.result.credential.clone(), platforms };
+                        let outcome = Outcome::of(&d.result);
                         // The registry asked for no credentials: the image's
                         // checks with other credentials get this answer too.
                         let mut ids = vec![d.spec.id];

@@ -4,13 +4,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::challenge::{self, Challenge};
 use super::manifest::{self, DigestCache, Manifest, Platforms};
 use super::outcome::{parse_retry_after, CheckResult, Status};
+use super::pull_path::{self, Broken, Failure, Fetch, PathCache};
+use super::quota::Quota;
 use super::reference::{Mirrored, Reference};
 use super::token::{parse_token_response, Token, TokenCache};
 use super::transport::{
@@ -19,6 +20,7 @@ use super::transport::{
 };
 use crate::credential_provider::CredentialProviders;
 use crate::credentials::Credential;
+use crate::platform::{NodePlatforms, Platform};
 
 /// Every manifest type a node may pull; without this list some registries
 /// answer 404 or convert to a legacy schema.
@@ -38,6 +40,9 @@ const MANIFEST_BODY_LIMIT: u64 = 4 << 20;
 pub trait RequestObserver: Send + Sync {
     /// A request to `host` got `status`, or no answer (`None`).
     fn request(&self, host: &str, status: Option<u16>);
+
+    /// An answer from `host` announced its pull quota.
+    fn rate_limit(&self, _host: &str, _quota: Quota) {}
 }
 
 /// Checker settings taken from flags.
@@ -58,10 +63,24 @@ pub struct CheckerConfig {
     /// The nodes' image credential provider plugins, if configured.
     pub providers: Option<Arc<CredentialProviders>>,
     /// Whether to read the platforms of available images (one GET per new
-    /// digest): `None` with `--no-platform-check`; otherwise the switch the
-    /// inventory turns on once it knows the cluster's nodes.
-    pub platforms: Option<Arc<AtomicBool>>,
+    /// digest): `None` with `--no-platform-check`; otherwise what the
+    /// inventory says of the cluster's nodes once it knows them.
+    pub platforms: Option<Arc<NodePlatforms>>,
+    /// `--verify-pull-path-every`: how long a digest's verified pull path
+    /// is trusted; `None` (`0`) to verify nothing past the tag.
+    pub verify_every: Option<Duration>,
+    /// `--pull-quota-reserve`: the percentage of a registry's announced
+    /// pull quota that no counted request of ours may touch.
+    pub quota_reserve: u8,
 }
+
+/// The platform whose pull path is verified while the nodes' are unknown
+/// (`--no-platform-check`, no Nodes access yet), and for `check` without
+/// `--platform`: what most nodes run.
+pub const DEFAULT_PLATFORM: (&str, &str) = ("linux", "amd64");
+
+/// Pieces of verified pull paths remembered (about 32 bytes each).
+const PATH_CACHE_SIZE: usize = 65_536;
 
 /// Digests whose platforms are remembered. An entry is about 200 bytes.
 const DIGEST_CACHE_SIZE: usize = 16_384;
@@ -86,10 +105,13 @@ struct Via<'a> {
     auth: Option<&'a str>,
 }
 
-/// Counts requests for one check.
+/// Counts requests for one check, and holds the pull quota its answers
+/// announced (for the credential it used: Docker Hub counts per account,
+/// or per address when anonymous).
 #[derive(Debug, Default)]
 struct Ctx {
     requests: u32,
+    quota: Option<Quota>,
 }
 
 /// What one credential (or anonymous) got.
@@ -99,6 +121,8 @@ enum Attempt {
         digest: Option<String>,
         authenticated: bool,
         platforms: Option<Platforms>,
+        /// Past the tag: what a node cannot get, and what the reason adds.
+        path: PathNote,
     },
     /// 401: try the next credential.
     Unauthorized(String),
@@ -120,6 +144,14 @@ fn final_(status: Status, reason: impl Into<String>) -> Attempt {
         retry_after: None,
         authenticated: false,
     }
+}
+
+/// What the pull path walk of a check found, for its result.
+#[derive(Debug, Default)]
+struct PathNote {
+    broken: Vec<Broken>,
+    /// Appended to the reason: `; pull path verified`, or what was not.
+    note: String,
 }
 
 /// What a fresh unauthenticated request said about a host's auth.
@@ -145,8 +177,11 @@ pub struct Checker {
     retry_backoff: Duration,
     providers: Option<Arc<CredentialProviders>>,
     observer: Option<Arc<dyn RequestObserver>>,
-    platforms: Option<Arc<AtomicBool>>,
+    platforms: Option<Arc<NodePlatforms>>,
     digests: DigestCache,
+    paths: PathCache,
+    verify_every: Option<Duration>,
+    quota_reserve: u8,
 }
 
 impl Checker {
@@ -178,6 +213,9 @@ impl Checker {
             observer: None,
             platforms: config.platforms,
             digests: DigestCache::new(DIGEST_CACHE_SIZE),
+            paths: PathCache::new(PATH_CACHE_SIZE),
+            verify_every: config.verify_every.filter(|d| !d.is_zero()),
+            quota_reserve: config.quota_reserve.min(100),
         })
     }
 
@@ -280,10 +318,11 @@ impl Checker {
                     digest,
                     authenticated,
                     platforms,
+                    path,
                 } => {
                     return CheckResult {
                         status: Status::Available,
-                        reason: format!("manifest {} found", reference.manifest_ref()),
+                        reason: format!("manifest {} found{}", reference.manifest_ref(), path.note),
                         credential: described(authenticated),
                         requests: ctx.requests,
                         digest,
@@ -293,6 +332,7 @@ impl Checker {
                         // No credential went out, so no 401 was answered:
                         // the registry served it to anyone.
                         shared: !authenticated,
+                        broken: path.broken,
                     };
                 }
                 Attempt::Unauthorized(why) => (
@@ -466,147 +506,166 @@ impl Checker {
     }
 
     /// The answer's verdict; for a manifest that is there, with the image's
-    /// platforms when they are wanted.
+    /// platforms when they are wanted and what its pull path showed. Both
+    /// read the manifest by digest through one [`Reader`]: one GET serves both.
     fn classified(&self, ctx: &mut Ctx, r: &Reference, resp: &Response, via: Via) -> Attempt {
         let mut a = self.classify(r, resp, via.auth.is_some());
         if let Attempt::Present {
-            digest: Some(d),
+            digest,
             platforms,
+            path,
             ..
         } = &mut a
         {
-            if self
-                .platforms
-                .as_ref()
-                .is_some_and(|p| p.load(Ordering::Relaxed))
-            {
-                *platforms = Some(self.platforms_of(ctx, r, via, d, resp));
+            let mut reader = Reader::new(self, ctx, r, via);
+            if let Some(d) = digest.as_deref() {
+                if !resp.body.is_empty() {
+                    // The GET fallback's answer: the manifest itself.
+                    let m = manifest::parse_manifest(resp.header("content-type"), &resp.body)
+                        .map_err(Failure::Unverified);
+                    reader.manifests.push((d.to_string(), m));
+                }
+                if self.platforms.as_ref().is_some_and(|p| p.is_on()) {
+                    *platforms = Some(self.platforms_of(&mut reader, d));
+                }
             }
+            *path = self.verify_path(&mut reader, digest.as_deref());
         }
         a
     }
 
-    /// The platforms of the manifest `digest` of `r`, from the cache or
-    /// read once: an index (or manifest list) by one GET, a single
-    /// manifest by a GET of it and of its config blob. `answer` is the
-    /// manifest answer, whose body is used when it was a GET.
-    fn platforms_of(
-        &self,
-        ctx: &mut Ctx,
-        r: &Reference,
-        via: Via,
-        digest: &str,
-        answer: &Response,
-    ) -> Platforms {
+    /// The platforms whose pull path is verified: the nodes', or the default.
+    fn wanted_platforms(&self) -> Arc<[Platform]> {
+        self.platforms
+            .as_ref()
+            .and_then(|p| p.platforms())
+            .unwrap_or_else(|| {
+                let (os, arch) = DEFAULT_PLATFORM;
+                Arc::from([Platform::new(os, arch, "")])
+            })
+    }
+
+    /// Walks the pull path of `digest` unless it was verified within the
+    /// verification interval (see [`pull_path`]).
+    fn verify_path(&self, reader: &mut Reader, digest: Option<&str>) -> PathNote {
+        let Some(every) = self.verify_every else {
+            return PathNote::default();
+        };
+        let Some(digest) = digest else {
+            return PathNote {
+                broken: Vec::new(),
+                note: "; pull path not verified: the registry sent no Docker-Content-Digest".into(),
+            };
+        };
+        let (host, repository) = (reader.r.api_host(), reader.r.repository.as_str());
+        let key = |p: Option<&Platform>| PathCache::key(host, repository, digest, p);
+        let now = Instant::now();
+        let wanted = self.wanted_platforms();
+        let walk = pull_path::walk(reader, digest, &wanted, &|p| {
+            self.paths.fresh(key(p), now, every)
+        });
+        for v in &walk.verified {
+            self.paths.mark(key(v.as_ref()), now, every);
+        }
+        let mut note = String::new();
+        if !walk.broken.is_empty() {
+            let pieces: Vec<&str> = walk.broken.iter().map(|b| b.reason.as_str()).collect();
+            note.push_str(&format!("; pull path broken: {}", pieces.join("; ")));
+        }
+        if !walk.unverified.is_empty() {
+            let shown = walk.unverified.iter().take(3).cloned().collect::<Vec<_>>();
+            let more = walk.unverified.len().saturating_sub(shown.len());
+            note.push_str(&format!("; pull path not verified: {}", shown.join("; ")));
+            if more > 0 {
+                note.push_str(&format!(" (and {more} more)"));
+            }
+        }
+        if note.is_empty() {
+            note.push_str("; pull path verified");
+        }
+        PathNote {
+            broken: walk.broken,
+            note,
+        }
+    }
+
+    /// The platforms of the manifest `digest`, from the cache or read once:
+    /// an index (or manifest list) by one GET, a single manifest by a GET
+    /// of it and of its config blob.
+    fn platforms_of(&self, reader: &mut Reader, digest: &str) -> Platforms {
         let now = Instant::now();
         if let Some(p) = self.digests.get(digest, now) {
             return p;
         }
-        let first = (!answer.body.is_empty())
-            .then(|| manifest::parse_manifest(answer.header("content-type"), &answer.body));
         // What was read lasts (an artifact stays one); a failure is retried.
-        let (platforms, lasting) = match self.read_platforms(ctx, r, via, digest, first) {
+        let (platforms, lasting) = match read_platforms(reader, digest) {
             Ok(p) => (p, true),
             Err(why) => {
-                log::debug!("{r}: cannot read its platforms: {why}");
+                log::debug!("{}: cannot read its platforms: {why}", reader.r);
                 (Platforms::Unknown(why), false)
             }
         };
         self.digests.put(digest, platforms, lasting, now)
     }
 
-    fn read_platforms(
+    /// A manifest GET by digest: a counted pull on Docker Hub, so never
+    /// made while the quota this check's answers announced is within the
+    /// nodes' reserve.
+    fn counted_get(
         &self,
         ctx: &mut Ctx,
         r: &Reference,
         via: Via,
         digest: &str,
-        first: Option<Result<Manifest, String>>,
-    ) -> Result<Platforms, String> {
-        let top = match first {
-            Some(m) => m?,
-            None => self.get_manifest(ctx, r, via, digest)?,
-        };
-        let mut found = Vec::new();
-        match top {
-            Manifest::Index(entries) => {
-                let mut unlabelled = 0;
-                for e in entries {
-                    if let Some(p) = e.platform {
-                        found.push(p);
-                        continue;
-                    }
-                    // containerd reads an entry without a platform to
-                    // learn it; so do we, for a few.
-                    unlabelled += 1;
-                    if unlabelled > manifest::MAX_UNLABELLED_ENTRIES {
-                        continue;
-                    }
-                    match self.get_manifest(ctx, r, via, &e.digest)? {
-                        Manifest::Image { config } => {
-                            found.push(self.get_config(ctx, r, via, &config)?)
-                        }
-                        Manifest::Schema1(p) => found.push(p),
-                        Manifest::Index(_) | Manifest::NotImage(_) => {}
-                    }
-                }
-            }
-            Manifest::Image { config } => found.push(self.get_config(ctx, r, via, &config)?),
-            Manifest::Schema1(p) => found.push(p),
-            Manifest::NotImage(why) => return Ok(Platforms::Unknown(why)),
+    ) -> Result<Manifest, Failure> {
+        if let Some(q) = ctx
+            .quota
+            .filter(|q| q.reserved_for_nodes(self.quota_reserve))
+        {
+            return Err(Failure::Unverified(
+                q.describe_reserve(r.api_host(), self.quota_reserve),
+            ));
         }
-        Ok(Platforms::Known(manifest::distinct(found)))
-    }
-
-    fn get_manifest(
-        &self,
-        ctx: &mut Ctx,
-        r: &Reference,
-        via: Via,
-        digest: &str,
-    ) -> Result<Manifest, String> {
         let path = format!("/v2/{}/manifests/{digest}", r.repository);
-        let resp = self.get(ctx, r, path, via, Some(MANIFEST_ACCEPT))?;
+        let resp = self.download(ctx, r, Method::Get, path, via, Some(MANIFEST_ACCEPT))?;
         manifest::parse_manifest(resp.header("content-type"), &resp.body)
+            .map_err(Failure::Unverified)
     }
 
-    fn get_config(
+    /// A download request on the image's registry, by the scheme the
+    /// manifest request used; blob redirects to storage elsewhere lose the
+    /// credentials. An answer other than 2xx is classified as a node's
+    /// pull would fail on it.
+    fn download(
         &self,
         ctx: &mut Ctx,
         r: &Reference,
-        via: Via,
-        digest: &str,
-    ) -> Result<crate::platform::Platform, String> {
-        let path = format!("/v2/{}/blobs/{digest}", r.repository);
-        let resp = self.get(ctx, r, path, via, None)?;
-        manifest::parse_config(&resp.body)
-    }
-
-    /// A GET on the image's registry, by the scheme the manifest request
-    /// used; blob redirects to storage elsewhere lose the credentials.
-    fn get(
-        &self,
-        ctx: &mut Ctx,
-        r: &Reference,
+        method: Method,
         path: String,
         via: Via,
         accept: Option<&str>,
-    ) -> Result<Response, String> {
+    ) -> Result<Response, Failure> {
         let url = Url::new(via.scheme, r.api_host(), path);
         let resp = self
-            .send(
-                ctx,
-                Method::Get,
-                &url,
-                via.auth,
-                accept,
-                MANIFEST_BODY_LIMIT,
-            )
-            .map_err(|e| format!("GET {}: {e}", url.path_and_query))?;
-        if resp.status != 200 {
-            return Err(format!("GET {}: HTTP {}", url.path_and_query, resp.status));
+            .send(ctx, method, &url, via.auth, accept, MANIFEST_BODY_LIMIT)
+            .map_err(|e| Failure::Unverified(e.to_string()))?;
+        let codes = error_codes(&resp.body);
+        let has = |c: &str| codes.iter().any(|x| x == c);
+        let detail = || format!("HTTP {}{}", resp.status, error_detail(&resp.body));
+        match resp.status {
+            200..=299 => Ok(resp),
+            404 if method == Method::Head && codes.is_empty() => {
+                Err(Failure::Missing("HTTP 404, blob unknown".into()))
+            }
+            404 => Err(Failure::Missing(detail())),
+            401 | 403 | 412 => Err(Failure::Refused(detail())),
+            429 => Err(Failure::Unverified(format!("{}, rate limited", detail()))),
+            _ if has("BLOB_UNKNOWN") || has("MANIFEST_UNKNOWN") || has("NAME_UNKNOWN") => {
+                Err(Failure::Missing(detail()))
+            }
+            _ if has("DENIED") => Err(Failure::Refused(detail())),
+            _ => Err(Failure::Unverified(detail())),
         }
-        Ok(resp)
     }
 
     /// The manifest request, with the GET fallback where it is enabled.
@@ -684,6 +743,7 @@ impl Checker {
                     digest: got.or_else(|| r.digest.clone()),
                     authenticated,
                     platforms: None,
+                    path: PathNote::default(),
                 }
             }
             404 => fin(
@@ -713,6 +773,12 @@ impl Checker {
                 "access denied (HTTP {}{})",
                 resp.status,
                 codes_suffix(&codes)
+            )),
+            // Harbor's "prevent vulnerable images from running" (and other
+            // download policies) refuse the manifest itself.
+            412 => Attempt::Forbidden(format!(
+                "download refused (HTTP 412{})",
+                error_detail(&resp.body)
             )),
             500..=599 => fin(
                 Status::RegistryUnavailable,
@@ -935,6 +1001,12 @@ impl Checker {
             if let Some(o) = &self.observer {
                 o.request(&url.authority, result.as_ref().ok().map(|r| r.status));
             }
+            if let Some(q) = result.as_ref().ok().and_then(Quota::of) {
+                ctx.quota = Some(q);
+                if let Some(o) = &self.observer {
+                    o.rate_limit(&url.authority, q);
+                }
+            }
             let retry = match &result {
                 Ok(resp) => matches!(resp.status, 500 | 502 | 503 | 504),
                 Err(e) => e.is_retryable(),
@@ -947,6 +1019,111 @@ impl Checker {
             backoff *= 2;
         }
     }
+}
+
+/// The requests of one check past the manifest answer, with its
+/// credentials and scheme; manifests read once per check (the platform read
+/// and the pull path walk share them), blobs asked once.
+struct Reader<'c, 'x> {
+    checker: &'c Checker,
+    ctx: &'x mut Ctx,
+    r: &'x Reference,
+    via: Via<'x>,
+    manifests: Vec<(String, Result<Manifest, Failure>)>,
+    blobs: Vec<String>,
+}
+
+impl<'c, 'x> Reader<'c, 'x> {
+    fn new(checker: &'c Checker, ctx: &'x mut Ctx, r: &'x Reference, via: Via<'x>) -> Self {
+        Reader {
+            checker,
+            ctx,
+            r,
+            via,
+            manifests: Vec::new(),
+            blobs: Vec::new(),
+        }
+    }
+
+    /// The platform of an image config blob (a GET, which blob requests
+    /// are: not counted).
+    fn config(&mut self, digest: &str) -> Result<Platform, String> {
+        let path = format!("/v2/{}/blobs/{digest}", self.r.repository);
+        let resp = self
+            .checker
+            .download(self.ctx, self.r, Method::Get, path, self.via, None)
+            .map_err(|f| format!("GET config {digest}: {}", failure_text(&f)))?;
+        self.blobs.push(digest.to_string());
+        manifest::parse_config(&resp.body)
+    }
+}
+
+impl Fetch for Reader<'_, '_> {
+    fn manifest(&mut self, digest: &str) -> Result<Manifest, Failure> {
+        if let Some((_, m)) = self.manifests.iter().find(|(d, _)| d == digest) {
+            return m.clone();
+        }
+        let m = self.checker.counted_get(self.ctx, self.r, self.via, digest);
+        self.manifests.push((digest.to_string(), m.clone()));
+        m
+    }
+
+    fn blob(&mut self, digest: &str) -> Result<(), Failure> {
+        if self.blobs.iter().any(|b| b == digest) {
+            return Ok(());
+        }
+        let path = format!("/v2/{}/blobs/{digest}", self.r.repository);
+        self.checker
+            .download(self.ctx, self.r, Method::Head, path, self.via, None)?;
+        self.blobs.push(digest.to_string());
+        Ok(())
+    }
+}
+
+fn failure_text(f: &Failure) -> &str {
+    match f {
+        Failure::Missing(s) | Failure::Refused(s) | Failure::Unverified(s) => s,
+    }
+}
+
+/// Reads the platforms of manifest `digest`: an index lists them (entries
+/// without one are read, a few, as containerd does); a single manifest's
+/// config blob says it.
+fn read_platforms(reader: &mut Reader, digest: &str) -> Result<Platforms, String> {
+    let text = |what: &str, d: &str, f: Failure| format!("GET {what} {d}: {}", failure_text(&f));
+    let top = reader
+        .manifest(digest)
+        .map_err(|f| text("manifest", digest, f))?;
+    let mut found = Vec::new();
+    match top {
+        Manifest::Index(entries) => {
+            let mut unlabelled = 0;
+            for e in entries {
+                if let Some(p) = e.platform {
+                    found.push(p);
+                    continue;
+                }
+                // containerd reads an entry without a platform to learn
+                // it; so do we, for a few.
+                unlabelled += 1;
+                if unlabelled > manifest::MAX_UNLABELLED_ENTRIES {
+                    continue;
+                }
+                match reader
+                    .manifest(&e.digest)
+                    .map_err(|f| text("manifest", &e.digest, f))?
+                {
+                    Manifest::Image { config, .. } => found.push(reader.config(&config)?),
+                    Manifest::Schema1 { platform, .. } => found.push(platform),
+                    Manifest::Index(_) | Manifest::NotImage(_) => {}
+                }
+            }
+        }
+        Manifest::Image { config, .. } => found.push(reader.config(&config)?),
+        Manifest::Schema1 { platform, .. } => found.push(platform),
+        Manifest::NotImage(why) => return Ok(Platforms::Unknown(why)),
+    }
+    Ok(Platforms::Known(manifest::distinct(found)))
 }
 
 /// A 429, with the pause its `Retry-After` asks for.
@@ -1132,6 +1309,37 @@ fn error_codes(body: &[u8]) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// `, CODE: message` for each error of a registry error body (messages cut
+/// to 200 characters, control characters dropped): download policies say
+/// why in them ("download blocked", the violated policy).
+fn error_detail(body: &[u8]) -> String {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return String::new();
+    };
+    let Some(errors) = v.get("errors").and_then(|e| e.as_array()) else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for e in errors.iter().take(3) {
+        let code = e.get("code").and_then(|c| c.as_str()).unwrap_or("");
+        let message: String = e
+            .get("message")
+            .and_then(|m| m.as_str())
+            .unwrap_or("")
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect();
+        match (code.is_empty(), message.is_empty()) {
+            (true, true) => {}
+            (false, true) => out.push_str(&format!(", {code}")),
+            (true, false) => out.push_str(&format!(", {message}")),
+            (false, false) => out.push_str(&format!(", {code}: {message}")),
+        }
+    }
+    out
 }
 
 fn codes_suffix(codes: &[String]) -> String {

@@ -1,7 +1,8 @@
-//! Reading the platforms an image offers out of registry answers: an index
-//! (OCI image index or Docker manifest list) lists them per entry; a single
+//! Reading registry manifests: the platforms an image offers (an index,
+//! OCI image index or Docker manifest list, lists them per entry; a single
 //! manifest names a config blob whose `os`, `architecture` and `variant`
-//! say it; a schema1 manifest carries its architecture. Answers are
+//! say it; a schema1 manifest carries its architecture) and the blobs a
+//! node downloads to pull it (config and layers). Answers are
 //! content-addressed, so what was read is cached by digest.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -24,18 +25,28 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 /// Most entries of an index we follow when they carry no platform.
 pub const MAX_UNLABELLED_ENTRIES: usize = 8;
 
-/// A manifest, as far as platforms are concerned.
+/// Most layers of one manifest we read; real images have a few dozen.
+pub const MAX_LAYERS: usize = 1024;
+
+/// A manifest, as far as platforms and the pull path are concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Manifest {
     /// An index: its entries.
     Index(Vec<Entry>),
-    /// A single image manifest: its config blob.
+    /// A single image manifest: its config blob and layers.
     Image {
         /// The config blob's digest.
         config: String,
+        /// The layer blobs' digests, in order, without repeats.
+        layers: Vec<String>,
     },
     /// A schema1 manifest, which names its architecture itself.
-    Schema1(Platform),
+    Schema1 {
+        /// Its architecture.
+        platform: Platform,
+        /// Its `fsLayers` blob sums, without repeats.
+        layers: Vec<String>,
+    },
     /// Not a container image (an artifact's manifest, say).
     NotImage(String),
 }
@@ -61,6 +72,16 @@ struct RawManifest {
     config: Option<RawDescriptor>,
     #[serde(default)]
     architecture: Option<String>,
+    #[serde(default)]
+    layers: Option<Vec<RawDescriptor>>,
+    #[serde(rename = "fsLayers", default)]
+    fs_layers: Option<Vec<RawFsLayer>>,
+}
+
+#[derive(Deserialize)]
+struct RawFsLayer {
+    #[serde(rename = "blobSum", default)]
+    blob_sum: String,
 }
 
 #[derive(Deserialize)]
@@ -130,7 +151,11 @@ pub fn parse_manifest(content_type: Option<&str>, body: &[u8]) -> Result<Manifes
         if arch.is_empty() {
             return Err("schema1 manifest without architecture".into());
         }
-        return Ok(Manifest::Schema1(Platform::new("linux", &arch, "")));
+        let sums = raw.fs_layers.unwrap_or_default().into_iter();
+        return Ok(Manifest::Schema1 {
+            platform: Platform::new("linux", &arch, ""),
+            layers: blobs(sums.map(|l| l.blob_sum))?,
+        });
     }
     let config = raw.config.ok_or("manifest without config")?;
     if config.digest.is_empty() {
@@ -143,8 +168,27 @@ pub fn parse_manifest(content_type: Option<&str>, body: &[u8]) -> Result<Manifes
         ))),
         _ => Ok(Manifest::Image {
             config: config.digest,
+            layers: blobs(raw.layers.unwrap_or_default().into_iter().map(|l| l.digest))?,
         }),
     }
+}
+
+/// Layer digests in order, each once (a node downloads a repeated layer
+/// once); an empty digest is a manifest no node can pull.
+fn blobs(digests: impl Iterator<Item = String>) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for d in digests {
+        if d.is_empty() {
+            return Err("manifest layer without digest".into());
+        }
+        if out.len() == MAX_LAYERS {
+            return Err(format!("manifest with more than {MAX_LAYERS} layers"));
+        }
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    Ok(out)
 }
 
 /// Reads the platform of an image config blob.
@@ -295,23 +339,34 @@ mod tests {
             parse_manifest(Some(&format!("{DOCKER_LIST}; charset=utf-8")), list),
             Ok(Manifest::Index(_))
         ));
-        let image = br#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"sha256:cfg"},"layers":[]}"#;
+        let image = br#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"sha256:cfg"},"layers":[{"digest":"sha256:l1"},{"digest":"sha256:l2"},{"digest":"sha256:l1"}]}"#;
         assert_eq!(
             parse_manifest(Some(DOCKER_MANIFEST), image).unwrap(),
             Manifest::Image {
-                config: "sha256:cfg".into()
+                config: "sha256:cfg".into(),
+                layers: vec!["sha256:l1".into(), "sha256:l2".into()],
             }
         );
+        let no_layers = br#"{"schemaVersion":2,"config":{"digest":"sha256:cfg"}}"#;
+        assert!(matches!(
+            parse_manifest(Some(OCI_MANIFEST), no_layers),
+            Ok(Manifest::Image { layers, .. }) if layers.is_empty()
+        ));
+        let blank_layer =
+            br#"{"schemaVersion":2,"config":{"digest":"sha256:cfg"},"layers":[{"size":1}]}"#;
+        assert!(parse_manifest(Some(OCI_MANIFEST), blank_layer).is_err());
         let helm = br#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.cncf.helm.config.v1+json","digest":"sha256:cfg"}}"#;
         assert!(matches!(
             parse_manifest(Some(OCI_MANIFEST), helm),
             Ok(Manifest::NotImage(_))
         ));
-        let s1 =
-            br#"{"schemaVersion":1,"name":"a","tag":"b","architecture":"amd64","fsLayers":[]}"#;
+        let s1 = br#"{"schemaVersion":1,"name":"a","tag":"b","architecture":"amd64","fsLayers":[{"blobSum":"sha256:x"},{"blobSum":"sha256:x"}]}"#;
         assert_eq!(
             parse_manifest(None, s1).unwrap(),
-            Manifest::Schema1(Platform::new("linux", "amd64", ""))
+            Manifest::Schema1 {
+                platform: Platform::new("linux", "amd64", ""),
+                layers: vec!["sha256:x".into()],
+            }
         );
         assert!(parse_manifest(None, b"[]").is_err());
         assert!(parse_manifest(Some(OCI_MANIFEST), b"{}").is_err());

@@ -1,10 +1,13 @@
 //! Everything that decides whether one image can be pulled: references,
-//! authentication, the manifest request and the classification of its answer.
+//! authentication, the manifest request and the classification of its answer,
+//! and the pull path past the tag (manifests by digest and blobs).
 
 pub mod challenge;
 pub mod check;
 pub mod manifest;
 pub mod outcome;
+pub mod pull_path;
+pub mod quota;
 pub mod reference;
 pub mod token;
 pub mod transport;

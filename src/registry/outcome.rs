@@ -6,6 +6,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::manifest::Platforms;
+use super::pull_path::Broken;
 
 /// The class of a check result. The first seven are the Go exporter's gauges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -92,6 +93,9 @@ pub struct CheckResult {
     /// registry asked for none (it never challenged). Every check of the
     /// same image would get the same answer now.
     pub shared: bool,
+    /// For `Available`: pieces of the pull path past the tag that a node
+    /// cannot get (judged per container: see `pull_path::applying`).
+    pub broken: Vec<Broken>,
 }
 
 impl CheckResult {
@@ -107,6 +111,7 @@ impl CheckResult {
             host: None,
             platforms: None,
             shared: false,
+            broken: Vec::new(),
         }
     }
 }

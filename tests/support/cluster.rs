@@ -56,6 +56,8 @@ pub fn registry_config() -> RegistryConfig {
             retry_backoff: Duration::ZERO,
             providers: None,
             platforms: None,
+            verify_every: None,
+            quota_reserve: 50,
         },
         default_registry: "docker.io".into(),
         mirrors: Mirrors::default(),
