@@ -154,7 +154,7 @@ pub struct Args {
     #[argh(option, default = "String::from(\"info\")")]
     pub log_level: String,
 
-    /// do not check that images have a build for the platforms of the nodes their pods can run on (saves one manifest GET per new digest, which Docker Hub counts as a pull). Defaults to false.
+    /// do not check that images have a build for the platforms of the nodes their pods can run on; Nodes are not watched and the pull path is verified for linux/amd64. Defaults to false.
     #[argh(switch)]
     pub no_platform_check: bool,
 

@@ -31,7 +31,11 @@ fn check_platform_reads_indexes_lists_and_single_images() {
         img("team/list:v1"),
         img("team/amd:gone"),
     ];
+    // The platform read's own cost; the pull path walk is counted in
+    // tests/pull_path.rs.
     let mut args = vec![
+        "--verify-pull-path-every",
+        "0",
         "--plain-http-registries",
         &reg.host,
         "--platform",
@@ -91,7 +95,13 @@ fn check_platform_reads_indexes_lists_and_single_images() {
     );
     // Without --platform: no GET, no platforms.
     let gets = reg.count("GET", "/v2/team/");
-    let run = check(&["--plain-http-registries", &reg.host, "check", &images[0]]);
+    let run = check(&[
+        "--verify-pull-path-every=0",
+        "--plain-http-registries",
+        &reg.host,
+        "check",
+        &images[0],
+    ]);
     run.assert_status(&images[0], "available");
     assert_eq!(reg.count("GET", "/v2/team/"), gets);
     assert!(run.row(&images[0]).get("platforms").is_none());
@@ -205,7 +215,14 @@ fn workloads_read_platform_unavailable_for_the_nodes_they_can_land_on() {
     );
     let kc = api.kubeconfig(&FakeApiServer::token_user("pt"));
     let mut args: Vec<&str> = FAST.to_vec();
-    args.extend(["--plain-http-registries", &reg.host]);
+    // The platform read's own cost; the pull path walk is counted in
+    // tests/pull_path.rs.
+    args.extend([
+        "--plain-http-registries",
+        &reg.host,
+        "--verify-pull-path-every",
+        "0",
+    ]);
     let before_gets = reg.count("GET", "/v2/team/");
     let e = Exporter::start(&kc, &args);
     e.wait_status("p", "tolerant", "app", "platform_unavailable");
@@ -292,7 +309,14 @@ fn without_nodes_platform_checks_are_off() {
     api.apply("deployments", deployment("p", "app", &amd, json!({})));
     let kc = api.kubeconfig(&FakeApiServer::token_user("pt"));
     let mut args: Vec<&str> = FAST.to_vec();
-    args.extend(["--plain-http-registries", &reg.host]);
+    // The platform read's own cost; the pull path walk is counted in
+    // tests/pull_path.rs.
+    args.extend([
+        "--plain-http-registries",
+        &reg.host,
+        "--verify-pull-path-every",
+        "0",
+    ]);
 
     // Nodes cannot be listed: available (platforms unknown), one warning,
     // no GET, and /readyz says so while ready.

@@ -81,6 +81,8 @@ pub const DEFAULT_PLATFORM: (&str, &str) = ("linux", "amd64");
 
 /// Pieces of verified pull paths remembered (about 32 bytes each).
 const PATH_CACHE_SIZE: usize = 65_536;
+/// Digests whose broken pieces are remembered before old ones are dropped.
+const MAX_BROKEN_DIGESTS: usize = 4_096;
 
 /// Digests whose platforms are remembered. An entry is about 200 bytes.
 const DIGEST_CACHE_SIZE: usize = 16_384;
@@ -180,6 +182,11 @@ pub struct Checker {
     platforms: Option<Arc<NodePlatforms>>,
     digests: DigestCache,
     paths: PathCache,
+    /// The last broken pieces of digests whose walk found some, kept while
+    /// a walk gives no verdict (a flaky blob, the quota reserve): a broken
+    /// image does not turn `available` because the registry could not be
+    /// asked again.
+    broken: Mutex<HashMap<u64, (Vec<Broken>, Instant)>>,
     verify_every: Option<Duration>,
     quota_reserve: u8,
 }
@@ -214,6 +221,7 @@ impl Checker {
             platforms: config.platforms,
             digests: DigestCache::new(DIGEST_CACHE_SIZE),
             paths: PathCache::new(PATH_CACHE_SIZE),
+            broken: Mutex::default(),
             verify_every: config.verify_every.filter(|d| !d.is_zero()),
             quota_reserve: config.quota_reserve.min(100),
         })
@@ -566,6 +574,23 @@ impl Checker {
         });
         for v in &walk.verified {
             self.paths.mark(key(v.as_ref()), now, every);
+        }
+        let mut walk = walk;
+        let digest_key = PathCache::key(host, repository, digest, None).rotate_left(1);
+        {
+            let mut known = self.broken.lock().unwrap_or_else(|e| e.into_inner());
+            if !walk.broken.is_empty() {
+                known.insert(digest_key, (walk.broken.clone(), now));
+            } else if walk.unverified.is_empty() {
+                known.remove(&digest_key);
+            } else if let Some((b, at)) = known.get(&digest_key) {
+                if now.saturating_duration_since(*at) < every {
+                    walk.broken = b.clone();
+                }
+            }
+            if known.len() > MAX_BROKEN_DIGESTS {
+                known.retain(|_, (_, at)| now.saturating_duration_since(*at) < every);
+            }
         }
         let mut note = String::new();
         if !walk.broken.is_empty() {

@@ -10,6 +10,7 @@ pub mod exporter;
 pub mod fake_registry;
 pub mod http;
 pub mod objects;
+pub mod policy_proxy;
 pub mod prometheus;
 pub mod proxy;
 pub mod registry;

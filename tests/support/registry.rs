@@ -405,6 +405,72 @@ impl Registry {
         resp.body_mut().read_to_vec().unwrap().len()
     }
 
+    /// The config and layer digests of a single-platform manifest.
+    pub fn blobs_of(&self, repo: &str, digest: &str) -> (String, Vec<String>) {
+        let auth = self.auth_for(repo);
+        let mut req = self
+            .agent
+            .get(self.url(&format!("/v2/{repo}/manifests/{digest}")))
+            .header("Accept", &format!("{SCHEMA2}, {OCI_MANIFEST}"));
+        if let Some(a) = &auth {
+            req = req.header("Authorization", a);
+        }
+        let mut resp = req.call().unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let m: serde_json::Value =
+            serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+        let layers = m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_string())
+            .collect();
+        (m["config"]["digest"].as_str().unwrap().to_string(), layers)
+    }
+
+    /// The platform manifests of an index, by platform (`os/arch[/variant]`).
+    pub fn entries_of(&self, repo: &str, digest: &str) -> Vec<(String, String)> {
+        let mut resp = self
+            .agent
+            .get(self.url(&format!("/v2/{repo}/manifests/{digest}")))
+            .header("Accept", OCI_INDEX)
+            .call()
+            .unwrap();
+        let m: serde_json::Value =
+            serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+        m["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let p = &e["platform"];
+                let mut name = format!(
+                    "{}/{}",
+                    p["os"].as_str().unwrap(),
+                    p["architecture"].as_str().unwrap()
+                );
+                if let Some(v) = p["variant"].as_str() {
+                    name = format!("{name}/{v}");
+                }
+                (name, e["digest"].as_str().unwrap().to_string())
+            })
+            .collect()
+    }
+
+    /// Removes a blob's data from the registry's storage, as a garbage
+    /// collection racing a push or a lifecycle rule on a bucket does: the
+    /// manifests naming it stay.
+    pub fn remove_blob_data(&self, digest: &str) {
+        let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
+        let path = self
+            .dir
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data");
+        std::fs::remove_file(&path).unwrap_or_else(|e| panic!("remove {}: {e}", path.display()));
+    }
+
     /// Deletes a manifest by digest, so the image stops being pullable.
     pub fn delete(&self, repo: &str, digest: &str) {
         let auth = self.auth_for(repo);
