@@ -30,6 +30,7 @@ pub const TARGETS: &[&str] = &[
     "credential_provider",
     "query",
     "manifest",
+    "rate_limit",
 ];
 
 /// Runs the target called `name` on `data`.
@@ -45,6 +46,7 @@ pub fn run(name: &str, data: &[u8]) {
         "credential_provider" => credential_provider(data),
         "query" => query(data),
         "manifest" => manifest(data),
+        "rate_limit" => rate_limit(data),
         other => panic!("no fuzz target {other}"),
     }
 }
@@ -412,5 +414,47 @@ pub fn manifest(data: &[u8]) {
             std::slice::from_ref(&p),
             &[(p.clone(), 1)]
         ));
+    }
+}
+
+/// Pull quota headers (`RateLimit-Limit`, `RateLimit-Remaining`: the first
+/// two lines) and `--pull-quota-reserve` (the third): a count prints and
+/// parses back to itself; the reserve rule holds back more as the reserve
+/// grows, never when nothing is reserved, always when nothing may be
+/// pulled; a parsed reserve is at most 100 and reads back with `%`.
+pub fn rate_limit(data: &[u8]) {
+    use crate::registry::quota::{parse_count, parse_reserve, Quota};
+    let text = String::from_utf8_lossy(data);
+    let mut lines = text.split('\n');
+    let (a, b, c) = (
+        lines.next().unwrap_or(""),
+        lines.next().unwrap_or(""),
+        lines.next().unwrap_or(""),
+    );
+    for v in [a, b] {
+        if let Some(n) = parse_count(v) {
+            assert_eq!(parse_count(&n.to_string()), Some(n), "{v:?}");
+            assert_eq!(parse_count(&format!("{n};w=21600")), Some(n));
+        }
+    }
+    if let (Some(limit), Some(remaining)) = (parse_count(a), parse_count(b)) {
+        let q = Quota { limit, remaining };
+        assert!(!q.reserved_for_nodes(0));
+        if limit == 0 {
+            assert!(q.reserved_for_nodes(1));
+        }
+        if remaining >= limit && limit > 0 {
+            assert!(!q.reserved_for_nodes(100), "{q:?}");
+        }
+        for r in 0..100u8 {
+            if q.reserved_for_nodes(r) {
+                assert!(q.reserved_for_nodes(r + 1), "{q:?} at {r}%");
+            }
+        }
+        let _ = q.describe_reserve("registry.example", 50);
+    }
+    if let Ok(r) = parse_reserve(c) {
+        assert!(r <= 100);
+        assert_eq!(parse_reserve(&format!("{r}%")), Ok(r));
     }
 }

@@ -294,6 +294,10 @@ fn main() {
         .counters
         .platform_gets
         .load(std::sync::atomic::Ordering::SeqCst);
+    let b1 = reg
+        .counters
+        .blob_requests
+        .load(std::sync::atomic::Ordering::SeqCst);
     let samples = e.metrics();
     let completed1 = counter(
         &samples,
@@ -330,6 +334,10 @@ fn main() {
     let g2 = reg
         .counters
         .platform_gets
+        .load(std::sync::atomic::Ordering::SeqCst);
+    let b2 = reg
+        .counters
+        .blob_requests
         .load(std::sync::atomic::Ordering::SeqCst);
     let steady_rss = status_kib(pid, "VmRSS:");
     let heap_steady = (heap(&samples, "in_use"), heap(&samples, "free"));
@@ -439,12 +447,17 @@ fn main() {
         (t2 - t1) as f64 / steady_checks
     );
     println!(
-        "| platform check over {} nodes: index GETs in the first round (for {} images, of which {} exist) / in the steady state | {} / {} |",
+        "| platform check and pull path over {} nodes: manifest GETs by digest in the first round (for {} images, of which {} exist) / in the steady state | {} / {} |",
         o.nodes,
         o.images,
         o.images - o.images / 10,
         g1,
         g2 - g1
+    );
+    println!(
+        "| pull path: blob HEADs in the first round / in the steady state | {} / {} |",
+        b1,
+        b2 - b1
     );
     println!(
         "| peak RSS (VmHWM) after the first round / at the end | {} / {} |",

@@ -2,7 +2,8 @@
 //! Docker Hub's (any user with the configured password), or none at all
 //! (`open`: it never challenges), a configurable latency on every answer, a thread per
 //! connection with keep-alive, and counters per endpoint. Tags starting with
-//! `missing` are absent. A TLS handshake is refused at once, as real plain
+//! `missing` are absent. Every image is an index of two single-layer builds
+//! whose blobs are all there. A TLS handshake is refused at once, as real plain
 //! http registries do (they answer 400), so clients fall back quickly.
 
 use std::collections::HashMap;
@@ -23,8 +24,10 @@ pub struct Counters {
     pub token: AtomicU64,
     /// Anything else: other paths, refused TLS handshakes.
     pub other: AtomicU64,
-    /// GETs of manifests by digest (the platform check reading an index).
+    /// GETs of manifests by digest (the platform read and the pull path walk).
     pub platform_gets: AtomicU64,
+    /// Blob requests (the pull path walk's HEADs).
+    pub blob_requests: AtomicU64,
     /// Manifest paths answered 200 or 404 (checked images), with how many
     /// times each was.
     pub answered: Mutex<HashMap<String, u64>>,
@@ -140,13 +143,38 @@ fn answer(
             body,
         );
     }
-    // Every image is an index of amd64 and arm64, read by digest.
+    // Blobs: every one is there (the pull path walk asks with HEAD).
+    if url.starts_with("/v2/") && url.contains("/blobs/sha256:") {
+        c.blob_requests.fetch_add(1, Ordering::SeqCst);
+        if !cfg.open && !auth.starts_with("Bearer bench-token-") {
+            return (401, vec![], String::new());
+        }
+        std::thread::sleep(cfg.latency);
+        return (200, vec![], String::new());
+    }
+    // Every image is an index of amd64 and arm64, read by digest; its
+    // entries (digests 1 and 2) are single manifests of one layer.
     if method == "GET" && url.starts_with("/v2/") && url.contains("/manifests/sha256:") {
         c.platform_gets.fetch_add(1, Ordering::SeqCst);
         if !cfg.open && !auth.starts_with("Bearer bench-token-") {
             return (401, vec![], String::new());
         }
         std::thread::sleep(cfg.latency);
+        let entry_digest = |n: u8| format!("sha256:{n:064x}");
+        if url.ends_with(&entry_digest(1)) || url.ends_with(&entry_digest(2)) {
+            let body = format!(
+                r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:{:064x}","size":300}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:{:064x}","size":3000000}}]}}"#,
+                10, 11
+            );
+            return (
+                200,
+                vec![(
+                    "Content-Type".into(),
+                    "application/vnd.oci.image.manifest.v1+json".into(),
+                )],
+                body,
+            );
+        }
         let entry = |arch: &str, n: u8| {
             format!(
                 r#"{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{:064x}","size":500,"platform":{{"architecture":"{arch}","os":"linux"}}}}"#,
