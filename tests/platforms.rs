@@ -232,15 +232,7 @@ fn workloads_read_platform_unavailable_for_the_nodes_they_can_land_on() {
         e.wait_status("p", name, "app", "available");
     }
     // The reason names the missing platform and its nodes.
-    let (_, page) = e.get("/status.json");
-    let page: serde_json::Value = serde_json::from_str(&page).unwrap();
-    let row = page["containers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == "tolerant")
-        .unwrap_or_else(|| panic!("{page}"))
-        .clone();
+    let row = e.status_row("tolerant");
     assert_eq!(row["status"], "platform_unavailable");
     let reason = row["reason"].as_str().unwrap();
     assert!(

@@ -268,15 +268,7 @@ fn the_exporter_walks_each_digest_once_and_judges_per_container() {
     e.wait_status("p", "nolayer", "app", "absent");
     // Its arm64 build is broken, but no arm64 node exists.
     e.wait_status("p", "multi", "app", "available");
-    let (_, page) = e.get("/status.json");
-    let page: serde_json::Value = serde_json::from_str(&page).unwrap();
-    let row = page["containers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == "nolayer")
-        .unwrap_or_else(|| panic!("{page}"))
-        .clone();
+    let row = e.status_row("nolayer");
     assert!(
         row["reason"]
             .as_str()

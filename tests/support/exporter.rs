@@ -189,6 +189,19 @@ impl Exporter {
         );
     }
 
+    /// The `/status.json` row of the workload called `name`.
+    pub fn status_row(&self, name: &str) -> serde_json::Value {
+        let (_, page) = self.get("/status.json");
+        let page: serde_json::Value = serde_json::from_str(&page).unwrap();
+        page["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {page}"))
+            .clone()
+    }
+
     /// The exporter's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("exporter.log")).unwrap_or_default()
