@@ -674,21 +674,23 @@ impl Checker {
         let resp = self
             .send(ctx, method, &url, via.auth, accept, MANIFEST_BODY_LIMIT)
             .map_err(|e| Failure::Unverified(e.to_string()))?;
-        let codes = error_codes(&resp.body);
-        let has = |c: &str| codes.iter().any(|x| x == c);
-        let detail = || format!("HTTP {}{}", resp.status, error_detail(&resp.body));
+        let errors = RegistryErrors::parse(&resp.body);
+        let detail = || format!("HTTP {}{}", resp.status, errors.detail());
         match resp.status {
             200..=299 => Ok(resp),
-            404 if method == Method::Head && codes.is_empty() => {
+            404 if method == Method::Head && errors.codes().is_empty() => {
                 Err(Failure::Missing("HTTP 404, blob unknown".into()))
             }
             404 => Err(Failure::Missing(detail())),
             401 | 403 | 412 => Err(Failure::Refused(detail())),
             429 => Err(Failure::Unverified(format!("{}, rate limited", detail()))),
-            _ if has("BLOB_UNKNOWN") || has("MANIFEST_UNKNOWN") || has("NAME_UNKNOWN") => {
+            _ if errors.has("BLOB_UNKNOWN")
+                || errors.has("MANIFEST_UNKNOWN")
+                || errors.has("NAME_UNKNOWN") =>
+            {
                 Err(Failure::Missing(detail()))
             }
-            _ if has("DENIED") => Err(Failure::Refused(detail())),
+            _ if errors.has("DENIED") => Err(Failure::Refused(detail())),
             _ => Err(Failure::Unverified(detail())),
         }
     }
@@ -745,8 +747,7 @@ impl Checker {
     }
 
     fn classify(&self, r: &Reference, resp: &Response, authenticated: bool) -> Attempt {
-        let codes = error_codes(&resp.body);
-        let has = |c: &str| codes.iter().any(|x| x == c);
+        let errors = RegistryErrors::parse(&resp.body);
         let fin = |status: Status, reason: String| Attempt::Final {
             status,
             reason,
@@ -776,35 +777,32 @@ impl Checker {
                 format!(
                     "manifest {} not found (HTTP 404{})",
                     r.manifest_ref(),
-                    codes_suffix(&codes)
+                    errors.codes_suffix()
                 ),
             ),
-            403 => Attempt::Forbidden(format!("access denied (HTTP 403{})", codes_suffix(&codes))),
+            403 => Attempt::Forbidden(format!("access denied (HTTP 403{})", errors.codes_suffix())),
             429 => rate_limited(
                 resp,
                 format!("rate limited by {} (HTTP 429)", r.api_host()),
                 authenticated,
             ),
-            _ if has("MANIFEST_UNKNOWN") || has("NAME_UNKNOWN") => fin(
+            _ if errors.has("MANIFEST_UNKNOWN") || errors.has("NAME_UNKNOWN") => fin(
                 Status::Absent,
                 format!(
                     "manifest {} not found (HTTP {}{})",
                     r.manifest_ref(),
                     resp.status,
-                    codes_suffix(&codes)
+                    errors.codes_suffix()
                 ),
             ),
-            _ if has("DENIED") => Attempt::Forbidden(format!(
+            _ if errors.has("DENIED") => Attempt::Forbidden(format!(
                 "access denied (HTTP {}{})",
                 resp.status,
-                codes_suffix(&codes)
+                errors.codes_suffix()
             )),
             // Harbor's "prevent vulnerable images from running" (and other
             // download policies) refuse the manifest itself.
-            412 => Attempt::Forbidden(format!(
-                "download refused (HTTP 412{})",
-                error_detail(&resp.body)
-            )),
+            412 => Attempt::Forbidden(format!("download refused (HTTP 412{})", errors.detail())),
             500..=599 => fin(
                 Status::RegistryUnavailable,
                 format!(
@@ -819,7 +817,7 @@ impl Checker {
                 format!(
                     "unexpected HTTP {s} from {}{}",
                     r.api_host(),
-                    codes_suffix(&codes)
+                    errors.codes_suffix()
                 ),
             ),
         }
@@ -1318,60 +1316,76 @@ fn describe_401(challenges: &[Challenge]) -> String {
     }
 }
 
-/// The `code`s of a registry error body: `{"errors":[{"code":"..."}]}`.
-fn error_codes(body: &[u8]) -> Vec<String> {
-    if body.is_empty() {
-        return Vec::new();
-    }
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return Vec::new();
-    };
-    v.get("errors")
-        .and_then(|e| e.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|e| e.get("code")?.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
+/// The errors of a registry error body,
+/// `{"errors":[{"code":"...","message":"..."}]}`, read once per answer:
+/// `(code, message)`, either possibly empty; messages cut to 200
+/// characters, control characters dropped.
+#[derive(Debug, Default)]
+struct RegistryErrors(Vec<(String, String)>);
 
-/// `, CODE: message` for each error of a registry error body (messages cut
-/// to 200 characters, control characters dropped): download policies say
-/// why in them ("download blocked", the violated policy).
-fn error_detail(body: &[u8]) -> String {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return String::new();
-    };
-    let Some(errors) = v.get("errors").and_then(|e| e.as_array()) else {
-        return String::new();
-    };
-    let mut out = String::new();
-    for e in errors.iter().take(3) {
-        let code = e.get("code").and_then(|c| c.as_str()).unwrap_or("");
-        let message: String = e
-            .get("message")
-            .and_then(|m| m.as_str())
-            .unwrap_or("")
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(200)
-            .collect();
-        match (code.is_empty(), message.is_empty()) {
-            (true, true) => {}
-            (false, true) => out.push_str(&format!(", {code}")),
-            (true, false) => out.push_str(&format!(", {message}")),
-            (false, false) => out.push_str(&format!(", {code}: {message}")),
+impl RegistryErrors {
+    fn parse(body: &[u8]) -> RegistryErrors {
+        if body.is_empty() {
+            return RegistryErrors::default();
+        }
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return RegistryErrors::default();
+        };
+        let Some(errors) = v.get("errors").and_then(|e| e.as_array()) else {
+            return RegistryErrors::default();
+        };
+        let text = |e: &serde_json::Value, field: &str| -> String {
+            e.get(field)
+                .and_then(|m| m.as_str())
+                .unwrap_or("")
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect()
+        };
+        RegistryErrors(
+            errors
+                .iter()
+                .map(|e| (text(e, "code"), text(e, "message")))
+                .collect(),
+        )
+    }
+
+    fn has(&self, code: &str) -> bool {
+        self.0.iter().any(|(c, _)| c == code)
+    }
+
+    fn codes(&self) -> Vec<&str> {
+        self.0
+            .iter()
+            .map(|(c, _)| c.as_str())
+            .filter(|c| !c.is_empty())
+            .collect()
+    }
+
+    /// `, CODE, CODE`, after a status code.
+    fn codes_suffix(&self) -> String {
+        let codes = self.codes();
+        if codes.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", codes.join(", "))
         }
     }
-    out
-}
 
-fn codes_suffix(codes: &[String]) -> String {
-    if codes.is_empty() {
-        String::new()
-    } else {
-        format!(", {}", codes.join(", "))
+    /// `, CODE: message` for the first three errors: download policies
+    /// say why in them ("download blocked", the violated policy).
+    fn detail(&self) -> String {
+        let mut out = String::new();
+        for (code, message) in self.0.iter().take(3) {
+            match (code.is_empty(), message.is_empty()) {
+                (true, true) => {}
+                (false, true) => out.push_str(&format!(", {code}")),
+                (true, false) => out.push_str(&format!(", {message}")),
+                (false, false) => out.push_str(&format!(", {code}: {message}")),
+            }
+        }
+        out
     }
 }
 
@@ -1438,12 +1452,15 @@ mod tests {
     #[test]
     fn error_bodies() {
         assert_eq!(
-            error_codes(
+            RegistryErrors::parse(
                 br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"m"},{"code":"DENIED"}]}"#
-            ),
+            )
+            .codes(),
             ["MANIFEST_UNKNOWN", "DENIED"]
         );
-        assert!(error_codes(b"<html>").is_empty());
-        assert!(error_codes(br#"{"errors":"x"}"#).is_empty());
+        assert!(RegistryErrors::parse(b"<html>").codes().is_empty());
+        assert!(RegistryErrors::parse(br#"{"errors":"x"}"#)
+            .codes()
+            .is_empty());
     }
 }
