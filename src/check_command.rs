@@ -133,25 +133,12 @@ pub fn against(mut result: CheckResult, required: &[(Platform, u32)]) -> CheckRe
         _ => None,
     };
     let nodes = (!required.is_empty()).then_some(required);
-    if let Some(b) = crate::registry::pull_path::applying(&result.broken, offered, nodes) {
-        result.status = b.status;
-        result.reason = b.reason.clone();
+    if let Some(j) = crate::registry::pull_path::judge(offered, &result.broken, nodes) {
+        (result.status, result.reason) = (j.status(), j.reason());
         return result;
     }
-    if required.is_empty() {
-        return result;
-    }
-    match &result.platforms {
-        Some(Platforms::Known(offered)) => {
-            if let Some(why) = crate::platform::lacking(offered, required) {
-                result.reason = why;
-                result.status = Status::PlatformUnavailable;
-            }
-        }
-        Some(Platforms::Unknown(why)) => {
-            result.reason = format!("{}; platforms not checked: {why}", result.reason);
-        }
-        None => {}
+    if let (Some(Platforms::Unknown(why)), Some(_)) = (&result.platforms, nodes) {
+        result.reason = format!("{}; platforms not checked: {why}", result.reason);
     }
     result
 }

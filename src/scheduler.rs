@@ -22,7 +22,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 use crate::inventory::{Change, CheckId, CheckSpec, Target};
 use crate::platform::Platform;
 use crate::registry::manifest::Platforms;
-use crate::registry::pull_path::{applying, Broken};
+use crate::registry::pull_path::{judge, Broken, Judged};
 use crate::registry::{CheckResult, Checker, Status};
 
 /// Queue settings.
@@ -391,50 +391,26 @@ impl Outcome {
     /// lacks a platform of those nodes (`placement`) is
     /// `platform_unavailable`; every other class wins.
     pub fn status_for(&self, placement: Option<&[(Platform, u32)]>) -> Status {
-        if let Some(b) = self.broken_for(placement) {
-            return b.status;
-        }
-        match self.judged(placement) {
-            Some((offered, required)) if crate::platform::lacks(offered, required) => {
-                Status::PlatformUnavailable
-            }
-            _ => self.status,
-        }
+        self.judged(placement).map_or(self.status, |j| j.status())
     }
 
     /// The reason that goes with [`Outcome::status_for`].
     pub fn reason_for(&self, placement: Option<&[(Platform, u32)]>) -> String {
-        if let Some(b) = self.broken_for(placement) {
-            return b.reason.clone();
-        }
         self.judged(placement)
-            .and_then(|(offered, required)| crate::platform::lacking(offered, required))
-            .unwrap_or_else(|| self.reason.clone())
+            .map_or_else(|| self.reason.clone(), |j| j.reason())
     }
 
-    /// The broken piece of the pull path that fails a container whose pods
-    /// can land on `placement`.
-    fn broken_for(&self, placement: Option<&[(Platform, u32)]>) -> Option<&Broken> {
+    /// How a container whose pods can land on `placement` differs from an
+    /// available check, if it does.
+    fn judged<'a>(&'a self, placement: Option<&'a [(Platform, u32)]>) -> Option<Judged<'a>> {
         if self.status != Status::Available {
             return None;
         }
-        applying(
-            self.broken.as_deref()?,
+        judge(
             self.platforms.as_deref(),
+            self.broken.as_deref().unwrap_or_default(),
             placement,
         )
-    }
-
-    /// The image's platforms and those its pods may land on, when there is
-    /// a platform verdict to make: the manifest is there and both are known.
-    fn judged<'a>(
-        &'a self,
-        placement: Option<&'a [(Platform, u32)]>,
-    ) -> Option<(&'a [Platform], &'a crate::platform::Required)> {
-        if self.status != Status::Available {
-            return None;
-        }
-        Some((self.platforms.as_deref()?, placement?))
     }
 }
 

@@ -215,12 +215,62 @@ impl Walk {
     }
 }
 
+/// Why an available image does not hold for a container.
+#[derive(Debug)]
+pub enum Judged<'a> {
+    /// A piece of the pull path its nodes need is broken.
+    Broken(&'a Broken),
+    /// It has no build for a platform its pods can land on.
+    Lacking {
+        /// The image's platforms.
+        offered: &'a [Platform],
+        /// The platforms its pods can land on.
+        required: &'a Required,
+    },
+}
+
+impl Judged<'_> {
+    /// The container's class.
+    pub fn status(&self) -> Status {
+        match self {
+            Judged::Broken(b) => b.status,
+            Judged::Lacking { .. } => Status::PlatformUnavailable,
+        }
+    }
+
+    /// Why, naming the broken piece or the missing platforms.
+    pub fn reason(&self) -> String {
+        match self {
+            Judged::Broken(b) => b.reason.clone(),
+            Judged::Lacking { offered, required } => {
+                crate::platform::lacking(offered, required).unwrap_or_default()
+            }
+        }
+    }
+}
+
+/// The verdict of a container whose image's check says `available`, when
+/// it differs: a broken piece of the pull path its nodes need wins over a
+/// missing build (`platform_unavailable`). `offered` are the image's
+/// platforms and `placement` those its pods can land on, when known.
+pub fn judge<'a>(
+    offered: Option<&'a [Platform]>,
+    broken: &'a [Broken],
+    placement: Option<&'a Required>,
+) -> Option<Judged<'a>> {
+    if let Some(b) = applying(broken, offered, placement) {
+        return Some(Judged::Broken(b));
+    }
+    let (offered, required) = (offered?, placement?);
+    crate::platform::lacks(offered, required).then_some(Judged::Lacking { offered, required })
+}
+
 /// The broken piece that fails a container, if any: one that breaks the
 /// whole image, or the build a node of a platform its pods can land on
 /// (`required`) would pull among the image's `offered` platforms. While the
 /// nodes are unknown, the default platforms were walked and every broken
 /// piece counts.
-pub fn applying<'a>(
+fn applying<'a>(
     broken: &'a [Broken],
     offered: Option<&[Platform]>,
     required: Option<&Required>,
