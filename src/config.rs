@@ -721,9 +721,13 @@ impl Config {
                 named,
             ))
         });
-        let verify_every = match args.verify_pull_path_every.trim() {
-            v if v == "0" || parse_duration(v).is_some_and(|d| d.is_zero()) => None,
-            v => Some(duration_flag("verify-pull-path-every", v)?),
+        // `0` turns the walk off; any other value is a duration.
+        let verify_every = match parse_duration(&args.verify_pull_path_every) {
+            Some(d) if d.is_zero() => None,
+            _ => Some(duration_flag(
+                "verify-pull-path-every",
+                &args.verify_pull_path_every,
+            )?),
         };
         let quota_reserve = crate::registry::quota::parse_reserve(&args.pull_quota_reserve)
             .map_err(|e| ConfigError(format!("--pull-quota-reserve {e}")))?;

@@ -81,8 +81,6 @@ pub const DEFAULT_PLATFORM: (&str, &str) = ("linux", "amd64");
 
 /// Pieces of verified pull paths remembered (about 32 bytes each).
 const PATH_CACHE_SIZE: usize = 65_536;
-/// Digests whose broken pieces are remembered before old ones are dropped.
-const MAX_BROKEN_DIGESTS: usize = 4_096;
 
 /// Digests whose platforms are remembered. An entry is about 200 bytes.
 const DIGEST_CACHE_SIZE: usize = 16_384;
@@ -182,11 +180,8 @@ pub struct Checker {
     platforms: Option<Arc<NodePlatforms>>,
     digests: DigestCache,
     paths: PathCache,
-    /// The last broken pieces of digests whose walk found some, kept while
-    /// a walk gives no verdict (a flaky blob, the quota reserve): a broken
-    /// image does not turn `available` because the registry could not be
-    /// asked again.
-    broken: Mutex<HashMap<u64, (Vec<Broken>, Instant)>>,
+    /// [`DEFAULT_PLATFORM`], walked while the nodes' platforms are unknown.
+    default_platforms: Arc<[Platform]>,
     verify_every: Option<Duration>,
     quota_reserve: u8,
 }
@@ -221,9 +216,13 @@ impl Checker {
             platforms: config.platforms,
             digests: DigestCache::new(DIGEST_CACHE_SIZE),
             paths: PathCache::new(PATH_CACHE_SIZE),
-            broken: Mutex::default(),
-            verify_every: config.verify_every.filter(|d| !d.is_zero()),
-            quota_reserve: config.quota_reserve.min(100),
+            default_platforms: Arc::from([Platform::new(
+                DEFAULT_PLATFORM.0,
+                DEFAULT_PLATFORM.1,
+                "",
+            )]),
+            verify_every: config.verify_every,
+            quota_reserve: config.quota_reserve,
         })
     }
 
@@ -547,10 +546,7 @@ impl Checker {
         self.platforms
             .as_ref()
             .and_then(|p| p.platforms())
-            .unwrap_or_else(|| {
-                let (os, arch) = DEFAULT_PLATFORM;
-                Arc::from([Platform::new(os, arch, "")])
-            })
+            .unwrap_or_else(|| self.default_platforms.clone())
     }
 
     /// Walks the pull path of `digest` unless it was verified within the
@@ -569,48 +565,13 @@ impl Checker {
         let key = |p: Option<&Platform>| PathCache::key(host, repository, digest, p);
         let now = Instant::now();
         let wanted = self.wanted_platforms();
-        let walk = pull_path::walk(reader, digest, &wanted, &|p| {
+        let mut walk = pull_path::walk(reader, digest, &wanted, &|p| {
             self.paths.fresh(key(p), now, every)
         });
-        for v in &walk.verified {
-            self.paths.mark(key(v.as_ref()), now, every);
-        }
-        let mut walk = walk;
-        let digest_key = PathCache::key(host, repository, digest, None).rotate_left(1);
-        {
-            let mut known = self.broken.lock().unwrap_or_else(|e| e.into_inner());
-            if !walk.broken.is_empty() {
-                known.insert(digest_key, (walk.broken.clone(), now));
-            } else if walk.unverified.is_empty() {
-                known.remove(&digest_key);
-            } else if let Some((b, at)) = known.get(&digest_key) {
-                if now.saturating_duration_since(*at) < every {
-                    walk.broken = b.clone();
-                }
-            }
-            if known.len() > MAX_BROKEN_DIGESTS {
-                known.retain(|_, (_, at)| now.saturating_duration_since(*at) < every);
-            }
-        }
-        let mut note = String::new();
-        if !walk.broken.is_empty() {
-            let pieces: Vec<&str> = walk.broken.iter().map(|b| b.reason.as_str()).collect();
-            note.push_str(&format!("; pull path broken: {}", pieces.join("; ")));
-        }
-        if !walk.unverified.is_empty() {
-            let shown = walk.unverified.iter().take(3).cloned().collect::<Vec<_>>();
-            let more = walk.unverified.len().saturating_sub(shown.len());
-            note.push_str(&format!("; pull path not verified: {}", shown.join("; ")));
-            if more > 0 {
-                note.push_str(&format!(" (and {more} more)"));
-            }
-        }
-        if note.is_empty() {
-            note.push_str("; pull path verified");
-        }
+        self.paths.record(&key, &mut walk, now, every);
         PathNote {
+            note: walk.note(),
             broken: walk.broken,
-            note,
         }
     }
 
@@ -1075,7 +1036,7 @@ impl<'c, 'x> Reader<'c, 'x> {
         let resp = self
             .checker
             .download(self.ctx, self.r, Method::Get, path, self.via, None)
-            .map_err(|f| format!("GET config {digest}: {}", failure_text(&f)))?;
+            .map_err(|f| format!("GET config {digest}: {}", f.text()))?;
         self.blobs.push(digest.to_string());
         manifest::parse_config(&resp.body)
     }
@@ -1103,17 +1064,11 @@ impl Fetch for Reader<'_, '_> {
     }
 }
 
-fn failure_text(f: &Failure) -> &str {
-    match f {
-        Failure::Missing(s) | Failure::Refused(s) | Failure::Unverified(s) => s,
-    }
-}
-
 /// Reads the platforms of manifest `digest`: an index lists them (entries
 /// without one are read, a few, as containerd does); a single manifest's
 /// config blob says it.
 fn read_platforms(reader: &mut Reader, digest: &str) -> Result<Platforms, String> {
-    let text = |what: &str, d: &str, f: Failure| format!("GET {what} {d}: {}", failure_text(&f));
+    let text = |what: &str, d: &str, f: Failure| format!("GET {what} {d}: {}", f.text());
     let top = reader
         .manifest(digest)
         .map_err(|f| text("manifest", digest, f))?;

@@ -36,6 +36,15 @@ pub enum Failure {
     Unverified(String),
 }
 
+impl Failure {
+    /// What the registry answered, or why there was no answer.
+    pub fn text(&self) -> &str {
+        match self {
+            Failure::Missing(s) | Failure::Refused(s) | Failure::Unverified(s) => s,
+        }
+    }
+}
+
 /// The requests of a walk, made by the registry checker with the
 /// credentials and scheme of the manifest answer.
 pub trait Fetch {
@@ -68,8 +77,6 @@ pub struct Walk {
     /// What is now known to be pullable, for the cache: `None` for the
     /// whole image, or a node platform whose build was verified.
     pub verified: Vec<Option<Platform>>,
-    /// Everything wanted was verified already (cached): no request made.
-    pub cached: bool,
 }
 
 /// Walks the pull path of manifest `digest` for nodes of the `wanted`
@@ -84,7 +91,6 @@ pub fn walk(
     let mut w = Walk::default();
     let todo: Vec<&Platform> = wanted.iter().filter(|p| !done(Some(p))).collect();
     if done(None) || todo.is_empty() {
-        w.cached = true;
         return w;
     }
     let top = match f.manifest(digest) {
@@ -143,6 +149,28 @@ pub fn walk(
 }
 
 impl Walk {
+    /// What the check's reason says of the walk: `; pull path verified`
+    /// (now or lately), what is broken, what could not be verified.
+    pub fn note(&self) -> String {
+        let mut note = String::new();
+        if !self.broken.is_empty() {
+            let pieces: Vec<&str> = self.broken.iter().map(|b| b.reason.as_str()).collect();
+            note.push_str(&format!("; pull path broken: {}", pieces.join("; ")));
+        }
+        if !self.unverified.is_empty() {
+            let shown = &self.unverified[..self.unverified.len().min(3)];
+            note.push_str(&format!("; pull path not verified: {}", shown.join("; ")));
+            let more = self.unverified.len() - shown.len();
+            if more > 0 {
+                note.push_str(&format!(" (and {more} more)"));
+            }
+        }
+        if note.is_empty() {
+            note.push_str("; pull path verified");
+        }
+        note
+    }
+
     /// The manifest of one index entry and its blobs; whether all are there.
     fn build(&mut self, f: &mut dyn Fetch, digest: &str, platform: Option<&Platform>) -> bool {
         match f.manifest(digest) {
@@ -285,19 +313,54 @@ fn applying<'a>(
 }
 
 /// Digests whose pull path was verified lately, by registry host,
-/// repository (blobs are linked per repository), digest and node platform.
-/// Entries are 64-bit hashes and a time: about 32 bytes each.
+/// repository (blobs are linked per repository), digest and node platform
+/// (64-bit hashes and a time: about 32 bytes each); and the broken pieces
+/// of digests whose last walk found some.
 pub struct PathCache {
     seen: Mutex<HashMap<u64, Instant>>,
+    broken: Mutex<HashMap<u64, (Vec<Broken>, Instant)>>,
     capacity: usize,
 }
 
 impl PathCache {
-    /// A cache of at most `capacity` entries.
+    /// A cache of at most `capacity` verified pieces (and a sixteenth of
+    /// that of broken digests before old ones are dropped).
     pub fn new(capacity: usize) -> PathCache {
         PathCache {
             seen: Mutex::new(HashMap::new()),
+            broken: Mutex::new(HashMap::new()),
             capacity: capacity.max(1),
+        }
+    }
+
+    /// Records the walk of one digest (`key` gives its pieces' keys): its
+    /// verified pieces, and its broken ones. A later walk that gives no
+    /// verdict (a flaky blob, the quota reserve) takes the broken pieces
+    /// found within `every`: a broken image does not turn `available`
+    /// because the registry could not be asked again.
+    pub fn record(
+        &self,
+        key: &dyn Fn(Option<&Platform>) -> u64,
+        walk: &mut Walk,
+        now: Instant,
+        every: Duration,
+    ) {
+        for v in &walk.verified {
+            self.mark(key(v.as_ref()), now, every);
+        }
+        let digest = key(None);
+        let mut broken = self.broken.lock().unwrap_or_else(|e| e.into_inner());
+        if !walk.broken.is_empty() {
+            broken.insert(digest, (walk.broken.clone(), now));
+        } else if walk.unverified.is_empty() {
+            broken.remove(&digest);
+        } else if let Some((b, at)) = broken.get(&digest) {
+            if now.saturating_duration_since(*at) < every {
+                walk.broken = b.clone();
+            }
+        }
+        if broken.len() > (self.capacity / 16).max(1) {
+            broken.retain(|_, (_, at)| now.saturating_duration_since(*at) < every);
         }
     }
 
@@ -320,7 +383,7 @@ impl PathCache {
     /// Records `key` as verified at `now`. When full, entries past `every`
     /// go first, then arbitrary ones down to three quarters: a forgotten
     /// entry costs one more walk, never a wrong verdict.
-    pub fn mark(&self, key: u64, now: Instant, every: Duration) {
+    fn mark(&self, key: u64, now: Instant, every: Duration) {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         seen.insert(key, now);
         if seen.len() > self.capacity {
@@ -560,7 +623,7 @@ mod tests {
         let mut f = Fake::default();
         let d = index(&mut f);
         let w = walk(&mut f, &d, &[p("linux/amd64")], &|p| p.is_some());
-        assert!(w.cached);
+        assert_eq!(w, Walk::default());
         assert!(f.asked.is_empty());
         let w = walk(&mut f, &d, &[p("linux/amd64"), p("linux/arm64")], &|q| {
             q == Some(&p("linux/amd64"))
@@ -594,6 +657,48 @@ mod tests {
             ..broken[0].clone()
         }];
         assert!(applying(&whole, Some(&offered), Some(&on(&["linux/amd64"]))).is_some());
+    }
+
+    #[test]
+    fn a_broken_digest_stays_broken_until_a_walk_says_otherwise() {
+        let c = PathCache::new(64);
+        let t = Instant::now();
+        let every = Duration::from_secs(60);
+        let key = |q: Option<&Platform>| PathCache::key("r", "a", "sha256:x", q);
+        let piece = Broken {
+            platform: None,
+            status: Status::Absent,
+            reason: "layer missing".into(),
+        };
+        let mut found = Walk {
+            broken: vec![piece.clone()],
+            ..Walk::default()
+        };
+        c.record(&key, &mut found, t, every);
+        assert!(
+            !c.fresh(key(None), t, every),
+            "a broken path is walked again"
+        );
+        let mut flaky = Walk {
+            unverified: vec!["layer: HTTP 503".into()],
+            ..Walk::default()
+        };
+        c.record(&key, &mut flaky, t + Duration::from_secs(10), every);
+        assert_eq!(flaky.broken, std::slice::from_ref(&piece));
+        assert!(flaky.note().contains("pull path broken: layer missing"));
+        let mut repaired = Walk {
+            verified: vec![None],
+            ..Walk::default()
+        };
+        c.record(&key, &mut repaired, t + Duration::from_secs(20), every);
+        assert_eq!(repaired.note(), "; pull path verified");
+        let mut flaky = Walk {
+            unverified: vec!["layer: HTTP 503".into()],
+            ..Walk::default()
+        };
+        c.record(&key, &mut flaky, t + Duration::from_secs(30), every);
+        assert_eq!(flaky.broken, []);
+        assert!(c.fresh(key(None), t + Duration::from_secs(30), every));
     }
 
     #[test]
