@@ -348,9 +348,6 @@ fn custom_kind() -> &'static crate::kube::resources::CustomKind {
     })
 }
 
-/// Manifests, indexes and image configs from registries: never a panic;
-/// platforms are normalised once and for all, every platform runs itself,
-/// and the platforms of an image are distinct, sorted and known.
 /// Layer lists name each blob once, none empty, within the bound.
 fn distinct_blobs(layers: &[String]) {
     assert!(layers.len() <= crate::registry::manifest::MAX_LAYERS);
@@ -360,6 +357,10 @@ fn distinct_blobs(layers: &[String]) {
     }
 }
 
+/// Manifests, indexes and image configs from registries: never a panic;
+/// platforms are normalised once and for all, every platform runs itself,
+/// the platforms of an image are distinct, sorted and known, and layer
+/// lists name each blob once.
 pub fn manifest(data: &[u8]) {
     use crate::platform::Platform;
     use crate::registry::manifest::{self, Manifest};

@@ -392,33 +392,30 @@ impl Registry {
     }
 
     fn manifest_size(&self, repo: &str, digest: &str, media_type: &str) -> usize {
-        let auth = self.auth_for(repo);
+        self.manifest_bytes(repo, digest, media_type).len()
+    }
+
+    /// A manifest as the registry stores it (`accept` its media types).
+    fn manifest_bytes(&self, repo: &str, reference: &str, accept: &str) -> Vec<u8> {
         let mut req = self
             .agent
-            .get(self.url(&format!("/v2/{repo}/manifests/{digest}")))
-            .header("Accept", media_type);
-        if let Some(a) = &auth {
+            .get(self.url(&format!("/v2/{repo}/manifests/{reference}")))
+            .header("Accept", accept);
+        if let Some(a) = &self.auth_for(repo) {
             req = req.header("Authorization", a);
         }
         let mut resp = req.call().unwrap();
         assert_eq!(resp.status().as_u16(), 200);
-        resp.body_mut().read_to_vec().unwrap().len()
+        resp.body_mut().read_to_vec().unwrap()
+    }
+
+    fn manifest_json(&self, repo: &str, reference: &str, accept: &str) -> serde_json::Value {
+        serde_json::from_slice(&self.manifest_bytes(repo, reference, accept)).unwrap()
     }
 
     /// The config and layer digests of a single-platform manifest.
     pub fn blobs_of(&self, repo: &str, digest: &str) -> (String, Vec<String>) {
-        let auth = self.auth_for(repo);
-        let mut req = self
-            .agent
-            .get(self.url(&format!("/v2/{repo}/manifests/{digest}")))
-            .header("Accept", &format!("{SCHEMA2}, {OCI_MANIFEST}"));
-        if let Some(a) = &auth {
-            req = req.header("Authorization", a);
-        }
-        let mut resp = req.call().unwrap();
-        assert_eq!(resp.status().as_u16(), 200);
-        let m: serde_json::Value =
-            serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+        let m = self.manifest_json(repo, digest, &format!("{SCHEMA2}, {OCI_MANIFEST}"));
         let layers = m["layers"]
             .as_array()
             .unwrap()
@@ -430,15 +427,7 @@ impl Registry {
 
     /// The platform manifests of an index, by platform (`os/arch[/variant]`).
     pub fn entries_of(&self, repo: &str, digest: &str) -> Vec<(String, String)> {
-        let mut resp = self
-            .agent
-            .get(self.url(&format!("/v2/{repo}/manifests/{digest}")))
-            .header("Accept", OCI_INDEX)
-            .call()
-            .unwrap();
-        let m: serde_json::Value =
-            serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
-        m["manifests"]
+        self.manifest_json(repo, digest, OCI_INDEX)["manifests"]
             .as_array()
             .unwrap()
             .iter()
