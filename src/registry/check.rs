@@ -635,10 +635,14 @@ impl Checker {
         let resp = self
             .send(ctx, method, &url, via.auth, accept, MANIFEST_BODY_LIMIT)
             .map_err(|e| Failure::Unverified(e.to_string()))?;
+        if (200..300).contains(&resp.status) {
+            return Ok(resp);
+        }
+        // Only a failed answer's body is a registry error (a manifest's is
+        // read once, by its caller).
         let errors = RegistryErrors::parse(&resp.body);
         let detail = || format!("HTTP {}{}", resp.status, errors.detail());
         match resp.status {
-            200..=299 => Ok(resp),
             404 if method == Method::Head && errors.codes().is_empty() => {
                 Err(Failure::Missing("HTTP 404, blob unknown".into()))
             }
