@@ -253,3 +253,37 @@ fn a_stuck_registry_times_out() {
         .contains("timed out"));
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[test]
+fn harbor_policy_refusals_are_authorization_failures() {
+    // Harbor's "prevent vulnerable images from running": 412 on the
+    // manifest, on HEAD in some versions (no body), on GET in others.
+    const POLICY: &str = r#"{"errors":[{"code":"PROJECTPOLICYVIOLATION","message":"current image with 3 vulnerabilities cannot be pulled due to configured policy"}]}"#;
+    let fake = FakeRegistry::start(|s, _| {
+        if s.url.contains("/on-head/") {
+            return Reply::status(412);
+        }
+        if s.method == "GET" && s.url.contains("/manifests/sha256:") {
+            return Reply::status(412)
+                .header("Content-Type", "application/json")
+                .body(POLICY);
+        }
+        found()
+    });
+    let (head, get) = (
+        format!("{}/team/on-head:v1", fake.host),
+        format!("{}/team/on-get:v1", fake.host),
+    );
+    let r = run(&fake.host, &[], &head);
+    r.assert_status(&head, "authorization_failure");
+    let why = r.row(&head)["reason"].as_str().unwrap().to_string();
+    assert!(why.contains("HTTP 412"), "{why}");
+    let r = run(&fake.host, &[], &get);
+    r.assert_status(&get, "authorization_failure");
+    let why = r.row(&get)["reason"].as_str().unwrap().to_string();
+    assert!(
+        why.contains(&format!("download refused: GET manifest {DIGEST_A}"))
+            && why.contains("PROJECTPOLICYVIOLATION: current image with 3 vulnerabilities"),
+        "{why}"
+    );
+}
