@@ -62,6 +62,10 @@ pub struct Args {
     #[argh(switch)]
     pub no_secrets: bool,
 
+    /// do not watch Pods and Jobs: pods no watched controller covers (bare pods, custom controllers' pods, mirror pods) and Jobs no CronJob owns are then not checked. Defaults to false.
+    #[argh(switch)]
+    pub no_pod_checks: bool,
+
     /// check only namespaces that have this label (a label selector such as `key` or `key=value`). Defaults to all namespaces.
     #[argh(option)]
     pub namespace_label: Option<String>,
@@ -260,6 +264,9 @@ pub struct KubeOptions {
     pub namespaces: Vec<String>,
     /// `--no-secrets`.
     pub no_secrets: bool,
+    /// Pods and Jobs are watched (no `--no-pod-checks`); pods of these
+    /// controllers are covered by their templates.
+    pub pods: Option<&'static crate::kube::resources::Covering>,
     /// `--namespace-label`.
     pub namespace_label: Option<String>,
     /// Loop settings.
@@ -289,6 +296,10 @@ impl KubeOptions {
             .chain(self.custom_kinds.iter())
             .map(|k| Resource::Workload(*k))
             .collect();
+        if let Some(covering) = self.pods {
+            resources.push(Resource::Workload(Kind::Job));
+            resources.push(Resource::Pods(covering));
+        }
         resources.push(Resource::ServiceAccounts);
         if !self.no_secrets {
             resources.push(Resource::DockerConfigJsonSecrets);
@@ -617,6 +628,16 @@ fn kube_options(args: &Args) -> Result<KubeOptions, ConfigError> {
         context: args.context.clone(),
         namespaces,
         no_secrets: args.no_secrets,
+        pods: (!args.no_pod_checks).then(|| {
+            let custom = custom.iter().filter_map(|k| match k {
+                Kind::Custom(c) => Some(*c),
+                _ => None,
+            });
+            crate::kube::resources::Covering {
+                custom: custom.collect(),
+            }
+            .leak()
+        }),
         namespace_label: args
             .namespace_label
             .clone()

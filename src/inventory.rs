@@ -296,7 +296,11 @@ impl Inventory {
                     self.dirty_workloads.insert(key);
                 }
             }
-            Event::Delete(Resource::Workload(kind), key) => {
+            // The watch loop turns a skipped object into a Delete when it
+            // was known; this is that, for a caller that sends it as is.
+            Event::Upsert(r, Object::Skipped(key)) => self.apply(Event::Delete(r, key)),
+            Event::Delete(r @ (Resource::Workload(_) | Resource::Pods(_)), key) => {
+                let Some(kind) = r.kind() else { return };
                 let key = WorkloadKey { kind, key };
                 if let Some(old) = self.workloads.remove(&key) {
                     self.churn += 1;

@@ -191,19 +191,25 @@ fn check_prometheus_rule(doc: &Value, what: &str) {
 }
 
 /// (API group, resource) pairs the code lists and watches.
+/// What the exporter watches with every optional source turned on, as
+/// its own configuration lists the streams.
 fn watched() -> BTreeSet<(String, String)> {
-    let mut r: Vec<Resource> = Kind::ALL
-        .iter()
-        .chain([Kind::Rollout].iter())
-        .map(|k| Resource::Workload(*k))
+    let args = Args::from_args(
+        &["k8s-image-availability-exporter"],
+        &["--namespace-label", "team"],
+    )
+    .unwrap();
+    let config = Config::from_args(args).unwrap();
+    let mut r: Vec<Resource> = config
+        .kube
+        .streams()
+        .into_iter()
+        .map(|s| s.resource)
         .collect();
-    r.extend([
-        Resource::ServiceAccounts,
-        Resource::DockerConfigJsonSecrets,
-        Resource::DockerCfgSecrets,
-        Resource::Namespaces,
-        Resource::Nodes,
-    ]);
+    // Argo Rollouts are among the streams; custom kinds come from flags.
+    assert!(r.contains(&Resource::Workload(Kind::Rollout)));
+    assert!(r.contains(&Resource::Workload(Kind::Job)));
+    r.sort_by_key(|r| r.api());
     r.into_iter()
         .map(|res| {
             let (prefix, plural) = res.api();

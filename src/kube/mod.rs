@@ -5,4 +5,5 @@ pub mod client;
 pub mod config;
 pub mod exec;
 pub mod resources;
+pub mod template;
 pub mod watch;

@@ -1,5 +1,6 @@
-//! What we watch, and the little we keep of each object: workload kinds with
-//! the images and pull-secret references of their pod template, pull
+//! What we watch, and the little we keep of each object: workload kinds
+//! (and the Pods and Jobs no watched controller covers) with the images
+//! and pull-secret references of their pod template, pull
 //! secrets as parsed credentials, service accounts' pull secrets,
 //! namespace names, and of each Node what the scheduler filters on and its
 //! platform. Whole objects never leave this module.
@@ -7,13 +8,13 @@
 use std::fmt;
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use serde::Deserialize;
 
+use super::template::{Condition, Metadata, OwnerReference, PodSpec, PodTemplate};
+
 use crate::credentials::{parse_docker_config, ConfigFormat, Credential};
-use crate::placement::{self, Node, Requirement, Scheduling, Term, Toleration};
+use crate::placement::{self, Node, Scheduling};
 use crate::platform::Platform;
 
 /// A workload kind, as the `kind` label writes it.
@@ -31,6 +32,10 @@ pub enum Kind {
     Rollout,
     /// A resource named by `--pod-template-resource`.
     Custom(&'static CustomKind),
+    /// batch/v1 Job that no CronJob owns.
+    Job,
+    /// v1 Pod that no watched controller covers.
+    Pod,
 }
 
 /// A resource with a pod template, from `--pod-template-resource
@@ -122,6 +127,53 @@ impl CustomKind {
     fn identity(&self) -> (&str, &str, &str) {
         (&self.group, &self.version, &self.plural)
     }
+
+    /// Whether an owner reference's kind (`CloneSet`) is this resource's.
+    /// Discovery says for sure; until it has, the plural is compared with
+    /// the kind's regular English plural.
+    fn is_kind(&self, kind: &str) -> bool {
+        let lower = kind.to_ascii_lowercase();
+        if let Some(k) = self.kind.get() {
+            return *k == lower;
+        }
+        let p = self.plural.as_str();
+        p.strip_suffix('s') == Some(&lower)
+            || p.strip_suffix("es") == Some(&lower)
+            || (p
+                .strip_suffix("ies")
+                .is_some_and(|stem| lower.strip_suffix('y') == Some(stem)))
+    }
+}
+
+/// The controllers whose pods we check through their template, so their
+/// pods are not checked one by one: ReplicaSets (of Deployments and
+/// Rollouts), StatefulSets, DaemonSets, Jobs, and the
+/// `--pod-template-resource` kinds. Made once at start.
+#[derive(Debug, PartialEq, Eq, Hash, Default)]
+pub struct Covering {
+    /// The `--pod-template-resource` kinds.
+    pub custom: Vec<&'static CustomKind>,
+}
+
+impl Covering {
+    /// Only the built-in controllers.
+    pub const BUILT_IN: Covering = Covering { custom: Vec::new() };
+
+    /// Keeps it for the life of the process.
+    pub fn leak(self) -> &'static Covering {
+        Box::leak(Box::new(self))
+    }
+
+    /// Whether a pod whose controller is `owner` is covered.
+    pub fn covers(&self, owner: &OwnerReference) -> bool {
+        match (owner.group(), owner.kind.as_str()) {
+            ("apps", "ReplicaSet" | "StatefulSet" | "DaemonSet") | ("batch", "Job") => true,
+            (group, kind) => self
+                .custom
+                .iter()
+                .any(|c| c.group == group && c.is_kind(kind)),
+        }
+    }
 }
 
 impl PartialEq for CustomKind {
@@ -163,6 +215,8 @@ impl Kind {
             Kind::DaemonSet => "daemonset",
             Kind::CronJob => "cronjob",
             Kind::Rollout => "rollout",
+            Kind::Job => "job",
+            Kind::Pod => "pod",
             Kind::Custom(c) => c.kind.get().map_or(c.plural.as_str(), String::as_str),
         }
     }
@@ -199,6 +253,8 @@ pub enum Resource {
     Namespaces,
     /// Nodes, for the platform check.
     Nodes,
+    /// Pods; those `Covering` names are skipped as they are read.
+    Pods(&'static Covering),
 }
 
 impl Resource {
@@ -211,6 +267,8 @@ impl Resource {
             Resource::Workload(Kind::CronJob) => ("/apis/batch/v1", "cronjobs"),
             Resource::Workload(Kind::Rollout) => ("/apis/argoproj.io/v1alpha1", "rollouts"),
             Resource::Workload(Kind::Custom(c)) => (c.prefix.as_str(), c.plural.as_str()),
+            Resource::Workload(Kind::Job) => ("/apis/batch/v1", "jobs"),
+            Resource::Workload(Kind::Pod) | Resource::Pods(_) => ("/api/v1", "pods"),
             Resource::DockerConfigJsonSecrets | Resource::DockerCfgSecrets => {
                 ("/api/v1", "secrets")
             }
@@ -233,11 +291,22 @@ impl Resource {
         }
     }
 
-    /// Whether the exporter is useless without this resource: the workload
-    /// kinds. Secrets, ServiceAccounts and Namespaces refine the checks;
-    /// without them checks still run (with a warning).
+    /// Whether the exporter is useless without this resource: the
+    /// controller kinds. Secrets, ServiceAccounts, Namespaces, Pods and
+    /// Jobs refine or extend the checks; without them checks still run
+    /// (with a warning).
     pub fn required(self) -> bool {
-        matches!(self, Resource::Workload(_)) && !self.optional()
+        matches!(self, Resource::Workload(k) if !matches!(k, Kind::Job | Kind::Pod))
+            && !self.optional()
+    }
+
+    /// The kind of the workloads this resource's objects become.
+    pub fn kind(self) -> Option<Kind> {
+        match self {
+            Resource::Workload(k) => Some(k),
+            Resource::Pods(_) => Some(Kind::Pod),
+            _ => None,
+        }
     }
 
     /// The RBAC rule the exporter needs, e.g. `list and watch on deployments.apps`.
@@ -257,6 +326,9 @@ impl Resource {
         match self {
             Resource::DockerConfigJsonSecrets => Some("type=kubernetes.io/dockerconfigjson"),
             Resource::DockerCfgSecrets => Some("type=kubernetes.io/dockercfg"),
+            // Finished pods start nothing: the server leaves them out, and
+            // tells a watch DELETED when a pod finishes.
+            Resource::Pods(_) => Some("status.phase!=Succeeded,status.phase!=Failed"),
             _ => None,
         }
     }
@@ -275,6 +347,8 @@ impl Resource {
             Resource::Workload(Kind::CronJob) => "cronjobs",
             Resource::Workload(Kind::Rollout) => "rollouts",
             Resource::Workload(Kind::Custom(c)) => c.plural.as_str(),
+            Resource::Workload(Kind::Job) => "jobs",
+            Resource::Workload(Kind::Pod) | Resource::Pods(_) => "pods",
             Resource::DockerConfigJsonSecrets => "secrets(dockerconfigjson)",
             Resource::DockerCfgSecrets => "secrets(dockercfg)",
             Resource::ServiceAccounts => "serviceaccounts",
@@ -286,7 +360,8 @@ impl Resource {
     /// Decodes one object of this resource.
     pub fn decode(self, raw: &str) -> Result<Object, String> {
         match self {
-            Resource::Workload(kind) => decode_workload(kind, raw).map(Object::Workload),
+            Resource::Workload(kind) => decode_workload(kind, raw, &Covering::BUILT_IN),
+            Resource::Pods(covering) => decode_workload(Kind::Pod, raw, covering),
             Resource::DockerConfigJsonSecrets | Resource::DockerCfgSecrets => {
                 decode_secret(raw).map(Object::PullSecret)
             }
@@ -382,6 +457,11 @@ pub enum Object {
     Namespace(ObjectKey),
     /// A node, keyed by name.
     Node(ObjectKey, Node),
+    /// An object that exists but is not checked on its own: a pod a
+    /// watched controller covers, a finished pod or Job, a CronJob's Job,
+    /// an object annotated `k8s-image-availability-exporter/ignore`. If it
+    /// was checked before, it is gone now.
+    Skipped(ObjectKey),
 }
 
 impl Object {
@@ -391,7 +471,7 @@ impl Object {
             Object::Workload(w) => &w.key,
             Object::PullSecret(s) => &s.key,
             Object::ServiceAccount(a) => &a.key,
-            Object::Namespace(k) | Object::Node(k, _) => k,
+            Object::Namespace(k) | Object::Node(k, _) | Object::Skipped(k) => k,
         }
     }
 }
@@ -430,142 +510,31 @@ fn key_of(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Obj
     }
 }
 
-/// What we keep of a pod template.
-struct TemplateParts {
-    containers: Vec<ContainerImage>,
-    pull_secrets: Vec<Arc<str>>,
-    service_account: Arc<str>,
-    scheduling: Scheduling,
-    host_network: bool,
-}
-
-fn template_parts(t: Option<PodTemplateSpec>) -> TemplateParts {
-    let Some(mut spec) = t.and_then(|t| t.spec) else {
-        return TemplateParts {
-            containers: Vec::new(),
-            pull_secrets: Vec::new(),
-            service_account: "default".into(),
-            scheduling: Scheduling::default(),
-            host_network: false,
-        };
-    };
-    let scheduling = scheduling_of(&mut spec);
-    let host_network = spec.host_network.unwrap_or(false);
-    let mut containers = Vec::new();
-    for c in spec
-        .init_containers
-        .unwrap_or_default()
-        .into_iter()
-        .chain(spec.containers)
-    {
-        // The kubelet never pulls for `imagePullPolicy: Never`: the image
-        // must already be on the node, so no registry verdict applies.
-        if c.image_pull_policy.as_deref() == Some("Never") {
-            continue;
-        }
-        if let Some(image) = c.image.filter(|i| !i.is_empty()) {
-            containers.push(ContainerImage {
-                container: c.name.into(),
-                image: image.into(),
-            });
-        }
-    }
-    let mut secrets: Vec<Arc<str>> = spec
-        .image_pull_secrets
-        .unwrap_or_default()
-        .into_iter()
-        .map(|r| r.name)
-        .filter(|n| !n.is_empty())
-        .map(Arc::from)
-        .collect();
-    let sa = spec
-        .service_account_name
-        .filter(|s| !s.is_empty())
-        .or(spec.service_account.filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| "default".into());
-    // Kept for the workload's lifetime: no spare capacity.
-    containers.shrink_to_fit();
-    secrets.shrink_to_fit();
-    TemplateParts {
-        containers,
-        pull_secrets: secrets,
-        service_account: sa.into(),
-        scheduling,
-        host_network,
-    }
-}
-
-/// Takes what the scheduler's filters read out of a pod spec.
-fn scheduling_of(spec: &mut PodSpec) -> Scheduling {
-    let requirement = |r: k8s_openapi::api::core::v1::NodeSelectorRequirement| Requirement {
-        key: r.key,
-        operator: r.operator,
-        values: r.values.unwrap_or_default(),
-    };
-    let required = spec
-        .affinity
-        .take()
-        .and_then(|a| a.node_affinity)
-        .and_then(|n| n.required_during_scheduling_ignored_during_execution)
-        .map(|sel| {
-            sel.node_selector_terms
-                .into_iter()
-                .map(|t| Term {
-                    expressions: t
-                        .match_expressions
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(requirement)
-                        .collect(),
-                    fields: t
-                        .match_fields
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(requirement)
-                        .collect(),
-                })
-                .collect()
-        });
-    let mut node_selector: Vec<(String, String)> = spec
-        .node_selector
-        .take()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    node_selector.sort();
-    Scheduling {
-        node_name: spec.node_name.take().unwrap_or_default(),
-        node_selector,
-        required,
-        tolerations: spec
-            .tolerations
-            .take()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|t| Toleration {
-                key: t.key.unwrap_or_default(),
-                operator: t.operator.unwrap_or_default(),
-                value: t.value.unwrap_or_default(),
-                effect: t.effect.unwrap_or_default(),
-            })
-            .collect(),
-    }
-}
-
-/// What we read of an Argo Rollout.
+/// An object as we read it: metadata, and the spec and status of its kind.
 #[derive(Deserialize)]
-struct Rollout {
+struct Lean<Spec, Status> {
     #[serde(default)]
-    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    #[serde(default)]
-    spec: Option<RolloutSpec>,
+    metadata: Metadata,
+    #[serde(default = "none")]
+    spec: Option<Spec>,
+    #[serde(default = "none")]
+    status: Option<Status>,
 }
 
+fn none<T>() -> Option<T> {
+    None
+}
+
+/// `spec` of Deployments, StatefulSets and Rollouts.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-struct RolloutSpec {
+struct ReplicatedSpec {
+    #[serde(default)]
     replicas: Option<i32>,
-    template: Option<PodTemplateSpec>,
+    #[serde(default)]
+    template: Option<PodTemplate>,
+    /// Rollouts only.
+    #[serde(default)]
     workload_ref: Option<WorkloadRef>,
 }
 
@@ -577,6 +546,50 @@ struct WorkloadRef {
     name: String,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct DaemonSetStatus {
+    #[serde(default)]
+    desired_number_scheduled: Option<i32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct CronJobSpec {
+    #[serde(default)]
+    suspend: Option<bool>,
+    #[serde(default)]
+    job_template: Option<JobTemplate>,
+}
+
+#[derive(Deserialize, Default)]
+struct JobTemplate {
+    #[serde(default)]
+    spec: Option<JobSpec>,
+}
+
+#[derive(Deserialize, Default)]
+struct JobSpec {
+    #[serde(default)]
+    template: Option<PodTemplate>,
+}
+
+#[derive(Deserialize, Default)]
+struct JobStatus {
+    #[serde(default)]
+    conditions: Option<Vec<Condition>>,
+}
+
+#[derive(Deserialize, Default)]
+struct PodStatus {
+    #[serde(default)]
+    phase: Option<String>,
+}
+
+/// Nothing of this part is read.
+#[derive(Deserialize, Default)]
+struct Skip {}
+
 /// Follows a dot path into an object.
 fn at_path<'a>(v: &'a serde_json::Value, path: &[String]) -> Option<&'a serde_json::Value> {
     path.iter().try_fold(v, |v, field| v.get(field.as_str()))
@@ -585,21 +598,17 @@ fn at_path<'a>(v: &'a serde_json::Value, path: &[String]) -> Option<&'a serde_js
 /// A resource named by `--pod-template-resource`: the template and replica
 /// count at their paths. A wrong path is an error that names the path, not
 /// the object, so the watch loop reports it once per resource.
-fn decode_custom(
-    c: &CustomKind,
-    raw: &str,
-) -> Result<(ObjectKey, Option<PodTemplateSpec>, bool), String> {
+fn decode_custom(c: &CustomKind, raw: &str) -> Result<(Metadata, Option<PodSpec>, bool), String> {
     let v: serde_json::Value =
         serde_json::from_str(raw).map_err(|e| format!("malformed {}: {e}", c.plural))?;
-    let meta = meta(raw)?;
-    let key = ObjectKey {
-        namespace: meta.namespace.into(),
-        name: meta.name.into(),
+    let metadata = match v.get("metadata") {
+        Some(m) => Metadata::deserialize(m).map_err(|e| format!("malformed {}: {e}", c.plural))?,
+        None => Metadata::default(),
     };
     let path = c.template_path.join(".");
     let template = at_path(&v, &c.template_path)
         .ok_or_else(|| format!("{}: no pod template at {path}", c.plural))?;
-    let template: PodTemplateSpec = serde_json::from_value(template.clone())
+    let template = PodTemplate::deserialize(template)
         .map_err(|e| format!("{}: {path} is not a pod template ({e})", c.plural))?;
     let enabled = match &c.replicas_path {
         None => true,
@@ -612,15 +621,32 @@ fn decode_custom(
             }
         },
     };
-    Ok((key, Some(template), enabled))
+    Ok((metadata, template.spec, enabled))
 }
 
-fn decode_workload(kind: Kind, raw: &str) -> Result<Workload, String> {
+/// Whether any of a Job's conditions says it will start no more pods.
+fn finished(conditions: &[Condition]) -> bool {
+    // Complete and Failed are final; SuccessCriteriaMet and FailureTarget
+    // (Kubernetes 1.31+) come first, once the controller has decided.
+    conditions.iter().any(|c| {
+        c.status == "True"
+            && matches!(
+                c.type_.as_str(),
+                "Complete" | "Failed" | "SuccessCriteriaMet" | "FailureTarget"
+            )
+    })
+}
+
+/// Decodes a workload (or a pod or Job): `Skipped` when it is not ours to
+/// check.
+fn decode_workload(kind: Kind, raw: &str, covering: &Covering) -> Result<Object, String> {
     let bad = |e: serde_json::Error| format!("malformed {kind}: {e}");
     let mut template_ref = None;
-    let (key, template, enabled) = match kind {
+    // Set when the object exists but is not checked on its own.
+    let mut skip = false;
+    let (metadata, spec, enabled) = match kind {
         Kind::Rollout => {
-            let r: Rollout = serde_json::from_str(raw).map_err(bad)?;
+            let r: Lean<ReplicatedSpec, Skip> = serde_json::from_str(raw).map_err(bad)?;
             let spec = r.spec.unwrap_or_default();
             // workloadRef: the pod template is the referenced Deployment's,
             // in the same namespace (Argo Rollouts supports Deployments only).
@@ -633,64 +659,86 @@ fn decode_workload(kind: Kind, raw: &str) -> Result<Workload, String> {
                 }
                 template_ref = Some(w.name);
             }
-            (
-                key_of(&r.metadata),
-                spec.template,
-                spec.replicas.unwrap_or(1) != 0,
-            )
+            let enabled = spec.replicas.unwrap_or(1) != 0;
+            (r.metadata, spec.template.and_then(|t| t.spec), enabled)
         }
         Kind::Custom(c) => decode_custom(c, raw)?,
-        Kind::Deployment => {
-            let d: Deployment = serde_json::from_str(raw).map_err(bad)?;
+        Kind::Deployment | Kind::StatefulSet => {
+            let d: Lean<ReplicatedSpec, Skip> = serde_json::from_str(raw).map_err(bad)?;
             let spec = d.spec.unwrap_or_default();
-            (
-                key_of(&d.metadata),
-                Some(spec.template),
-                spec.replicas.unwrap_or(1) != 0,
-            )
-        }
-        Kind::StatefulSet => {
-            let s: StatefulSet = serde_json::from_str(raw).map_err(bad)?;
-            let spec = s.spec.unwrap_or_default();
-            (
-                key_of(&s.metadata),
-                Some(spec.template),
-                spec.replicas.unwrap_or(1) != 0,
-            )
+            let enabled = spec.replicas.unwrap_or(1) != 0;
+            (d.metadata, spec.template.and_then(|t| t.spec), enabled)
         }
         Kind::DaemonSet => {
-            let d: DaemonSet = serde_json::from_str(raw).map_err(bad)?;
+            let d: Lean<JobSpec, DaemonSetStatus> = serde_json::from_str(raw).map_err(bad)?;
             // The API always serialises desiredNumberScheduled; 0 means no
             // node should run the DaemonSet. The Go exporter tests
             // currentNumberScheduled > 0 instead; we deliberately read the
             // desired count: a DaemonSet that should run somewhere needs its
             // image even before (or because not) any pod was scheduled.
-            let desired = d.status.map(|s| s.desired_number_scheduled).unwrap_or(0);
-            (
-                key_of(&d.metadata),
-                d.spec.map(|s| s.template),
-                desired != 0,
-            )
+            let desired = d
+                .status
+                .and_then(|s| s.desired_number_scheduled)
+                .unwrap_or(0);
+            let spec = d.spec.and_then(|s| s.template).and_then(|t| t.spec);
+            (d.metadata, spec, desired != 0)
         }
         Kind::CronJob => {
-            let c: CronJob = serde_json::from_str(raw).map_err(bad)?;
+            let c: Lean<CronJobSpec, Skip> = serde_json::from_str(raw).map_err(bad)?;
             let spec = c.spec.unwrap_or_default();
             let suspended = spec.suspend.unwrap_or(false);
-            (
-                key_of(&c.metadata),
-                spec.job_template.spec.map(|j| j.template),
-                !suspended,
-            )
+            let template = spec
+                .job_template
+                .and_then(|j| j.spec)
+                .and_then(|s| s.template)
+                .and_then(|t| t.spec);
+            (c.metadata, template, !suspended)
         }
+        Kind::Job => {
+            let j: Lean<JobSpec, JobStatus> = serde_json::from_str(raw).map_err(bad)?;
+            // A CronJob's Jobs run its template, checked through it; a
+            // finished Job starts no more pods. A suspended one may be
+            // resumed, so it stays.
+            skip = j
+                .metadata
+                .controller()
+                .is_some_and(|o| o.group() == "batch" && o.kind == "CronJob")
+                || j.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_deref())
+                    .is_some_and(finished);
+            let spec = j.spec.and_then(|s| s.template).and_then(|t| t.spec);
+            (j.metadata, spec, true)
+        }
+        Kind::Pod => {
+            let p: Lean<PodSpec, PodStatus> = serde_json::from_str(raw).map_err(bad)?;
+            // Only pods that can still start containers (Pending, or
+            // Running with restarts to come); the field selector keeps the
+            // others away from a real apiserver, this is for the rest.
+            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+            let live = matches!(phase, None | Some("" | "Pending" | "Running"));
+            skip = !live || p.metadata.controller().is_some_and(|o| covering.covers(o));
+            (p.metadata, p.spec, true)
+        }
+    };
+    let key = ObjectKey {
+        namespace: metadata.namespace.as_deref().unwrap_or_default().into(),
+        name: metadata.name.as_deref().unwrap_or_default().into(),
     };
     if key.name.is_empty() {
         return Err(format!("malformed {kind}: no metadata.name"));
     }
-    let mut parts = template_parts(template);
+    if skip || metadata.ignored() {
+        return Ok(Object::Skipped(key));
+    }
+    let mut parts = spec
+        .map(PodSpec::parts)
+        .unwrap_or_else(|| PodSpec::default().parts());
+    metadata.drop_ignored_containers(&mut parts.containers);
     if kind == Kind::DaemonSet {
         parts.scheduling.as_daemon_pod(parts.host_network);
     }
-    Ok(Workload {
+    Ok(Object::Workload(Workload {
         kind,
         key,
         containers: parts.containers,
@@ -699,7 +747,7 @@ fn decode_workload(kind: Kind, raw: &str) -> Result<Workload, String> {
         enabled,
         template_ref,
         scheduling: Arc::new(parts.scheduling),
-    })
+    }))
 }
 
 fn decode_secret(raw: &str) -> Result<PullSecret, String> {

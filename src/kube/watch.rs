@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::client::{ApiClient, ApiError};
-use super::resources::{meta, Object, ObjectKey, PullSecret, Resource};
+use super::resources::{meta, Kind, Object, ObjectKey, PullSecret, Resource};
 use crate::backoff::{Backoff, RateLimiter};
 
 /// What a watch loop tells the inventory.
@@ -572,10 +572,23 @@ impl Loop<'_> {
         }
     }
 
-    /// Decodes and sends one object; returns its key (None if unusable).
+    /// Decodes and sends one object; returns its key (None if unusable or
+    /// not ours to check).
     fn apply(&mut self, raw: &str, listing: bool) -> Result<Option<ObjectKey>, Stop> {
         let what = self.stream.resource.name();
         let key = match self.stream.resource.decode(raw) {
+            // Nothing is kept of an object we do not check (most pods): if
+            // it was checked until now, it is gone. A list finds that by
+            // comparing what it saw with what was known.
+            Ok(Object::Skipped(key)) => {
+                if !listing && self.known.remove(&key) {
+                    self.state
+                        .objects
+                        .store(self.known.len(), Ordering::Relaxed);
+                    self.send(Event::Delete(self.stream.resource, key))?;
+                }
+                return Ok(None);
+            }
             Ok(obj) if !obj.key().name.is_empty() => {
                 let key = obj.key().clone();
                 self.send(Event::Upsert(self.stream.resource, obj))?;
@@ -700,9 +713,8 @@ impl Loop<'_> {
             }
             match event {
                 WatchEvent::Upsert(raw) => {
-                    if self.apply(raw, false)?.is_some() {
-                        bump(rv, raw);
-                    }
+                    self.apply(raw, false)?;
+                    bump(rv, raw);
                 }
                 WatchEvent::Deleted(raw) => {
                     let Ok(m) = meta(raw) else { continue };
@@ -710,11 +722,14 @@ impl Loop<'_> {
                         namespace: m.namespace.into(),
                         name: m.name.into(),
                     };
-                    self.known.remove(&key);
-                    self.state
-                        .objects
-                        .store(self.known.len(), Ordering::Relaxed);
-                    self.send(Event::Delete(self.stream.resource, key))?;
+                    // Only what was sent on is deleted: no event at all
+                    // for the many pods nobody checks one by one.
+                    if self.known.remove(&key) {
+                        self.state
+                            .objects
+                            .store(self.known.len(), Ordering::Relaxed);
+                        self.send(Event::Delete(self.stream.resource, key))?;
+                    }
                     if !m.resource_version.is_empty() {
                         *rv = m.resource_version;
                     }
@@ -761,6 +776,9 @@ fn explain(e: &ApiError, resource: Resource) -> String {
                 }
                 Resource::Nodes => {
                     "; until then platform checks are off, or run with --no-platform-check"
+                }
+                Resource::Pods(_) | Resource::Workload(Kind::Job | Kind::Pod) => {
+                    "; until then bare pods and Jobs are not checked, or run with --no-pod-checks"
                 }
                 _ => "",
             };
@@ -844,7 +862,6 @@ pub fn spawn_all(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kube::resources::Kind;
 
     #[test]
     fn decodes_transcript_events() {

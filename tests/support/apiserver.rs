@@ -38,6 +38,8 @@ const RESOURCES: &[(&str, &str, &str, &str, bool)] = &[
     ),
     ("/apis/apps/v1", "daemonsets", "DaemonSet", "apps/v1", true),
     ("/apis/batch/v1", "cronjobs", "CronJob", "batch/v1", true),
+    ("/apis/batch/v1", "jobs", "Job", "batch/v1", true),
+    ("/api/v1", "pods", "Pod", "v1", true),
     ("/api/v1", "secrets", "Secret", "v1", true),
     ("/api/v1", "serviceaccounts", "ServiceAccount", "v1", true),
     ("/api/v1", "namespaces", "Namespace", "v1", false),
@@ -258,6 +260,7 @@ impl FakeApiServer {
         let mut obj = serde_json::to_value(object).expect("serialize");
         obj["kind"] = json!(kind);
         obj["apiVersion"] = json!(api_version);
+        as_in_a_cluster(&mut obj, api_version);
         let name = obj["metadata"]["name"]
             .as_str()
             .expect("metadata.name")
@@ -741,6 +744,7 @@ fn selected(obj: &Value, fields: &[(String, bool, String)], labels: &[LabelReq])
             "metadata.name" => obj["metadata"]["name"].as_str().unwrap_or(""),
             "metadata.namespace" => obj["metadata"]["namespace"].as_str().unwrap_or(""),
             "type" => obj["type"].as_str().unwrap_or(""),
+            "status.phase" => obj["status"]["phase"].as_str().unwrap_or(""),
             _ => return false,
         };
         if (actual == value) != *eq {
@@ -784,7 +788,8 @@ fn parse_fields(plural: &str, s: &str) -> Result<Vec<(String, bool, String)>, St
             return Err(format!("invalid field selector {term:?}"));
         };
         let supported = matches!(k, "metadata.name" | "metadata.namespace")
-            || (plural == "secrets" && k == "type");
+            || (plural == "secrets" && k == "type")
+            || (plural == "pods" && k == "status.phase");
         if !supported {
             return Err(format!("\"{k}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""));
         }
@@ -1262,5 +1267,156 @@ fn watch(shared: &Shared, out: &mut Out, sel: Selection) -> u16 {
                 return 200;
             }
         }
+    }
+}
+
+/// Gives an object what the same object carries in a real cluster, so that
+/// what the exporter reads (and the memory it takes to read it) is true to
+/// size: the status its controller writes (when the test gave none), the
+/// `kubectl.kubernetes.io/last-applied-configuration` annotation of
+/// `kubectl apply` on the kinds people apply, and the `metadata.managedFields`
+/// the apiserver itself records on every write.
+fn as_in_a_cluster(obj: &mut Value, api_version: &str) {
+    let kind = obj["kind"].as_str().unwrap_or("").to_string();
+    let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let stamp = "2026-11-27T23:51:39Z";
+    let condition = |t: &str, reason: &str, message: &str| json!({"type": t, "status": "True", "lastUpdateTime": stamp, "lastTransitionTime": stamp, "reason": reason, "message": message});
+    let replicas = obj["spec"]["replicas"].as_i64().unwrap_or(1);
+    if obj.get("status").is_none_or(Value::is_null) {
+        let status = match kind.as_str() {
+            "Deployment" => Some(json!({
+            "observedGeneration": 1, "replicas": replicas, "updatedReplicas": replicas,
+            "readyReplicas": replicas, "availableReplicas": replicas,
+            "conditions": [
+                condition("Available", "MinimumReplicasAvailable", "Deployment has minimum availability."),
+                condition("Progressing", "NewReplicaSetAvailable", &format!("ReplicaSet \"{name}-5d4f8c7b9\" has successfully progressed.")),
+            ]})),
+            "StatefulSet" => Some(json!({
+                "observedGeneration": 1, "replicas": replicas, "readyReplicas": replicas,
+                "currentReplicas": replicas, "updatedReplicas": replicas, "availableReplicas": replicas,
+                "currentRevision": format!("{name}-7c9d8f6b5d"), "updateRevision": format!("{name}-7c9d8f6b5d"),
+                "collisionCount": 0})),
+            "CronJob" => Some(json!({"lastScheduleTime": stamp, "lastSuccessfulTime": stamp})),
+            _ => None,
+        };
+        if let Some(status) = status {
+            obj["status"] = status;
+        }
+    }
+    if kind == "Pod" && obj["status"].get("containerStatuses").is_none() {
+        let statuses: Vec<Value> = obj["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                let image = c["image"].as_str().unwrap_or("");
+                json!({"name": c["name"], "image": image, "imageID": format!("{image}@sha256:{}", "0f".repeat(32)),
+                       "ready": true, "started": true, "restartCount": 0,
+                       "containerID": format!("containerd://{}", "ab".repeat(32)),
+                       "state": {"running": {"startedAt": stamp}}, "lastState": {}})
+            })
+            .collect();
+        if let Some(status) = obj["status"].as_object_mut() {
+            status.insert("containerStatuses".into(), json!(statuses));
+            status.insert("hostIP".into(), json!("10.0.3.17"));
+            status.insert("podIP".into(), json!("10.244.3.41"));
+            status.insert("podIPs".into(), json!([{"ip": "10.244.3.41"}]));
+            status.insert("qosClass".into(), json!("BestEffort"));
+            status.insert("startTime".into(), json!(stamp));
+            status.entry("conditions").or_insert(json!([
+                {"type": "PodReadyToStartContainers", "status": "True", "lastTransitionTime": stamp},
+                {"type": "Initialized", "status": "True", "lastTransitionTime": stamp},
+                {"type": "Ready", "status": "True", "lastTransitionTime": stamp},
+                {"type": "ContainersReady", "status": "True", "lastTransitionTime": stamp},
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": stamp},
+            ]));
+        }
+    }
+    let applied = matches!(
+        kind.as_str(),
+        "Deployment" | "StatefulSet" | "DaemonSet" | "CronJob"
+    );
+    let meta = obj["metadata"].clone();
+    if applied && meta["annotations"]["kubectl.kubernetes.io/last-applied-configuration"].is_null()
+    {
+        let mut sent = obj.clone();
+        if let Some(m) = sent.as_object_mut() {
+            m.remove("status");
+        }
+        let annotations = obj["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .entry("annotations")
+            .or_insert(json!({}));
+        if let Some(a) = annotations.as_object_mut() {
+            a.insert(
+                "kubectl.kubernetes.io/last-applied-configuration".into(),
+                json!(sent.to_string() + "\n"),
+            );
+        }
+    }
+    if meta.get("managedFields").is_none() {
+        let mut spec = obj.clone();
+        let m = spec.as_object_mut().unwrap();
+        m.remove("status");
+        m.remove("kind");
+        m.remove("apiVersion");
+        let own = json!({"labels": meta["labels"], "annotations": obj["metadata"]["annotations"], "ownerReferences": meta["ownerReferences"]});
+        m.insert("metadata".into(), own);
+        let manager = if applied {
+            "kubectl-client-side-apply"
+        } else {
+            "kube-controller-manager"
+        };
+        let mut entries = vec![
+            json!({"manager": manager, "operation": "Update", "apiVersion": api_version,
+            "time": stamp, "fieldsType": "FieldsV1", "fieldsV1": fields_v1(&spec)}),
+        ];
+        if let Some(status) = obj.get("status").filter(|s| !s.is_null()) {
+            let writer = if kind == "Pod" {
+                "kubelet"
+            } else {
+                "kube-controller-manager"
+            };
+            entries.push(json!({"manager": writer, "operation": "Update", "apiVersion": api_version,
+                "time": stamp, "fieldsType": "FieldsV1", "fieldsV1": {"f:status": fields_v1(status)}, "subresource": "status"}));
+        }
+        obj["metadata"]["managedFields"] = json!(entries);
+    }
+}
+
+/// The `FieldsV1` set of an object: its field names, list items by name
+/// where they have one, as structured-merge-diff records them.
+fn fields_v1(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in m {
+                if v.is_null() {
+                    continue;
+                }
+                out.insert(format!("f:{k}"), fields_v1(v));
+            }
+            if !out.is_empty() {
+                out.insert(".".into(), json!({}));
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => {
+            let mut out = serde_json::Map::new();
+            for (i, item) in items.iter().enumerate() {
+                let key = match item.get("name").and_then(Value::as_str) {
+                    Some(n) => format!("k:{{\"name\":\"{n}\"}}"),
+                    None => format!("v:{i}"),
+                };
+                let mut f = fields_v1(item);
+                if let Some(o) = f.as_object_mut() {
+                    o.insert(".".into(), json!({}));
+                }
+                out.insert(key, f);
+            }
+            Value::Object(out)
+        }
+        _ => json!({}),
     }
 }

@@ -8,11 +8,14 @@ use k8s_openapi::api::apps::v1::{
     DaemonSet, DaemonSetSpec, DaemonSetStatus, Deployment, DeploymentSpec, StatefulSet,
     StatefulSetSpec,
 };
-use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
-use k8s_openapi::api::core::v1::{
-    Container, LocalObjectReference, Namespace, PodSpec, PodTemplateSpec, Secret, ServiceAccount,
+use k8s_openapi::api::batch::v1::{
+    CronJob, CronJobSpec, Job, JobCondition, JobSpec, JobStatus, JobTemplateSpec,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::api::core::v1::{
+    Container, LocalObjectReference, Namespace, Pod, PodSpec, PodStatus, PodTemplateSpec, Secret,
+    ServiceAccount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::ByteString;
 
 fn meta(ns: &str, name: &str) -> ObjectMeta {
@@ -271,4 +274,76 @@ pub fn namespace(name: &str, labels: &[(&str, &str)]) -> Namespace {
         },
         ..Default::default()
     }
+}
+
+/// A controller owner reference: (apiVersion, kind, name).
+pub type Owner<'a> = (&'a str, &'a str, &'a str);
+
+/// The `ownerReferences` of an object its controller `owner` manages.
+fn owned_by(owner: Option<Owner>) -> Option<Vec<OwnerReference>> {
+    owner.map(|(api_version, kind, name)| {
+        vec![OwnerReference {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            name: name.into(),
+            uid: format!("uid-{}-{name}", kind.to_lowercase()),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }]
+    })
+}
+
+/// A Pod running the template's containers in `phase`, managed by `owner`
+/// (none for a bare pod), bound to `node-0`.
+pub fn pod(ns: &str, name: &str, owner: Option<Owner>, phase: &str, t: &Template) -> Pod {
+    let mut spec = t.build(name).spec.unwrap_or_default();
+    spec.node_name = Some("node-0".into());
+    let mut m = meta(ns, name);
+    m.owner_references = owned_by(owner);
+    Pod {
+        metadata: m,
+        spec: Some(spec),
+        status: Some(PodStatus {
+            phase: Some(phase.into()),
+            ..Default::default()
+        }),
+    }
+}
+
+/// A Job of the template, managed by `owner` (none for a standalone Job);
+/// `finished` is its final condition (`Complete` or `Failed`), if any.
+pub fn job(
+    ns: &str,
+    name: &str,
+    owner: Option<Owner>,
+    finished: Option<&str>,
+    t: &Template,
+) -> Job {
+    let mut m = meta(ns, name);
+    m.owner_references = owned_by(owner);
+    Job {
+        metadata: m,
+        spec: Some(JobSpec {
+            template: t.build(name),
+            ..Default::default()
+        }),
+        status: Some(JobStatus {
+            active: Some(i32::from(finished.is_none())),
+            conditions: finished.map(|c| {
+                vec![JobCondition {
+                    type_: c.into(),
+                    status: "True".into(),
+                    ..Default::default()
+                }]
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+/// Sets an annotation on any object built here.
+pub fn annotate<T: serde::Serialize>(obj: T, key: &str, value: &str) -> serde_json::Value {
+    let mut v = serde_json::to_value(obj).expect("serialize");
+    v["metadata"]["annotations"][key] = serde_json::json!(value);
+    v
 }
