@@ -216,6 +216,8 @@ pub fn watch_event(data: &[u8]) {
                 Resource::Workload(Kind::CronJob),
                 Resource::Workload(Kind::Rollout),
                 Resource::Workload(Kind::Custom(custom_kind())),
+                Resource::Workload(Kind::Job),
+                Resource::Pods(crate::kube::resources::Covering::built_in()),
                 Resource::DockerConfigJsonSecrets,
                 Resource::ServiceAccounts,
                 Resource::Namespaces,
@@ -225,6 +227,7 @@ pub fn watch_event(data: &[u8]) {
                     // Only a Rollout refers to another workload's template.
                     Ok(crate::kube::resources::Object::Workload(w)) => {
                         assert!(w.template_ref.is_none() || w.kind == Kind::Rollout);
+                        opt_out_holds(raw, &w);
                     }
                     // Labels are looked up by binary search; only taints
                     // that filter are kept.
@@ -242,6 +245,62 @@ pub fn watch_event(data: &[u8]) {
                 }
             }
         }
+    }
+}
+
+/// What the decoder kept of a workload, Pod or Job agrees with the object
+/// read as plain JSON: nothing annotated `ignore` or named by
+/// `ignore-containers`, no pod a built-in controller covers or that
+/// finished, no Job of a CronJob or finished.
+fn opt_out_holds(raw: &str, w: &crate::kube::resources::Workload) {
+    use crate::kube::template::{IGNORE_ANNOTATION, IGNORE_CONTAINERS_ANNOTATION};
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(raw) else {
+        return;
+    };
+    let meta = &v["metadata"];
+    let annotation = |k: &str| meta["annotations"][k].as_str();
+    assert!(
+        annotation(IGNORE_ANNOTATION) != Some("true"),
+        "an ignored object was kept"
+    );
+    if let Some(names) = annotation(IGNORE_CONTAINERS_ANNOTATION) {
+        for n in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            assert!(
+                w.containers.iter().all(|c| &*c.container != n),
+                "ignored container {n:?} kept"
+            );
+        }
+    }
+    let controller = meta["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|o| o["controller"] == serde_json::Value::Bool(true));
+    let owner = controller.map(|o| (o["apiVersion"].as_str(), o["kind"].as_str()));
+    match w.kind {
+        Kind::Pod => {
+            assert!(!matches!(
+                owner,
+                Some((
+                    Some("apps/v1"),
+                    Some("ReplicaSet" | "StatefulSet" | "DaemonSet")
+                )) | Some((Some("batch/v1"), Some("Job")))
+            ));
+            assert!(!matches!(
+                v["status"]["phase"].as_str(),
+                Some("Succeeded" | "Failed")
+            ));
+        }
+        Kind::Job => {
+            assert!(owner != Some((Some("batch/v1"), Some("CronJob"))));
+            let done = v["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Complete" && c["status"] == "True");
+            assert!(!done, "a complete Job was kept");
+        }
+        _ => {}
     }
 }
 

@@ -16,11 +16,13 @@ use crate::scheduler::Results;
 /// Rows shown at most; a note says how many more there are.
 pub const MAX_ROWS: usize = 1000;
 
-/// `?namespace=...&status=...`.
+/// `?namespace=...&kind=...&status=...`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Filter {
     /// Only this namespace.
     pub namespace: Option<String>,
+    /// Only this kind (`deployment`, ..., `job`, `pod`).
+    pub kind: Option<String>,
     /// Only this class.
     pub status: Option<Status>,
 }
@@ -32,6 +34,7 @@ impl Filter {
         for (k, v) in parse_query(query) {
             match k.as_str() {
                 "namespace" if !v.is_empty() => f.namespace = Some(v),
+                "kind" if !v.is_empty() => f.kind = Some(v),
                 "status" => f.status = Status::GAUGES.into_iter().find(|s| s.as_str() == v),
                 _ => {}
             }
@@ -112,6 +115,8 @@ pub struct Report {
     pub unchecked: usize,
     /// Namespaces with a container that is not available, for the filter.
     pub namespaces: Vec<String>,
+    /// Kinds with a container that is not available, for the filter.
+    pub kinds: Vec<&'static str>,
     /// Matching rows, at most [`MAX_ROWS`], sorted by namespace, kind, name, container.
     pub rows: Vec<Row>,
     /// Matching rows left out.
@@ -125,6 +130,7 @@ pub fn collect(inventory: &Inventory, results: &Results, filter: &Filter) -> Rep
         r.totals.insert(s.as_str(), 0);
     }
     let mut namespaces: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let mut kinds: std::collections::BTreeSet<&'static str> = std::collections::BTreeSet::new();
     let mut matching = 0usize;
     results.with(|table| {
         inventory.for_each_shown(|w, i, id, previous| {
@@ -141,10 +147,12 @@ pub fn collect(inventory: &Inventory, results: &Results, filter: &Filter) -> Rep
             if !namespaces.contains(&*w.key.namespace) {
                 namespaces.insert(w.key.namespace.to_string());
             }
+            kinds.insert(w.kind.as_str());
             if filter
                 .namespace
                 .as_deref()
                 .is_some_and(|n| n != &*w.key.namespace)
+                || filter.kind.as_deref().is_some_and(|k| k != w.kind.as_str())
                 || filter.status.is_some_and(|s| s != status)
             {
                 return;
@@ -180,6 +188,7 @@ pub fn collect(inventory: &Inventory, results: &Results, filter: &Filter) -> Rep
     r.rows.truncate(MAX_ROWS);
     r.more = matching - r.rows.len();
     r.namespaces = namespaces.into_iter().collect();
+    r.kinds = kinds.into_iter().collect();
     r
 }
 
@@ -264,6 +273,23 @@ td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top
         h.push_str("</option>");
     }
     h.push_str(
+        "</select></label> <label>Kind <select name=\"kind\"><option value=\"\">all</option>",
+    );
+    for kind in &r.kinds {
+        let selected = if filter.kind.as_deref() == Some(kind) {
+            " selected"
+        } else {
+            ""
+        };
+        // Kinds are lower-case API names, but a custom kind comes from
+        // discovery: escaped like everything from the cluster.
+        h.push_str("<option value=\"");
+        escape(&mut h, kind);
+        let _ = write!(h, "\"{selected}>");
+        escape(&mut h, kind);
+        h.push_str("</option>");
+    }
+    h.push_str(
         "</select></label> <label>Class <select name=\"status\"><option value=\"\">all</option>",
     );
     for s in Status::GAUGES
@@ -296,12 +322,9 @@ td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top
             escape(&mut h, &row.namespace);
             h.push_str("</h2><table class=\"rows\"><tr><th>workload</th><th>container</th><th>image</th><th>class</th><th>reason</th><th>credential</th><th>last checked</th></tr>");
         }
-        let _ = write!(
-            h,
-            "<tr data-status=\"{}\"><td>{}/",
-            row.status.as_str(),
-            row.kind
-        );
+        let _ = write!(h, "<tr data-status=\"{}\"><td>", row.status.as_str());
+        escape(&mut h, row.kind);
+        h.push('/');
         escape(&mut h, &row.name);
         h.push_str("</td><td>");
         escape(&mut h, &row.container);
@@ -375,11 +398,12 @@ mod tests {
                 ("q".into(), "a b%zz%4".into()),
             ]
         );
-        let f = Filter::from_query("namespace=prod&status=registry_unavailable");
+        let f = Filter::from_query("namespace=prod&status=registry_unavailable&kind=pod");
         assert_eq!(f.namespace.as_deref(), Some("prod"));
+        assert_eq!(f.kind.as_deref(), Some("pod"));
         assert_eq!(f.status, Some(Status::RegistryUnavailable));
         assert_eq!(
-            Filter::from_query("status=nonsense&namespace="),
+            Filter::from_query("status=nonsense&namespace=&kind="),
             Filter::default()
         );
     }

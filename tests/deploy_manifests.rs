@@ -463,7 +463,7 @@ fn kubectl_apply_f_creates_the_namespace_first() {
 }
 
 /// The Grafana dashboard: a Grafana 10 JSON model with the datasource,
-/// namespace and class variables, and every panel on that datasource; its
+/// namespace, kind and class variables, and every panel on that datasource; its
 /// kustomization generates the sidecar ConfigMap from it.
 #[test]
 fn grafana_dashboard_and_its_configmap() {
@@ -479,7 +479,7 @@ fn grafana_dashboard_and_its_configmap() {
         .iter()
         .map(|v| v["name"].as_str().unwrap())
         .collect();
-    assert_eq!(vars, ["datasource", "namespace", "status"]);
+    assert_eq!(vars, ["datasource", "namespace", "kind", "status"]);
     for p in dash["panels"].as_array().unwrap() {
         assert_eq!(p["datasource"]["uid"], "${datasource}", "{}", p["title"]);
         assert!(!p["targets"].as_array().unwrap().is_empty());

@@ -178,6 +178,7 @@ fn prometheus_scrapes_alerts_and_evaluates_every_dashboard_query() {
                 .as_str()
                 .unwrap()
                 .replace("$namespace", ".*")
+                .replace("$kind", ".*")
                 .replace("$status", all_classes);
             let (status, result, error) = p.query(&expr);
             assert_eq!(status, "success", "{}: {expr}: {error}", panel["title"]);
@@ -190,7 +191,7 @@ fn prometheus_scrapes_alerts_and_evaluates_every_dashboard_query() {
             evaluated += 1;
         }
     }
-    assert!(evaluated >= 11, "{evaluated} queries");
+    assert!(evaluated >= 12, "{evaluated} queries");
     assert!(!p.log().contains("level=error"), "{}", p.log());
 }
 

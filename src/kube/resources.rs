@@ -157,7 +157,10 @@ pub struct Covering {
 
 impl Covering {
     /// Only the built-in controllers.
-    pub const BUILT_IN: Covering = Covering { custom: Vec::new() };
+    pub fn built_in() -> &'static Covering {
+        static BUILT_IN: Covering = Covering { custom: Vec::new() };
+        &BUILT_IN
+    }
 
     /// Keeps it for the life of the process.
     pub fn leak(self) -> &'static Covering {
@@ -360,7 +363,7 @@ impl Resource {
     /// Decodes one object of this resource.
     pub fn decode(self, raw: &str) -> Result<Object, String> {
         match self {
-            Resource::Workload(kind) => decode_workload(kind, raw, &Covering::BUILT_IN),
+            Resource::Workload(kind) => decode_workload(kind, raw, Covering::built_in()),
             Resource::Pods(covering) => decode_workload(Kind::Pod, raw, covering),
             Resource::DockerConfigJsonSecrets | Resource::DockerCfgSecrets => {
                 decode_secret(raw).map(Object::PullSecret)

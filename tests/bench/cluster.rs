@@ -52,6 +52,14 @@ struct Opts {
     /// of both. Defaults to 100.
     #[argh(option, default = "100")]
     nodes: usize,
+    /// pods of the workloads' controllers (ReplicaSets, StatefulSets,
+    /// DaemonSets, CronJobs' Jobs), which the exporter covers through the
+    /// templates: each with a 2 KiB annotation and 20 env vars. Defaults to 10000.
+    #[argh(option, default = "10000")]
+    pods: usize,
+    /// bare pods (no controller), each checked as kind=pod. Defaults to 100.
+    #[argh(option, default = "100")]
+    bare_pods: usize,
     /// workloads changed at once for the watch throughput figure. Defaults to 1000.
     #[argh(option, default = "1000")]
     changes: usize,
@@ -139,6 +147,8 @@ fn main() {
             steady_seconds: 2,
             changes: 20,
             nodes: 6,
+            pods: 200,
+            bare_pods: 5,
             ..o
         }
     };
@@ -231,6 +241,40 @@ fn main() {
             3 => api.apply("daemonsets", daemonset(&namespace, &name, 3, &t)),
             _ => api.apply("cronjobs", cronjob(&namespace, &name, false, &t)),
         };
+    }
+    // Pods as their controllers make them: most covered by a template we
+    // check, a few bare. Sized as a real apiserver sends them (the fake adds
+    // status and managedFields): a 2 KiB annotation, 20 env vars.
+    let note: String = "x".repeat(2048);
+    let pod_of = |i: usize, owner: Option<(&str, &str, &str)>, name: &str, w: usize| {
+        let mut t = Template::image(&image(&reg.host, (w * o.containers) % o.images));
+        t.pull_secrets = vec![format!("regcred-{}", w % per_ns)];
+        let mut p = serde_json::to_value(pod(&ns(w), name, owner, "Running", &t)).unwrap();
+        p["metadata"]["annotations"] = serde_json::json!({"example.com/config": note});
+        p["spec"]["nodeName"] = serde_json::json!(format!("node-{}", i % o.nodes.max(1)));
+        p["spec"]["containers"][0]["env"] = (0..20)
+            .map(|k| serde_json::json!({"name": format!("SETTING_{k}"), "value": format!("value-{k}-of-{name}")}))
+            .collect();
+        p
+    };
+    for i in 0..o.pods {
+        let w = i % o.workloads.max(1);
+        let base = format!("w-{w}");
+        let (owner_kind, api_version, owner) = match w % 5 {
+            0 | 1 => ("ReplicaSet", "apps/v1", format!("{base}-5d4f8c7b9")),
+            2 => ("StatefulSet", "apps/v1", base.clone()),
+            3 => ("DaemonSet", "apps/v1", base.clone()),
+            _ => ("Job", "batch/v1", format!("{base}-29012345")),
+        };
+        let name = format!("{owner}-{i}");
+        api.apply(
+            "pods",
+            pod_of(i, Some((api_version, owner_kind, owner.as_str())), &name, w),
+        );
+    }
+    for i in 0..o.bare_pods {
+        api.apply("pods", pod_of(i, None, &format!("bare-{i}"), i));
+        containers += 1;
     }
     let generated = t.elapsed();
     eprintln!("generated the cluster in {generated:.1?}");
@@ -411,12 +455,13 @@ fn main() {
     let changes_checked = t.elapsed();
     let peak = status_kib(pid, "VmHWM:");
     let secrets_served = api.served("secrets");
+    let pods_served = api.served("pods");
     let (code, stop_time) = e.terminate();
 
     // A check that took a shared answer counts as a check that made no request.
     let first_checks = (completed1 + shared1).max(1.0);
     let steady_checks = (completed2 + shared_results - completed1 - shared1).max(1.0);
-    println!("\n## Benchmark: {} workloads, {} containers, {} images, {} pull secrets + {} other secrets, {} ms registry latency, credentials {}, registry {}\n", o.workloads, containers, o.images, o.pull_secrets, o.helm_secrets, o.latency_ms, o.credentials, if o.open_registry { "open (never challenges)" } else { "bearer tokens" });
+    println!("\n## Benchmark: {} workloads, {} covered pods + {} bare pods, {} containers, {} images, {} pull secrets + {} other secrets, {} ms registry latency, credentials {}, registry {}\n", o.workloads, o.pods, o.bare_pods, containers, o.images, o.pull_secrets, o.helm_secrets, o.latency_ms, o.credentials, if o.open_registry { "open (never challenges)" } else { "bearer tokens" });
     println!("| measure | value |");
     println!("|---|---|");
     println!("| cluster generation in the fake apiserver (not the exporter) | {generated:.1?} |");
@@ -500,6 +545,10 @@ fn main() {
     println!(
         "| Secrets objects sent by the apiserver (pull secrets only) | {secrets_served} of {} |",
         o.pull_secrets + o.helm_secrets
+    );
+    println!(
+        "| Pods sent by the apiserver / checked as kind=pod | {pods_served} / {} |",
+        o.bare_pods
     );
     println!("| SIGTERM to exit | {stop_time:.0?} (status {code:?}) |");
     println!("| /metrics scrapes while waiting | {scrapes} |");

@@ -1,6 +1,6 @@
 # Generates tests/prometheus/alerts_test.yaml: expected annotations are the
 # rule templates with the test's labels filled in (simple {{ $labels.x }}
-# substitution; the one {{ if }} is handled by hand).
+# substitution; the {{ if }}s are handled by hand).
 import re, yaml
 doc = yaml.safe_load(open('deploy/prometheus-operator/prometheusrule.yaml'))
 rules = {r['alert']: r for g in doc['spec']['groups'] for r in g['rules']}
@@ -8,6 +8,11 @@ JOB = {'job': 'k8s-image-availability-exporter', 'instance': 'exporter:8080'}
 C = {'namespace': 'prod', 'kind': 'deployment', 'name': 'web', 'container': 'app', 'image': 'registry.example.com/team/app:v1'}
 
 def render(t, labels):
+    # {{ if eq $labels.kind "pod" }}A{{ else if eq $labels.kind "job" }}B{{ else }}C{{ end }}
+    def kind_choice(m):
+        kind = labels.get('kind')
+        return m.group(1) if kind == 'pod' else m.group(2) if kind == 'job' else m.group(3)
+    t = re.sub(r'\{\{ if eq \$labels\.kind "pod" \}\}(.*?)\{\{ else if eq \$labels\.kind "job" \}\}(.*?)\{\{ else \}\}(.*?)\{\{ end \}\}', kind_choice, t, flags=re.S)
     t = re.sub(r'\{\{ if \$labels\.namespace \}\}(.*?)\{\{ end \}\}', lambda m: m.group(1) if labels.get('namespace') else '', t, flags=re.S)
     return re.sub(r'\{\{ \$labels\.(\w+) \}\}', lambda m: labels.get(m.group(1), ''), t)
 
@@ -42,6 +47,15 @@ for cls in classes:
         ] + [
             {'eval_time': f'{f + 1}m', 'alertname': names[o], 'exp_alerts': []} for o in classes if o != cls
         ],
+    })
+# A bare pod and a standalone Job: the absent alert says what breaks for each.
+for kind, name in [('pod', 'pg-1'), ('job', 'migrate')]:
+    labels = {**C, 'kind': kind, 'name': name}
+    tests.append({
+        'name': f'ImageAbsent for a {kind}',
+        'interval': '1m',
+        'input_series': [series('up', JOB, '1x40'), series('k8s_image_availability_exporter_absent', {**JOB, **labels}, '1x40')],
+        'alert_rule_test': [{'eval_time': '11m', 'alertname': 'ImageAbsent', 'exp_alerts': [alert('ImageAbsent', labels)]}],
     })
 # Silent while available, and before the first check (no series at all).
 avail = [series('up', JOB, '1x40')] + [series(f'k8s_image_availability_exporter_{c}', {**JOB, **C}, ('1x40' if c == 'available' else '0x40')) for c in ['available'] + classes]
