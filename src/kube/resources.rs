@@ -1058,6 +1058,123 @@ mod tests {
     }
 
     #[test]
+    fn pods_are_checked_unless_a_watched_controller_covers_them() {
+        let pod = |owner: &str, phase: &str| {
+            format!(
+                r#"{{"metadata":{{"name":"p","namespace":"n","ownerReferences":[{owner}]}},
+                  "spec":{{"nodeName":"node-1","containers":[{{"name":"app","image":"nginx:1","env":[{{"name":"A","value":"b"}}]}}]}},
+                  "status":{{"phase":"{phase}"}}}}"#
+            )
+        };
+        let controller = |api: &str, kind: &str| {
+            format!(
+                r#"{{"apiVersion":"{api}","kind":"{kind}","name":"x","uid":"u","controller":true}}"#
+            )
+        };
+        let cloneset = CustomKind::parse("apps.kruise.io/v1alpha1/clonesets=spec.template")
+            .unwrap()
+            .leak();
+        let covering = Covering {
+            custom: vec![cloneset],
+        }
+        .leak();
+        let decode = |raw: &str| Resource::Pods(covering).decode(raw).unwrap();
+        for (owner, checked) in [
+            (String::new(), true),
+            (controller("v1", "Node"), true),
+            (controller("postgresql.cnpg.io/v1", "Cluster"), true),
+            (controller("example.com/v1", "CloneSet"), true),
+            (controller("apps/v1", "ReplicaSet"), false),
+            (controller("apps/v1", "StatefulSet"), false),
+            (controller("apps/v1", "DaemonSet"), false),
+            (controller("batch/v1", "Job"), false),
+            (controller("apps.kruise.io/v1alpha1", "CloneSet"), false),
+            // Not the controller: only a garbage-collection owner.
+            (
+                r#"{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"x","uid":"u"}"#.into(),
+                true,
+            ),
+        ] {
+            match decode(&pod(&owner, "Running")) {
+                Object::Workload(w) => {
+                    assert!(checked, "{owner}");
+                    assert_eq!(w.kind, Kind::Pod);
+                    assert_eq!(w.key.to_string(), "n/p");
+                    assert_eq!(w.scheduling.node_name, "node-1");
+                    assert!(w.enabled);
+                }
+                Object::Skipped(k) => {
+                    assert!(!checked, "{owner}");
+                    assert_eq!(k.to_string(), "n/p");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        for (phase, checked) in [
+            ("Pending", true),
+            ("Running", true),
+            ("Succeeded", false),
+            ("Failed", false),
+            ("Unknown", false),
+        ] {
+            let is_checked = matches!(decode(&pod("", phase)), Object::Workload(_));
+            assert_eq!(is_checked, checked, "{phase}");
+        }
+    }
+
+    #[test]
+    fn jobs_are_checked_until_they_finish_unless_a_cron_job_owns_them() {
+        let job = |owner: &str, conditions: &str| {
+            format!(
+                r#"{{"metadata":{{"name":"j","namespace":"n","ownerReferences":[{owner}]}},
+                  "spec":{{"suspend":true,"template":{{"spec":{{"containers":[{{"name":"m","image":"app:1"}}]}}}}}},
+                  "status":{{"conditions":[{conditions}]}}}}"#
+            )
+        };
+        let decode = |raw: &str| Resource::Workload(Kind::Job).decode(raw).unwrap();
+        let cron =
+            r#"{"apiVersion":"batch/v1","kind":"CronJob","name":"c","uid":"u","controller":true}"#;
+        let cond = |t: &str, s: &str| format!(r#"{{"type":"{t}","status":"{s}"}}"#);
+        assert!(
+            matches!(decode(&job("", "")), Object::Workload(w) if w.kind == Kind::Job && w.enabled)
+        );
+        assert!(matches!(decode(&job(cron, "")), Object::Skipped(_)));
+        for (c, checked) in [
+            (cond("Suspended", "True"), true),
+            (cond("Complete", "False"), true),
+            (cond("Complete", "True"), false),
+            (cond("Failed", "True"), false),
+            (cond("SuccessCriteriaMet", "True"), false),
+            (cond("FailureTarget", "True"), false),
+        ] {
+            let is_checked = matches!(decode(&job("", &c)), Object::Workload(_));
+            assert_eq!(is_checked, checked, "{c}");
+        }
+    }
+
+    #[test]
+    fn opt_out_annotations_on_any_kind() {
+        let dep = |annotations: &str| {
+            format!(
+                r#"{{"metadata":{{"name":"d","namespace":"n","annotations":{{{annotations}}}}},
+                  "spec":{{"template":{{"spec":{{"containers":[{{"name":"app","image":"a:1"}},{{"name":"side","image":"b:1"}}]}}}}}}}}"#
+            )
+        };
+        let decode = |raw: &str| Resource::Workload(Kind::Deployment).decode(raw).unwrap();
+        assert!(matches!(
+            decode(&dep(r#""k8s-image-availability-exporter/ignore":"true""#)),
+            Object::Skipped(_)
+        ));
+        let Object::Workload(w) = decode(&dep(
+            r#""k8s-image-availability-exporter/ignore":"false","k8s-image-availability-exporter/ignore-containers":"side""#,
+        )) else {
+            panic!()
+        };
+        let names: Vec<&str> = w.containers.iter().map(|c| &*c.container).collect();
+        assert_eq!(names, ["app"]);
+    }
+
+    #[test]
     fn kinds_parse() {
         assert_eq!(Kind::parse("Deployment"), Some(Kind::Deployment));
         assert_eq!(Kind::parse("cronjobs"), Some(Kind::CronJob));
