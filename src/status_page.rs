@@ -224,6 +224,29 @@ fn ago(now: u64, t: u64) -> String {
     }
 }
 
+/// A `<select>` of `values` (plus "all") for the filter form.
+fn select(
+    h: &mut String,
+    (label, name): (&str, &str),
+    values: &[impl AsRef<str>],
+    chosen: Option<&str>,
+) {
+    let _ = write!(
+        h,
+        "<label>{label} <select name=\"{name}\"><option value=\"\">all</option>"
+    );
+    for v in values {
+        let v = v.as_ref();
+        let selected = if chosen == Some(v) { " selected" } else { "" };
+        h.push_str("<option value=\"");
+        escape(h, v);
+        let _ = write!(h, "\"{selected}>");
+        escape(h, v);
+        h.push_str("</option>");
+    }
+    h.push_str("</select></label> ");
+}
+
 /// The page.
 pub fn html(r: &Report, filter: &Filter) -> String {
     let now = SystemTime::now()
@@ -259,39 +282,17 @@ td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top
     }
     let _ = write!(h, "<td>{}</td></tr></table>", r.unchecked);
     // A plain GET form: filters work without JavaScript.
-    h.push_str("<form method=\"get\" action=\"/\"><label>Namespace <select name=\"namespace\"><option value=\"\">all</option>");
-    for ns in &r.namespaces {
-        let selected = if filter.namespace.as_deref() == Some(ns) {
-            " selected"
-        } else {
-            ""
-        };
-        h.push_str("<option value=\"");
-        escape(&mut h, ns);
-        let _ = write!(h, "\"{selected}>");
-        escape(&mut h, ns);
-        h.push_str("</option>");
-    }
-    h.push_str(
-        "</select></label> <label>Kind <select name=\"kind\"><option value=\"\">all</option>",
+    h.push_str("<form method=\"get\" action=\"/\">");
+    // Namespaces and kinds come from the cluster (a custom kind from
+    // discovery): escaped like everything else.
+    select(
+        &mut h,
+        ("Namespace", "namespace"),
+        &r.namespaces,
+        filter.namespace.as_deref(),
     );
-    for kind in &r.kinds {
-        let selected = if filter.kind.as_deref() == Some(kind) {
-            " selected"
-        } else {
-            ""
-        };
-        // Kinds are lower-case API names, but a custom kind comes from
-        // discovery: escaped like everything from the cluster.
-        h.push_str("<option value=\"");
-        escape(&mut h, kind);
-        let _ = write!(h, "\"{selected}>");
-        escape(&mut h, kind);
-        h.push_str("</option>");
-    }
-    h.push_str(
-        "</select></label> <label>Class <select name=\"status\"><option value=\"\">all</option>",
-    );
+    select(&mut h, ("Kind", "kind"), &r.kinds, filter.kind.as_deref());
+    h.push_str("<label>Class <select name=\"status\"><option value=\"\">all</option>");
     for s in Status::GAUGES
         .into_iter()
         .filter(|s| *s != Status::Available)
