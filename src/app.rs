@@ -131,6 +131,7 @@ pub fn run(config: &Config) -> u8 {
     };
     let metrics = Arc::new(Metrics::new());
     metrics.set_recheck_within(config.exporter.queue.recheck_within);
+    metrics.set_one_series_per_container(config.exporter.one_series_per_container);
     if let Some(p) = &config.registry.checker.providers {
         for c in p.collectors() {
             metrics.register(c);

@@ -62,6 +62,10 @@ pub struct Args {
     #[argh(switch)]
     pub no_secrets: bool,
 
+    /// for each container, export only the class gauge that is 1 (same names and labels): one series per container instead of eight. Defaults to false (every class gauge, 0 or 1, as the Go exporter does).
+    #[argh(switch)]
+    pub one_series_per_container: bool,
+
     /// do not watch Pods and Jobs: pods no watched controller covers (bare pods, custom controllers' pods, mirror pods) and Jobs no CronJob owns are then not checked. Defaults to false.
     #[argh(switch)]
     pub no_pod_checks: bool,
@@ -364,6 +368,8 @@ pub struct ExporterOptions {
     pub workers: usize,
     /// `--once`.
     pub once: bool,
+    /// `--one-series-per-container`.
+    pub one_series_per_container: bool,
 }
 
 /// The validated configuration.
@@ -568,6 +574,7 @@ fn exporter_options(args: &Args) -> Result<ExporterOptions, ConfigError> {
         },
         workers: args.workers,
         once: args.once,
+        one_series_per_container: args.one_series_per_container,
     })
 }
 

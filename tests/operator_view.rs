@@ -19,6 +19,10 @@ const HOSTILE: &str = "<script>document.title='pwned'</script>";
 
 /// The registry, the cluster and the exporter of every test here.
 fn cluster() -> (Registry, FakeApiServer, Exporter) {
+    cluster_with(&[])
+}
+
+fn cluster_with(extra: &[&str]) -> (Registry, FakeApiServer, Exporter) {
     let reg = Registry::start(Auth::None);
     reg.push("team/app", "v1");
     let api = FakeApiServer::start(ServerAuth::Tokens(vec!["ops".into()]));
@@ -28,6 +32,7 @@ fn cluster() -> (Registry, FakeApiServer, Exporter) {
     api.deploy("attack", "hostile", HOSTILE);
     let mut args: Vec<&str> = FAST.to_vec();
     args.extend(["--plain-http-registries", &reg.host]);
+    args.extend_from_slice(extra);
     let e = Exporter::start(&kc, &args);
     e.wait_status("prod", "gone", "app", "absent");
     e.wait_status("prod", "web", "app", "available");
@@ -71,9 +76,37 @@ scrape_configs:
     Prometheus::start(&config, &[("rules.yaml", rules())])
 }
 
+const CLASSES: &str = "available|absent|authentication_failure|authorization_failure|registry_unavailable|bad_image_format|unknown_error|platform_unavailable";
+
 #[test]
 fn prometheus_scrapes_alerts_and_evaluates_every_dashboard_query() {
-    let (_reg, _api, e) = cluster();
+    operator_view(false);
+}
+
+#[test]
+fn the_same_in_the_one_series_per_container_mode() {
+    operator_view(true);
+}
+
+/// Everything shipped for Prometheus and Grafana, against the default
+/// (every class gauge) or the lean (`--one-series-per-container`) format.
+fn operator_view(lean: bool) {
+    let (reg, api, e) = if lean {
+        cluster_with(&["--one-series-per-container"])
+    } else {
+        cluster()
+    };
+    // Three containers: each has all eight class series, or exactly one
+    // (the class that is 1) and none at 0.
+    let m = e.metrics();
+    let class_series: Vec<_> = m
+        .iter()
+        .filter(|s| s.labels.contains_key("container") && s.labels.contains_key("kind"))
+        .collect();
+    assert_eq!(class_series.len(), if lean { 3 } else { 24 });
+    if lean {
+        assert!(class_series.iter().all(|s| s.value == 1.0));
+    }
     // promtool's linter on a real scrape.
     let scrape = e.get("/metrics").1;
     let dir = TempDir::new("promtool-metrics");
@@ -192,6 +225,77 @@ fn prometheus_scrapes_alerts_and_evaluates_every_dashboard_query() {
         }
     }
     assert!(evaluated >= 12, "{evaluated} queries");
+    // The variables' label_values(...) queries, as Grafana asks them (the
+    // series API): every namespace and kind with a container, including
+    // `attack`, whose only container is not available.
+    for v in dash["templating"]["list"].as_array().unwrap() {
+        let Some(q) = v["query"]["query"].as_str() else {
+            continue;
+        };
+        let (selector, label) = q
+            .strip_prefix("label_values(")
+            .and_then(|q| q.strip_suffix(')'))
+            .and_then(|q| q.rsplit_once(", "))
+            .unwrap_or_else(|| panic!("{q}"));
+        let values = p.api(&format!(
+            "/api/v1/label/{label}/values?match[]={}",
+            support::percent_encode(selector)
+        ));
+        let values: Vec<&str> = values["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let want: &[&str] = if label == "namespace" {
+            &["attack", "prod"]
+        } else {
+            &["deployment"]
+        };
+        assert_eq!(values, want, "{q}");
+    }
+    // Prometheus holds one class series per container in the lean mode.
+    let (_, r, _) = p.query(&format!(
+        r#"count({{__name__=~"k8s_image_availability_exporter_({CLASSES})"}})"#
+    ));
+    assert_eq!(r[0]["value"][1], if lean { "3" } else { "24" }, "{r:?}");
+
+    // A class change: the old class's series goes at once (the lean mode
+    // stops writing it; Prometheus marks it stale on the next scrape), not
+    // five minutes later; in the default mode it turns 0.
+    api.deploy("prod", "web", &reg.image("team/app:v9"));
+    e.wait_status("prod", "web", "app", "absent");
+    let changed = std::time::Instant::now();
+    wait_until(
+        "Prometheus to see the class change",
+        Duration::from_secs(30),
+        || {
+            let (_, r, _) = p.query(r#"k8s_image_availability_exporter_absent{name="web"} == 1"#);
+            !r.is_empty()
+        },
+    );
+    let (_, old, _) = p.query(r#"k8s_image_availability_exporter_available{name="web"}"#);
+    if lean {
+        wait_until(
+            "the old class's series to be gone",
+            Duration::from_secs(30),
+            || {
+                p.query(r#"k8s_image_availability_exporter_available{name="web"}"#)
+                    .1
+                    .is_empty()
+            },
+        );
+        println!(
+            "lean mode: the old class's series was gone from queries {:?} after the change",
+            changed.elapsed()
+        );
+        let (_, r, _) = p.query(&format!(
+            r#"count by (name) ({{__name__=~"k8s_image_availability_exporter_({CLASSES})", name="web"}})"#
+        ));
+        assert_eq!(r[0]["value"][1], "1", "{r:?}");
+    } else {
+        assert_eq!(old[0]["value"][1], "0", "{old:?}");
+    }
     assert!(!p.log().contains("level=error"), "{}", p.log());
 }
 

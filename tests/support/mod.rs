@@ -238,3 +238,15 @@ pub fn local_agent() -> ureq::Agent {
         .build()
         .new_agent()
 }
+
+/// Percent-encodes everything but unreserved characters, for query values.
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
