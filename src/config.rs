@@ -62,7 +62,7 @@ pub struct Args {
     #[argh(switch)]
     pub no_secrets: bool,
 
-    /// for each container, export only the class gauge that is 1 (same names and labels): one series per container instead of eight. Defaults to false (every class gauge, 0 or 1, as the Go exporter does).
+    /// for each container, export only the class gauge that is 1 (same names and labels): one series per container instead of eight; off, every class gauge is written, 0 or 1, as the Go exporter does. Defaults to false.
     #[argh(switch)]
     pub one_series_per_container: bool,
 

@@ -360,6 +360,9 @@ pub struct Outcome {
     pub reason: String,
     /// When the check finished.
     pub checked_at: SystemTime,
+    /// Since when the check has had this verdict (the first check that
+    /// gave it, while later ones agree).
+    pub since: SystemTime,
     /// The credential that got the answer (by secret or file, and key), or
     /// `None` for anonymous.
     pub credential: Option<String>,
@@ -372,10 +375,12 @@ pub struct Outcome {
 impl Outcome {
     /// The verdict of a finished check, as the metrics keep it.
     pub fn of(r: &CheckResult) -> Outcome {
+        let now = SystemTime::now();
         Outcome {
             status: r.status,
             reason: r.reason.clone(),
-            checked_at: SystemTime::now(),
+            checked_at: now,
+            since: now,
             credential: r.credential.clone(),
             platforms: match &r.platforms {
                 Some(Platforms::Known(p)) => Some(p.clone()),
@@ -450,11 +455,15 @@ impl Results {
         f(&self.map.read().unwrap_or_else(|e| e.into_inner()))
     }
 
-    fn set(&self, id: CheckId, o: Outcome) {
-        self.map
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, o);
+    /// Stores a verdict; one that repeats the last keeps its `since`.
+    fn set(&self, id: CheckId, mut o: Outcome) {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = map.get(&id) {
+            if old.status == o.status && old.broken.is_some() == o.broken.is_some() {
+                o.since = old.since;
+            }
+        }
+        map.insert(id, o);
     }
 
     fn remove(&self, id: CheckId) {

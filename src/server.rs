@@ -157,9 +157,14 @@ fn handle(state: &State, req: tiny_http::Request) {
 /// The status page (`/`) or its JSON (`/status.json`).
 fn status(state: &State, path: &str, query: &str) -> Reply {
     let filter = crate::status_page::Filter::from_query(query);
+    let per_page = if path == "/status.json" {
+        crate::status_page::JSON_PAGE_ROWS
+    } else {
+        crate::status_page::PAGE_ROWS
+    };
     let report = {
         let inv = state.inventory.read().unwrap_or_else(|e| e.into_inner());
-        crate::status_page::collect(&inv, &state.results, &filter)
+        crate::status_page::collect(&inv, &state.results, &filter, per_page)
     };
     let (body, content_type) = if path == "/status.json" {
         (crate::status_page::json(&report), "application/json")

@@ -13,10 +13,12 @@ use crate::inventory::Inventory;
 use crate::registry::Status;
 use crate::scheduler::Results;
 
-/// Rows shown at most; a note says how many more there are.
-pub const MAX_ROWS: usize = 1000;
+/// Rows on a page of `/`: a screenful or two, fast to render at any size.
+pub const PAGE_ROWS: usize = 100;
+/// Rows per page of `/status.json`, for scripts.
+pub const JSON_PAGE_ROWS: usize = 1000;
 
-/// `?namespace=...&kind=...&status=...`.
+/// `?namespace=...&kind=...&status=...&page=...`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Filter {
     /// Only this namespace.
@@ -25,21 +27,44 @@ pub struct Filter {
     pub kind: Option<String>,
     /// Only this class.
     pub status: Option<Status>,
+    /// The page, from 1 (0 and unreadable numbers read as 1).
+    pub page: usize,
 }
 
 impl Filter {
     /// Reads the filter from a query string; unknown keys and classes are ignored.
     pub fn from_query(query: &str) -> Filter {
-        let mut f = Filter::default();
+        let mut f = Filter {
+            page: 1,
+            ..Filter::default()
+        };
         for (k, v) in parse_query(query) {
             match k.as_str() {
                 "namespace" if !v.is_empty() => f.namespace = Some(v),
                 "kind" if !v.is_empty() => f.kind = Some(v),
                 "status" => f.status = Status::GAUGES.into_iter().find(|s| s.as_str() == v),
+                "page" => f.page = v.trim().parse().unwrap_or(1).max(1),
                 _ => {}
             }
         }
         f
+    }
+
+    /// The query string of this filter on another page.
+    fn query_for_page(&self, page: usize) -> String {
+        let encode = crate::registry::transport::percent_encode;
+        let mut q = Vec::new();
+        if let Some(n) = &self.namespace {
+            q.push(format!("namespace={}", encode(n)));
+        }
+        if let Some(k) = &self.kind {
+            q.push(format!("kind={}", encode(k)));
+        }
+        if let Some(s) = self.status {
+            q.push(format!("status={}", s.as_str()));
+        }
+        q.push(format!("page={page}"));
+        q.join("&")
     }
 }
 
@@ -104,6 +129,8 @@ pub struct Row {
     pub credential: String,
     /// When the check finished (Unix seconds).
     pub checked_at: u64,
+    /// Since when the check has given this verdict (Unix seconds).
+    pub since: u64,
 }
 
 /// What the page shows.
@@ -113,25 +140,56 @@ pub struct Report {
     pub totals: BTreeMap<&'static str, usize>,
     /// Containers with no verdict yet.
     pub unchecked: usize,
+    /// Containers that cannot be pulled now (any class but available), and
+    /// since when the longest-failing of them has.
+    pub failing: (usize, Option<u64>),
     /// Namespaces with a container that is not available, for the filter.
     pub namespaces: Vec<String>,
     /// Kinds with a container that is not available, for the filter.
     pub kinds: Vec<&'static str>,
-    /// Matching rows, at most [`MAX_ROWS`], sorted by namespace, kind, name, container.
+    /// The rows of the page asked for, sorted by namespace, kind, name, container.
     pub rows: Vec<Row>,
-    /// Matching rows left out.
+    /// Rows matching the filter, on every page.
+    pub matching: usize,
+    /// The page shown (from 1) and its size.
+    pub page: (usize, usize),
+    /// Matching rows after this page.
     pub more: usize,
 }
 
-/// Collects the report under the inventory's and the results' read locks.
-pub fn collect(inventory: &Inventory, results: &Results, filter: &Filter) -> Report {
-    let mut r = Report::default();
+impl Report {
+    /// Pages of matching rows (at least 1).
+    pub fn pages(&self) -> usize {
+        self.matching.div_ceil(self.page.1.max(1)).max(1)
+    }
+}
+
+fn unix(t: std::time::SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
+/// Collects a page of `per_page` rows under the inventory's and the
+/// results' read locks. Only the rows up to the end of that page are kept
+/// while collecting, however many containers fail.
+pub fn collect(
+    inventory: &Inventory,
+    results: &Results,
+    filter: &Filter,
+    per_page: usize,
+) -> Report {
+    let per_page = per_page.max(1);
+    let page = filter.page.max(1);
+    let keep = page.saturating_mul(per_page);
+    let mut r = Report {
+        page: (page, per_page),
+        ..Report::default()
+    };
     for s in Status::GAUGES {
         r.totals.insert(s.as_str(), 0);
     }
     let mut namespaces: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     let mut kinds: std::collections::BTreeSet<&'static str> = std::collections::BTreeSet::new();
-    let mut matching = 0usize;
+    let mut rows = Vec::new();
     results.with(|table| {
         inventory.for_each_shown(|w, i, id, previous| {
             let Some((outcome, image)) = crate::scheduler::shown(table, id, previous) else {
@@ -144,6 +202,9 @@ pub fn collect(inventory: &Inventory, results: &Results, filter: &Filter) -> Rep
             if status == Status::Available {
                 return;
             }
+            let since = unix(outcome.since);
+            r.failing.0 += 1;
+            r.failing.1 = Some(r.failing.1.map_or(since, |s| s.min(since)));
             if !namespaces.contains(&*w.key.namespace) {
                 namespaces.insert(w.key.namespace.to_string());
             }
@@ -157,14 +218,14 @@ pub fn collect(inventory: &Inventory, results: &Results, filter: &Filter) -> Rep
             {
                 return;
             }
-            matching += 1;
-            if r.rows.len() >= MAX_ROWS * 2 {
-                // Keep memory bounded; the sort below keeps the first MAX_ROWS.
-                r.rows.sort_unstable_by(row_order);
-                r.rows.truncate(MAX_ROWS);
+            r.matching += 1;
+            if rows.len() >= keep.saturating_mul(2).max(1024) {
+                // Keep memory bounded; the sort below keeps the first rows.
+                rows.sort_unstable_by(row_order);
+                rows.truncate(keep);
             }
             let c = &w.containers[i];
-            r.rows.push(Row {
+            rows.push(Row {
                 namespace: w.key.namespace.to_string(),
                 kind: w.kind.as_str(),
                 name: w.key.name.to_string(),
@@ -176,17 +237,15 @@ pub fn collect(inventory: &Inventory, results: &Results, filter: &Filter) -> Rep
                     .credential
                     .clone()
                     .unwrap_or_else(|| "anonymous".into()),
-                checked_at: outcome
-                    .checked_at
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_secs(),
+                checked_at: unix(outcome.checked_at),
+                since,
             });
         });
     });
-    r.rows.sort_unstable_by(row_order);
-    r.rows.truncate(MAX_ROWS);
-    r.more = matching - r.rows.len();
+    rows.sort_unstable_by(row_order);
+    rows.truncate(keep);
+    r.rows = rows.split_off(rows.len().min((page - 1) * per_page));
+    r.more = r.matching.saturating_sub(page * per_page);
     r.namespaces = namespaces.into_iter().collect();
     r.kinds = kinds.into_iter().collect();
     r
@@ -215,13 +274,65 @@ pub fn escape(out: &mut String, s: &str) {
     }
 }
 
-fn ago(now: u64, t: u64) -> String {
+/// `42 s`, `5 min`, `3 h`, `4 days`: from `t` to `now`.
+fn span(now: u64, t: u64) -> String {
     let d = now.saturating_sub(t);
     match d {
-        0..=59 => format!("{d} s ago"),
-        60..=3599 => format!("{} min ago", d / 60),
-        _ => format!("{} h ago", d / 3600),
+        0..=59 => format!("{d} s"),
+        60..=3599 => format!("{} min", d / 60),
+        3600..=172_799 => format!("{} h", d / 3600),
+        _ => format!("{} days", d / 86_400),
     }
+}
+
+fn ago(now: u64, t: u64) -> String {
+    span(now, t) + " ago"
+}
+
+/// `2026-12-06 10:04 UTC`.
+fn when(t: u64) -> String {
+    let text =
+        crate::timestamp::format_rfc3339_millis(UNIX_EPOCH + std::time::Duration::from_secs(t));
+    format!("{} {} UTC", &text[..10], &text[11..16])
+}
+
+/// `1,234`.
+fn count(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The sentence the page opens with.
+fn summary(r: &Report, now: u64) -> String {
+    let checked: usize = r.totals.values().sum();
+    let (failing, since) = r.failing;
+    let mut s = match (failing, since) {
+        (0, _) if checked == 0 => "No container has been checked yet.".to_string(),
+        (0, _) => format!("All {} checked containers can be pulled.", count(checked)),
+        (n, Some(t)) => format!(
+            "{} of {} checked containers cannot be pulled, the first of them since {} ({}).",
+            count(n),
+            count(checked),
+            when(t),
+            ago(now, t)
+        ),
+        (n, None) => format!(
+            "{} of {} checked containers cannot be pulled.",
+            count(n),
+            count(checked)
+        ),
+    };
+    if r.unchecked > 0 {
+        let _ = write!(s, " {} not checked yet.", count(r.unchecked));
+    }
+    s
 }
 
 /// A `<select>` of `values` (plus "all") for the filter form.
@@ -247,24 +358,34 @@ fn select(
     h.push_str("</select></label> ");
 }
 
-/// The page.
+/// The page. It fits a 1280-pixel window: the class totals wrap, and the
+/// rows' tables take the window's width with long images and reasons
+/// broken inside their cells.
 pub fn html(r: &Report, filter: &Filter) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
+    let now = unix(SystemTime::now());
     let mut h = String::with_capacity(4096 + r.rows.len() * 400);
-    h.push_str("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>k8s-image-availability-exporter</title><style>\
-body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em}\
-td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}th{background:#f3f3f3}\
-.available{color:#176f2c}.bad{color:#a11}code{word-break:break-all}nav a{margin-right:1em}</style></head><body>\
-<h1>k8s-image-availability-exporter</h1><nav><a href=\"/metrics\">/metrics</a><a href=\"/healthz\">/healthz</a>\
-<a href=\"/readyz\">/readyz</a><a href=\"/status.json\">/status.json</a></nav>");
-    h.push_str("<h2>Containers by class</h2><table id=\"totals\"><tr>");
-    for s in Status::GAUGES {
-        let _ = write!(h, "<th>{}</th>", s.as_str());
-    }
-    h.push_str("<th>not checked yet</th></tr><tr>");
+    h.push_str("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width\"><title>k8s-image-availability-exporter</title><style>\
+body{font-family:system-ui,sans-serif;margin:1em 1.5em;color:#222}h1{font-size:1.4em;margin:.2em 0}h2{font-size:1.15em}\
+#summary{font-size:1.1em}#summary.bad{color:#a11}\
+#totals{display:flex;flex-wrap:wrap;gap:.4em;list-style:none;padding:0;margin:.5em 0 1em}\
+#totals li{border:1px solid #ccc;border-radius:4px;padding:.25em .6em}#totals b{margin-right:.3em}\
+table{border-collapse:collapse;margin:.5em 0 1.5em;width:100%;table-layout:fixed}\
+td,th{border:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top;overflow-wrap:anywhere}th{background:#f3f3f3}\
+.available{color:#176f2c}.bad{color:#a11}nav a{margin-right:1em}form{margin:.5em 0}</style></head><body>\
+<h1>k8s-image-availability-exporter</h1>");
+    let bad = if r.failing.0 > 0 {
+        " class=\"bad\""
+    } else {
+        ""
+    };
+    h.push_str(&format!("<p id=\"summary\"{bad}>"));
+    escape(&mut h, &summary(r, now));
+    h.push_str(
+        "</p><nav><a href=\"/metrics\">/metrics</a><a href=\"/healthz\">/healthz</a>\
+<a href=\"/readyz\">/readyz</a><a href=\"/status.json\">/status.json</a></nav>",
+    );
+    h.push_str("<h2>Containers by class</h2><ul id=\"totals\">");
     for s in Status::GAUGES {
         let n = r.totals.get(s.as_str()).copied().unwrap_or(0);
         let class = if s == Status::Available {
@@ -276,15 +397,20 @@ td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top
         };
         let _ = write!(
             h,
-            "<td class=\"{class}\" data-status=\"{}\">{n}</td>",
-            s.as_str()
+            "<li class=\"{class}\" data-status=\"{0}\"><b>{1}</b>{0}</li>",
+            s.as_str(),
+            count(n)
         );
     }
-    let _ = write!(h, "<td>{}</td></tr></table>", r.unchecked);
-    // A plain GET form: filters work without JavaScript.
+    let _ = write!(
+        h,
+        "<li data-status=\"unchecked\"><b>{}</b>not checked yet</li></ul>",
+        count(r.unchecked)
+    );
+    // A plain GET form: filters work without JavaScript. Namespaces and
+    // kinds come from the cluster (a custom kind from discovery): escaped
+    // like everything else.
     h.push_str("<form method=\"get\" action=\"/\">");
-    // Namespaces and kinds come from the cluster (a custom kind from
-    // discovery): escaped like everything else.
     select(
         &mut h,
         ("Namespace", "namespace"),
@@ -309,8 +435,10 @@ td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top
         );
     }
     h.push_str("</select></label> <button type=\"submit\">Filter</button></form>");
-    if r.rows.is_empty() {
+    if r.matching == 0 {
         h.push_str("<p id=\"none\">No container matching the filter is unavailable.</p>");
+    } else {
+        pager(&mut h, r, filter);
     }
     let mut current: Option<&str> = None;
     for row in &r.rows {
@@ -321,7 +449,9 @@ td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top
             current = Some(&row.namespace);
             h.push_str("<h2>Namespace ");
             escape(&mut h, &row.namespace);
-            h.push_str("</h2><table class=\"rows\"><tr><th>workload</th><th>container</th><th>image</th><th>class</th><th>reason</th><th>credential</th><th>last checked</th></tr>");
+            h.push_str("</h2><table class=\"rows\"><colgroup><col style=\"width:17%\"><col style=\"width:9%\">\
+<col style=\"width:20%\"><col style=\"width:10%\"><col style=\"width:22%\"><col style=\"width:10%\"><col style=\"width:12%\"></colgroup>\
+<tr><th>workload</th><th>container</th><th>image</th><th>class</th><th>reason</th><th>credential</th><th>for how long</th></tr>");
         }
         let _ = write!(h, "<tr data-status=\"{}\"><td>", row.status.as_str());
         escape(&mut h, row.kind);
@@ -339,20 +469,61 @@ td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top
         escape(&mut h, &row.reason);
         h.push_str("</td><td>");
         escape(&mut h, &row.credential);
-        let _ = write!(h, "</td><td>{}</td></tr>", ago(now, row.checked_at));
+        let _ = write!(
+            h,
+            "</td><td title=\"since {}\">{}<br><small>checked {}</small></td></tr>",
+            when(row.since),
+            span(now, row.since),
+            ago(now, row.checked_at)
+        );
     }
     if current.is_some() {
         h.push_str("</table>");
     }
-    if r.more > 0 {
-        let _ = write!(
-            h,
-            "<p id=\"more\">{} more containers match; narrow the filter or read /status.json.</p>",
-            r.more
-        );
+    if r.pages() > 1 {
+        pager(&mut h, r, filter);
     }
     h.push_str("</body></html>\n");
     h
+}
+
+/// `Rows 101-200 of 3,000 · page 2 of 30 · previous · next`.
+fn pager(h: &mut String, r: &Report, filter: &Filter) {
+    let (page, per_page) = r.page;
+    let first = (page - 1) * per_page + 1;
+    let _ = write!(h, "<p class=\"pages\">");
+    if r.rows.is_empty() {
+        let _ = write!(
+            h,
+            "No rows on page {page}; {} rows match.",
+            count(r.matching)
+        );
+    } else {
+        let _ = write!(
+            h,
+            "Rows {}&ndash;{} of {} &middot; page {page} of {}",
+            count(first),
+            count(first + r.rows.len() - 1),
+            count(r.matching),
+            count(r.pages())
+        );
+    }
+    if page > 1 {
+        let back = page.min(r.pages() + 1) - 1;
+        let _ = write!(
+            h,
+            " &middot; <a rel=\"prev\" href=\"/?{}\">previous</a>",
+            filter.query_for_page(back)
+        );
+    }
+    if r.more > 0 {
+        let _ = write!(
+            h,
+            " &middot; <a rel=\"next\" href=\"/?{}\">next</a>",
+            filter.query_for_page(page + 1)
+        );
+    }
+    h.push_str("</p>");
 }
 
 /// The same data for scripts.
@@ -371,13 +542,19 @@ pub fn json(r: &Report) -> String {
                 "reason": row.reason,
                 "credential": row.credential,
                 "checked_at": row.checked_at,
+                "since": row.since,
             })
         })
         .collect();
     serde_json::json!({
         "totals": r.totals,
         "not_checked_yet": r.unchecked,
+        "cannot_be_pulled": r.failing.0,
+        "cannot_be_pulled_since": r.failing.1,
         "containers": rows,
+        "matching": r.matching,
+        "page": r.page.0,
+        "pages": r.pages(),
         "more": r.more,
     })
     .to_string()
@@ -404,9 +581,34 @@ mod tests {
         assert_eq!(f.kind.as_deref(), Some("pod"));
         assert_eq!(f.status, Some(Status::RegistryUnavailable));
         assert_eq!(
-            Filter::from_query("status=nonsense&namespace=&kind="),
-            Filter::default()
+            Filter::from_query("status=nonsense&namespace=&kind=&page=x"),
+            Filter {
+                page: 1,
+                ..Filter::default()
+            }
         );
+        assert_eq!(Filter::from_query("page=0").page, 1);
+        assert_eq!(Filter::from_query("page=7").page, 7);
+        let f = Filter::from_query("namespace=a%20b&kind=pod&status=absent&page=3");
+        assert_eq!(
+            f.query_for_page(4),
+            "namespace=a%20b&kind=pod&status=absent&page=4"
+        );
+        assert_eq!(
+            Filter::from_query(&f.query_for_page(4)).namespace,
+            f.namespace
+        );
+    }
+
+    #[test]
+    fn numbers_and_times_read_as_people_write_them() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(30_100), "30,100");
+        assert_eq!(count(1_234_567), "1,234,567");
+        assert_eq!(when(1_795_838_400), "2026-11-28 04:00 UTC");
+        assert_eq!(ago(100_000, 100_000 - 7_200), "2 h ago");
+        assert_eq!(ago(1_000_000, 1_000_000 - 3 * 86_400), "3 days ago");
     }
 
     #[test]

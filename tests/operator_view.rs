@@ -320,8 +320,18 @@ fn the_status_page_in_a_real_browser() {
         "no script element: {dom}"
     );
     // Totals, one table per namespace, a row per unavailable container.
-    assert!(dom.contains(r#"data-status="absent">1</td>"#), "{dom}");
-    assert!(dom.contains(r#"data-status="available">1</td>"#), "{dom}");
+    assert!(
+        dom.contains(r#"data-status="absent"><b>1</b>absent</li>"#),
+        "{dom}"
+    );
+    assert!(
+        dom.contains(r#"data-status="available"><b>1</b>available</li>"#),
+        "{dom}"
+    );
+    assert!(
+        dom.contains(r#"<p id="summary" class="bad">2 of 3 checked containers cannot be pulled, the first of them since "#),
+        "{dom}"
+    );
     assert!(dom.contains("Namespace attack") && dom.contains("Namespace prod"));
     assert_eq!(dom.matches(r#"<tr data-status="#).count(), 2, "{dom}");
     assert!(dom.contains("deployment/gone") && dom.contains("manifest"));
@@ -351,4 +361,105 @@ fn the_status_page_in_a_real_browser() {
         .map(|c| c["image"].as_str().unwrap())
         .collect();
     assert!(images.contains(&HOSTILE), "{images:?}");
+}
+
+/// A thousand workloads of three containers, every image missing, with
+/// long names: the page opens with what is wrong and since when, fits a
+/// 1280x800 window without horizontal scrolling, and pages its rows.
+/// Screenshots are left in target/screenshots/ for a person to look at.
+#[test]
+fn the_status_page_fits_a_laptop_window_and_pages_many_containers() {
+    let reg = Registry::start(Auth::None);
+    reg.push("team/app", "v1");
+    let api = FakeApiServer::start(ServerAuth::Tokens(vec!["ops".into()]));
+    let kc = api.kubeconfig(&FakeApiServer::token_user("ops"));
+    let long = "a-rather-long-repository-name-that-teams-like/with/several/levels";
+    for w in 0..1000 {
+        let t =
+            support::objects::Template::image(&reg.image(&format!("{long}:release-{}", w % 20)))
+                .container(
+                    "sidecar-with-a-long-name",
+                    &reg.image(&format!("{long}/sidecar:v{}", w % 7)),
+                )
+                .container("app", &reg.image("team/app:v1"))
+                .init(
+                    "migrations",
+                    &reg.image(&format!("{long}/migrate:{}", w % 5)),
+                );
+        api.apply(
+            "deployments",
+            support::objects::deployment(
+                &format!("team-{:02}", w % 12),
+                &format!("service-with-a-descriptive-name-{w}"),
+                1,
+                &t,
+            ),
+        );
+    }
+    let mut args: Vec<&str> = FAST.to_vec();
+    args.extend(["--plain-http-registries", &reg.host]);
+    let e = Exporter::start(&kc, &args);
+    wait_until("every container checked", Duration::from_secs(60), || {
+        let (_, body) = e.get("/status.json");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["not_checked_yet"] == 0 && v["totals"]["available"] == 1000
+    });
+    let (_, body) = e.get("/status.json");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["cannot_be_pulled"], 3000, "{}", v["totals"]);
+    assert_eq!(v["matching"], 3000);
+    assert_eq!(v["pages"], 3);
+    assert_eq!(v["containers"].as_array().unwrap().len(), 1000);
+
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let mut b = support::browser::Browser::start(1280, 800);
+    let url = format!("http://{}/", e.addr);
+    b.open(&url);
+    b.screenshot(&shots.join("status-page-1280x800.png"));
+    let fits = b.eval("[document.documentElement.scrollWidth, window.innerWidth]");
+    assert!(
+        fits[0].as_u64().unwrap() <= fits[1].as_u64().unwrap(),
+        "the page scrolls sideways at 1280x800: scrollWidth, innerWidth = {fits}"
+    );
+    assert_eq!(fits[1], 1280);
+    let summary = b.eval("document.getElementById('summary').textContent");
+    let summary = summary.as_str().unwrap();
+    assert!(
+        summary.starts_with(
+            "3,000 of 4,000 checked containers cannot be pulled, the first of them since 20"
+        ) && summary.contains(" UTC (")
+            && summary.ends_with(" ago)."),
+        "{summary}"
+    );
+    // The sentence and the class totals are on the first screen.
+    let top = b.eval("document.getElementById('totals').getBoundingClientRect().bottom");
+    assert!(top.as_f64().unwrap() < 800.0, "{top}");
+    let pages = b.eval("document.querySelector('p.pages').textContent");
+    assert_eq!(
+        pages.as_str().unwrap(),
+        "Rows 1\u{2013}100 of 3,000 \u{b7} page 1 of 30 \u{b7} next"
+    );
+    assert_eq!(
+        b.eval("document.querySelectorAll('tr[data-status]').length"),
+        100
+    );
+    // The next page, through its link, keeps the filter.
+    let next = b.eval("document.querySelector('a[rel=next]').href");
+    assert_eq!(next.as_str().unwrap(), format!("{url}?page=2"));
+    b.open(&format!("{url}?namespace=team-03&status=absent&page=2"));
+    b.screenshot(&shots.join("status-page-1280x800-page-2.png"));
+    let pages = b.eval("document.querySelector('p.pages').textContent");
+    assert_eq!(
+        pages.as_str().unwrap(),
+        "Rows 101\u{2013}200 of 252 \u{b7} page 2 of 3 \u{b7} previous \u{b7} next"
+    );
+    let fits = b.eval("document.documentElement.scrollWidth <= window.innerWidth");
+    assert_eq!(fits, true);
+    let prev = b.eval("document.querySelector('a[rel=prev]').href");
+    assert_eq!(
+        prev.as_str().unwrap(),
+        format!("{url}?namespace=team-03&status=absent&page=1")
+    );
+    println!("screenshots in {}", shots.display());
 }

@@ -48,6 +48,38 @@ for cls in classes:
             {'eval_time': f'{f + 1}m', 'alertname': names[o], 'exp_alerts': []} for o in classes if o != cls
         ],
     })
+# The same in the --one-series-per-container format: only the class that is
+# 1 has a series. Every class alert fires, and nothing else does.
+for cls in classes:
+    name = names[cls]
+    f = minutes(rules[name]['for'])
+    tests.append({
+        'name': f'{name} fires in the one-series-per-container format ({cls})',
+        'interval': '1m',
+        'input_series': [series('up', JOB, '1x40'), series(f'k8s_image_availability_exporter_{cls}', {**JOB, **C}, '1x40')],
+        'alert_rule_test': [
+            {'eval_time': f'{f - 1}m', 'alertname': name, 'exp_alerts': []},
+            {'eval_time': f'{f + 1}m', 'alertname': name, 'exp_alerts': [alert(name, C)]},
+        ] + [
+            {'eval_time': f'{f + 1}m', 'alertname': names[o], 'exp_alerts': []} for o in classes if o != cls
+        ],
+    })
+# A class change in that format: the old class's series stops, the alert
+# resolves at once (no five minutes of a stale series).
+tests.append({
+    'name': 'one-series-per-container: absent, then available again',
+    'interval': '1m',
+    'input_series': [series('up', JOB, '1x40'),
+                     series('k8s_image_availability_exporter_absent', {**JOB, **C}, '1x15 stale'),
+                     series('k8s_image_availability_exporter_available', {**JOB, **C}, '_x15 1x20')],
+    'alert_rule_test': [
+        {'eval_time': '12m', 'alertname': 'ImageAbsent', 'exp_alerts': [alert('ImageAbsent', C)]},
+        {'eval_time': '17m', 'alertname': 'ImageAbsent', 'exp_alerts': []},
+    ],
+})
+tests.append({'name': 'one-series-per-container: silent while available', 'interval': '1m',
+              'input_series': [series('up', JOB, '1x40'), series('k8s_image_availability_exporter_available', {**JOB, **C}, '1x40')],
+              'alert_rule_test': [{'eval_time': '30m', 'alertname': names[c], 'exp_alerts': []} for c in classes]})
 # A bare pod and a standalone Job: the absent alert says what breaks for each.
 for kind, name in [('pod', 'pg-1'), ('job', 'migrate')]:
     labels = {**C, 'kind': kind, 'name': name}
@@ -117,7 +149,9 @@ out = {'rule_files': ['rules.yaml'], 'evaluation_interval': '1m', 'tests': tests
 header = '''# promtool test rules for deploy/prometheus-operator/prometheusrule.yaml.
 # tests/prometheus_rules.rs writes that file's spec.groups to rules.yaml next
 # to a copy of this file and runs `promtool test rules`. Every alert: fires
-# after its `for:`, silent while available, silent before the first check;
+# after its `for:`, silent while available, silent before the first check,
+# in the default format (every class gauge, 0 or 1) and in the
+# --one-series-per-container format (only the class that is 1);
 # and the exporter down, absent, stuck, stale and blind.
 # Regenerate the expected annotations after editing the rules with
 # tests/prometheus/gen_alerts_test.py.

@@ -5,6 +5,7 @@
 
 pub mod apiserver;
 pub mod bench_registry;
+pub mod browser;
 pub mod cluster;
 pub mod exporter;
 pub mod fake_registry;
