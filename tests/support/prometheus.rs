@@ -56,6 +56,24 @@ impl Prometheus {
         p
     }
 
+    /// The process id, for its memory.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Prometheus's own metrics (not scraped into its database): the value
+    /// of the unlabelled sample `name`.
+    pub fn own_metric(&self, name: &str) -> Option<f64> {
+        let mut r = self
+            .agent
+            .get(format!("{}/metrics", self.url))
+            .call()
+            .ok()?;
+        let text = r.body_mut().read_to_string().ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
     /// GET an API path; the parsed JSON.
     pub fn api(&self, path_and_query: &str) -> serde_json::Value {
         let mut r = self
