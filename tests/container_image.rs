@@ -19,7 +19,8 @@ const IMAGE: &str = "k8s-image-availability-exporter:0.1.0";
 
 /// The commands of the fenced block under "### Building the container".
 fn readme_commands() -> Vec<String> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let section = readme
         .split("### Building the container")
         .nth(1)
@@ -87,7 +88,9 @@ fn the_readme_builds_an_image_that_runs_as_nobody_and_passes_its_own_check() {
     let env = [("CONTAINERS_STORAGE_CONF", conf.as_str())];
     let commands = readme_commands();
     assert_eq!(commands.len(), 2, "{commands:?}");
-    assert!(commands[0].starts_with("RUSTFLAGS='-C target-feature=+crt-static' cargo build --release"));
+    assert!(
+        commands[0].starts_with("RUSTFLAGS='-C target-feature=+crt-static' cargo build --release")
+    );
     assert!(commands[1].starts_with("buildah build "));
     let t = Instant::now();
     sh(&commands[0], &env);
@@ -108,7 +111,10 @@ fn the_readme_builds_an_image_that_runs_as_nobody_and_passes_its_own_check() {
     );
     assert!(config.get("Cmd").is_none_or(|c| c.is_null()), "{config}");
     let labels = &config["Labels"];
-    assert_eq!(labels["org.opencontainers.image.version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        labels["org.opencontainers.image.version"],
+        env!("CARGO_PKG_VERSION")
+    );
     assert_eq!(labels["org.opencontainers.image.licenses"], "MIT");
     assert_eq!(
         labels["org.opencontainers.image.title"],
@@ -118,20 +124,26 @@ fn the_readme_builds_an_image_that_runs_as_nobody_and_passes_its_own_check() {
         labels["org.opencontainers.image.description"],
         env!("CARGO_PKG_DESCRIPTION")
     );
-    assert!(
-        !labels["org.opencontainers.image.source"]
-            .as_str()
-            .unwrap_or("")
-            .is_empty(),
-        "{labels}"
-    );
+    // The README passes the clone's origin (none in a clone without one).
+    let origin = Command::new("git")
+        .args(["remote", "get-url", "origin"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    assert_eq!(labels["org.opencontainers.image.source"], origin.as_str());
     assert_eq!(inspect["OCIv1"]["os"], "linux");
     assert_eq!(inspect["OCIv1"]["architecture"], "amd64");
-    let layers = inspect["OCIv1"]["rootfs"]["diff_ids"].as_array().unwrap().len();
+    let layers = inspect["OCIv1"]["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .len();
     assert_eq!(layers, 1, "{}", inspect["OCIv1"]["rootfs"]);
 
     // Its contents: the binary and the plugin directory, nothing else.
-    let ctr = buildah(&format!("from --pull-never {IMAGE}")).trim().to_string();
+    let ctr = buildah(&format!("from --pull-never {IMAGE}"))
+        .trim()
+        .to_string();
     let mnt = buildah(&format!("mount {ctr}")).trim().to_string();
     let root = Path::new(&mnt);
     let mut files = BTreeMap::new();
@@ -148,8 +160,13 @@ fn the_readme_builds_an_image_that_runs_as_nobody_and_passes_its_own_check() {
     let size: u64 = files.values().sum();
     assert!(size <= 12 << 20, "{size} bytes");
     let bin = root.join("k8s-image-availability-exporter");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&bin).unwrap().permissions());
-    assert_eq!(mode & 0o555, 0o555, "readable and executable by anyone: {mode:o}");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&bin).unwrap().permissions());
+    assert_eq!(
+        mode & 0o555,
+        0o555,
+        "readable and executable by anyone: {mode:o}"
+    );
 
     // The entrypoint, from the image's own root, as uid 65534: no libc
     // files, no shell, no /etc.
@@ -174,12 +191,15 @@ fn the_readme_builds_an_image_that_runs_as_nobody_and_passes_its_own_check() {
     // Pushed to the real registry, the exporter says it can be pulled.
     let pushed = reg.image("kiae/exporter:0.1.0");
     let t = Instant::now();
-    buildah(&format!("push --tls-verify=false {IMAGE} docker://{pushed}"));
+    buildah(&format!(
+        "push --tls-verify=false {IMAGE} docker://{pushed}"
+    ));
     let push_time = t.elapsed();
     let check = support::check(&[
         "--allow-plain-http",
         "--platform",
         "linux/amd64",
+        "check",
         &pushed,
     ]);
     check.assert_status(&pushed, "available");

@@ -284,6 +284,12 @@ fn deployment_is_locked_down_and_its_args_are_valid_flags() {
     let pod = spec.template.spec.as_ref().unwrap();
     let psc = pod.security_context.as_ref().unwrap();
     assert_eq!(psc.run_as_non_root, Some(true));
+    // The image's own user (deploy/Dockerfile: USER 65534:65534).
+    assert_eq!(psc.run_as_user, Some(65534));
+    assert_eq!(psc.run_as_group, Some(65534));
+    let dockerfile = std::fs::read_to_string(deploy_dir().join("Dockerfile")).unwrap();
+    assert!(dockerfile.contains("\nUSER 65534:65534\n"));
+    assert!(dockerfile.contains(&format!("ARG VERSION={}\n", env!("CARGO_PKG_VERSION"))));
     assert_eq!(
         psc.seccomp_profile.as_ref().unwrap().type_,
         "RuntimeDefault"
