@@ -9,14 +9,15 @@ use std::time::{Duration, Instant};
 
 use crate::check_command::{self, Row, WorkloadRef};
 use crate::config::Config;
+use crate::exporter::metrics::Metrics;
+use crate::exporter::scheduler::{self, Heartbeat, Results, Scheduler};
+use crate::exporter::server;
 use crate::inventory::{self, Inventory, SyncProgress};
 use crate::kube::client::ApiClient;
 use crate::kube::config::discover;
 use crate::kube::watch::{self, Stream, StreamState};
-use crate::metrics::Metrics;
 use crate::registry::{CheckResult, Checker, Status};
-use crate::scheduler::{self, Heartbeat, Results, Scheduler};
-use crate::{server, signal};
+use crate::sys::signal;
 
 /// How long `--once` waits for the first lists.
 const ONCE_SYNC_TIMEOUT: Duration = Duration::from_secs(120);
@@ -38,7 +39,7 @@ struct Watching {
     progress: Arc<SyncProgress>,
     streams: Vec<(Stream, Arc<StreamState>)>,
     /// The inventory's event channel, for the scheduler's verdict notices.
-    events: crossbeam_channel::Sender<watch::Event>,
+    events: crossbeam_channel::Sender<inventory::Input>,
 }
 
 fn start_watching(

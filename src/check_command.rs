@@ -5,9 +5,10 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 
-use crate::platform::Platform;
+use crate::image::platform::Platform;
+use crate::image::reference::Mirrored;
 use crate::registry::manifest::Platforms;
-use crate::registry::{CheckResult, Checker, Mirrored, RegistryConfig, Status};
+use crate::registry::{CheckResult, Checker, RegistryConfig, Status};
 
 /// How `check` prints results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,9 +11,10 @@ use log::LevelFilter;
 
 use crate::check_command::Output;
 use crate::credentials::{parse_docker_config, ConfigFormat, Credential, Keyring};
-use crate::registry::reference::{Reference, DOCKER_HUB};
+use crate::image::reference::{Mirrors, Reference, DOCKER_HUB};
 use crate::registry::transport::TransportConfig;
-use crate::registry::{CheckerConfig, Mirrors, RegistryConfig};
+use crate::registry::{CheckerConfig, RegistryConfig};
+use crate::sys::duration::parse_duration;
 
 /// Prometheus exporter that reports whether the container images used by Kubernetes workloads can still be pulled from their registries. Run `check IMAGE...` to check images now and exit.
 #[derive(FromArgs, Debug, Default)]
@@ -251,7 +252,7 @@ pub enum Command {
         /// Image strings as given.
         images: Vec<String>,
         /// `--platform`: what the images must offer.
-        platforms: Vec<crate::platform::Platform>,
+        platforms: Vec<crate::image::platform::Platform>,
     },
     /// Run the exporter.
     Serve,
@@ -363,7 +364,7 @@ pub struct ExporterOptions {
     /// `--bind-address`.
     pub bind_address: String,
     /// Queue timing and limits.
-    pub queue: crate::scheduler::QueueConfig,
+    pub queue: crate::exporter::scheduler::QueueConfig,
     /// `--workers`.
     pub workers: usize,
     /// `--once`.
@@ -387,44 +388,6 @@ pub struct Config {
     pub output: Output,
     /// Log level.
     pub log_level: LevelFilter,
-}
-
-/// Parses a Go-style duration: `300ms`, `15s`, `10m`, `1h30m`, or bare seconds.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    if let Ok(n) = s.parse::<u64>() {
-        return Some(Duration::from_secs(n));
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if num_len == 0 {
-            return None;
-        }
-        let n: f64 = rest[..num_len].parse().ok()?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += Duration::try_from_secs_f64(n * unit).ok()?;
-    }
-    Some(total)
 }
 
 /// Longest duration a flag accepts; longer values are surely mistakes and
@@ -485,7 +448,8 @@ fn read_cas(path: &str) -> Result<Vec<Vec<u8>>, ConfigError> {
 /// kubelet needs both flags, and so do we.
 fn credential_providers(
     args: &Args,
-) -> Result<Option<std::sync::Arc<crate::credential_provider::CredentialProviders>>, ConfigError> {
+) -> Result<Option<std::sync::Arc<crate::credentials::provider::CredentialProviders>>, ConfigError>
+{
     let (config, bin_dir) = match (
         &args.image_credential_provider_config,
         &args.image_credential_provider_bin_dir,
@@ -498,7 +462,7 @@ fn credential_providers(
             ))
         }
     };
-    let options = crate::credential_provider::ProviderOptions {
+    let options = crate::credentials::provider::ProviderOptions {
         config: config.into(),
         bin_dir: bin_dir.into(),
         timeout: duration_flag(
@@ -507,7 +471,7 @@ fn credential_providers(
         )?,
         max_running: 4,
     };
-    crate::credential_provider::CredentialProviders::load(&options)
+    crate::credentials::provider::CredentialProviders::load(&options)
         .map(|p| Some(std::sync::Arc::new(p)))
         .map_err(ConfigError)
 }
@@ -566,7 +530,7 @@ fn exporter_options(args: &Args) -> Result<ExporterOptions, ConfigError> {
     }
     Ok(ExporterOptions {
         bind_address: args.bind_address.clone(),
-        queue: crate::scheduler::QueueConfig {
+        queue: crate::exporter::scheduler::QueueConfig {
             period,
             recheck_within,
             max_per_registry: args.max_per_registry,
@@ -680,7 +644,7 @@ impl Config {
                 let mut platforms = Vec::new();
                 for p in list(&args.platform) {
                     platforms.push(
-                        crate::platform::Platform::parse(&p)
+                        crate::image::platform::Platform::parse(&p)
                             .map_err(|e| ConfigError(format!("--platform: {e}")))?,
                     );
                 }
@@ -704,7 +668,7 @@ impl Config {
                 )))
             }
         };
-        let log_level = crate::logger::parse_level(&args.log_level).ok_or_else(|| {
+        let log_level = crate::sys::logger::parse_level(&args.log_level).ok_or_else(|| {
             ConfigError(format!(
                 "--log-level {:?}: expected error, warn, info, debug or trace",
                 args.log_level
@@ -740,11 +704,11 @@ impl Config {
         // On when `check --platform` names platforms; in the exporter, once
         // the inventory knows the nodes.
         let platform_switch = (!args.no_platform_check).then(|| {
-            let named: &[crate::platform::Platform] = match &command {
+            let named: &[crate::image::platform::Platform] = match &command {
                 Command::Check { platforms, .. } => platforms,
                 Command::Serve => &[],
             };
-            Arc::new(crate::platform::NodePlatforms::new(
+            Arc::new(crate::image::platform::NodePlatforms::new(
                 !named.is_empty(),
                 named,
             ))
@@ -770,7 +734,8 @@ impl Config {
                         extra_roots,
                         connect_timeout: connect_timeout.min(request_timeout),
                         request_timeout,
-                        proxies: crate::proxy::ProxyEnv::from_env().map_err(ConfigError)?,
+                        proxies: crate::registry::proxy::ProxyEnv::from_env()
+                            .map_err(ConfigError)?,
                     },
                     allow_plain_http: args.allow_plain_http,
                     plain_http_registries: list(&args.plain_http_registries),

@@ -11,12 +11,12 @@ use std::time::{Duration, UNIX_EPOCH};
 use base64::Engine;
 
 use crate::credentials::{glob_match, parse_docker_config, ConfigFormat, Keyring};
+use crate::image::reference::{Mirrors, Reference};
 use crate::kube::resources::{meta, Kind, Resource};
 use crate::kube::watch::{decode_event, WatchEvent};
 use crate::registry::challenge;
 use crate::registry::outcome::{parse_retry_after, MAX_RETRY_AFTER};
-use crate::registry::reference::{Mirrors, Reference};
-use crate::timestamp::{format_rfc3339_millis, parse_http_date, parse_rfc3339};
+use crate::sys::timestamp::{format_rfc3339_millis, parse_http_date, parse_rfc3339};
 
 /// Names of the targets, as in fuzz/fuzz_targets/.
 pub const TARGETS: &[&str] = &[
@@ -203,7 +203,7 @@ pub fn kubeconfig(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let _ =
         crate::kube::config::from_text(&text, Path::new("/nonexistent/kiae-fuzz/kubeconfig"), None);
-    let _ = crate::kube::config::parse_yaml_documents(&text);
+    let _ = crate::sys::yaml::parse_yaml_documents(&text);
 }
 
 /// Watch lines decode or fail cleanly, and so do the objects in them.
@@ -325,7 +325,7 @@ pub fn dates(data: &[u8]) {
 pub fn no_proxy(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let (list, host) = text.split_once('\n').unwrap_or((&text, "example.com"));
-    let np = crate::proxy::NoProxy::parse(list);
+    let np = crate::registry::proxy::NoProxy::parse(list);
     for port in [80, 443, 5000] {
         let _ = np.use_proxy(host, port);
         assert!(!np.use_proxy("localhost", port));
@@ -334,7 +334,7 @@ pub fn no_proxy(data: &[u8]) {
     }
     let mut with_all = list.to_string();
     with_all.push_str(",*");
-    assert!(!crate::proxy::NoProxy::parse(&with_all).use_proxy(host, 443));
+    assert!(!crate::registry::proxy::NoProxy::parse(&with_all).use_proxy(host, 443));
     let h = host.trim().to_ascii_lowercase();
     let plain = !h.is_empty()
         && h.bytes()
@@ -342,7 +342,7 @@ pub fn no_proxy(data: &[u8]) {
         && !h.starts_with('.')
         && h.parse::<std::net::IpAddr>().is_err();
     if plain {
-        let listed = crate::proxy::NoProxy::parse(&format!("{list},{h}"));
+        let listed = crate::registry::proxy::NoProxy::parse(&format!("{list},{h}"));
         assert!(!listed.use_proxy(&h, 443), "a listed domain is not proxied");
     }
 }
@@ -351,7 +351,7 @@ pub fn no_proxy(data: &[u8]) {
 /// refused answer never repeats a password from it, and accepted
 /// credentials are named by the provider, not by their secret.
 pub fn credential_provider(data: &[u8]) {
-    use crate::credential_provider::{decode_config_for_fuzzing, decode_response_for_fuzzing};
+    use crate::credentials::provider::{decode_config_for_fuzzing, decode_response_for_fuzzing};
     let _ = decode_config_for_fuzzing(&String::from_utf8_lossy(data));
     let passwords: Vec<String> = serde_json::from_slice::<serde_json::Value>(data)
         .ok()
@@ -381,7 +381,7 @@ pub fn credential_provider(data: &[u8]) {
 /// Status page query strings: nothing panics, and pairs encoded the way a
 /// browser's form does come back as they were.
 pub fn query(data: &[u8]) {
-    use crate::status_page::{parse_query, Filter};
+    use crate::exporter::status_page::{parse_query, Filter};
     let text = String::from_utf8_lossy(data);
     let _ = Filter::from_query(&text);
     let pairs = parse_query(&text);
@@ -421,7 +421,7 @@ fn distinct_blobs(layers: &[String]) {
 /// the platforms of an image are distinct, sorted and known, and layer
 /// lists name each blob once.
 pub fn manifest(data: &[u8]) {
-    use crate::platform::Platform;
+    use crate::image::platform::Platform;
     use crate::registry::manifest::{self, Manifest};
     let (content_type, body) = match data.iter().position(|b| *b == b'\n') {
         Some(i) => (
@@ -470,7 +470,7 @@ pub fn manifest(data: &[u8]) {
     // What `check --platform` accepts is what it prints.
     if let Ok(p) = Platform::parse(&String::from_utf8_lossy(body)) {
         check(&p);
-        assert!(!crate::platform::lacks(
+        assert!(!crate::image::platform::lacks(
             std::slice::from_ref(&p),
             &[(p.clone(), 1)]
         ));

@@ -5,9 +5,11 @@ use std::process::ExitCode;
 
 use argh::FromArgs;
 
+use k8s_image_availability_exporter::app;
+use k8s_image_availability_exporter::check_command;
 use k8s_image_availability_exporter::config::{normalize_args, Args, Command, Config};
 use k8s_image_availability_exporter::registry::Checker;
-use k8s_image_availability_exporter::{app, check_command, logger, malloc};
+use k8s_image_availability_exporter::sys::{logger, malloc};
 
 fn main() -> ExitCode {
     malloc::limit_arenas(2);

@@ -10,8 +10,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_image_availability_exporter::credential_provider::{CredentialProviders, ProviderOptions};
-use k8s_image_availability_exporter::registry::{Checker, Mirrored, Reference};
+use k8s_image_availability_exporter::credentials::provider::{
+    CredentialProviders, ProviderOptions,
+};
+use k8s_image_availability_exporter::image::reference::{Mirrored, Reference};
+use k8s_image_availability_exporter::registry::Checker;
 use support::apiserver::{FakeApiServer, ServerAuth};
 use support::cluster::registry_config;
 use support::exporter::{Exporter, FAST};

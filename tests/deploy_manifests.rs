@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use argh::FromArgs;
 use k8s_image_availability_exporter::config::{Args, Config};
-use k8s_image_availability_exporter::kube::config::parse_yaml_documents;
 use k8s_image_availability_exporter::kube::resources::{Kind, Resource};
+use k8s_image_availability_exporter::sys::yaml::parse_yaml_documents;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
@@ -347,7 +347,7 @@ fn credential_provider_components_are_consistent() {
     assert_eq!(m.provider_configs.len(), 3, "eks, gke, aks");
     for (file, text) in &m.provider_configs {
         let n =
-            k8s_image_availability_exporter::credential_provider::decode_config_for_fuzzing(text)
+            k8s_image_availability_exporter::credentials::provider::decode_config_for_fuzzing(text)
                 .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         assert_eq!(n, 1, "{}", file.display());
     }

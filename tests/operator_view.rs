@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use k8s_image_availability_exporter::kube::config::parse_yaml_documents;
+use k8s_image_availability_exporter::sys::yaml::parse_yaml_documents;
 use support::apiserver::{FakeApiServer, ServerAuth};
 use support::exporter::{Exporter, FAST};
 use support::prometheus::{chromium_dom, Prometheus};

@@ -6,7 +6,7 @@ mod support;
 
 use std::process::Command;
 
-use k8s_image_availability_exporter::kube::config::parse_yaml_documents;
+use k8s_image_availability_exporter::sys::yaml::parse_yaml_documents;
 use support::TempDir;
 
 /// Writes the PrometheusRule's groups as a plain Prometheus rule file.

@@ -81,7 +81,7 @@ fn registry_requests_go_through_the_proxy_for_their_scheme() {
         plain.seen()
     );
 
-    // NO_PROXY entries that match are unit-tested (src/proxy.rs): a direct
+    // NO_PROXY entries that match are unit-tested (src/registry/proxy.rs): a direct
     // request to a name only the proxy knows would need a DNS lookup, and
     // tests send nothing off this machine.
 }

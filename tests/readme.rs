@@ -112,3 +112,21 @@ fn readme_starts_with_the_run_and_test_commands() {
         ".ci/run must run the README's test command"
     );
 }
+
+/// The Development section names every fuzz target there is.
+#[test]
+fn readme_lists_every_fuzz_target() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let fuzzing = readme
+        .split("### Fuzzing")
+        .nth(1)
+        .and_then(|s| s.split("\n### ").next())
+        .expect("a Fuzzing section");
+    for t in k8s_image_availability_exporter::fuzzing::TARGETS {
+        assert!(
+            fuzzing.contains(&format!("`{t}`")),
+            "README's Fuzzing section does not name {t}"
+        );
+    }
+}

@@ -288,7 +288,7 @@ impl ApiClient {
                         match cred.expires {
                             Some(t) => format!(
                                 " valid until {}",
-                                crate::timestamp::format_rfc3339_millis(t)
+                                crate::sys::timestamp::format_rfc3339_millis(t)
                             ),
                             None => String::new(),
                         }
@@ -434,7 +434,7 @@ fn build_agent(config: &ClusterConfig, cert: Option<&ClientCert>) -> Result<ureq
         None => {
             let url = crate::registry::transport::Url::parse(&config.server)
                 .ok_or_else(|| format!("server {:?} is not an http(s) URL", config.server))?;
-            crate::proxy::ProxyEnv::from_env()?
+            crate::registry::proxy::ProxyEnv::from_env()?
                 .for_target(
                     url.scheme == crate::registry::transport::Scheme::Https,
                     url.host(),

@@ -9,7 +9,7 @@ use base64::Engine;
 use serde::Deserialize;
 
 use super::config::{ClientCert, ExecConfig};
-use crate::process::Unfinished;
+use crate::sys::process::Unfinished;
 
 /// How long a plugin may take before we give up on it.
 const PLUGIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -93,7 +93,7 @@ pub fn run(cfg: &ExecConfig, cluster: &ClusterInfo) -> Result<ExecCredential, St
         .envs(cfg.env.iter().map(|(k, v)| (k, v)))
         .env("KUBERNETES_EXEC_INFO", info.to_string())
         .stderr(Stdio::inherit());
-    let finished = crate::process::run(cmd, None, 1 << 20, PLUGIN_TIMEOUT).map_err(|e| {
+    let finished = crate::sys::process::run(cmd, None, 1 << 20, PLUGIN_TIMEOUT).map_err(|e| {
         let hint = cfg
             .install_hint
             .as_deref()
@@ -146,7 +146,7 @@ pub fn parse_output(out: &[u8], api_version: &str) -> Result<ExecCredential, Str
     let expires = match s.expiration_timestamp.as_deref() {
         None | Some("") => None,
         Some(t) => Some(
-            crate::timestamp::parse_rfc3339(t)
+            crate::sys::timestamp::parse_rfc3339(t)
                 .ok_or("expirationTimestamp is not an RFC 3339 time")?,
         ),
     };

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use serde::Deserialize;
 
-use super::template::{Condition, Metadata, OwnerReference, PodSpec, PodTemplate};
+use super::template::{Condition, ContainerImage, Metadata, OwnerReference, PodSpec, PodTemplate};
 
+use super::scheduling::{self, Node, Scheduling};
 use crate::credentials::{parse_docker_config, ConfigFormat, Credential};
-use crate::placement::{self, Node, Scheduling};
-use crate::platform::Platform;
+use crate::image::platform::Platform;
 
 /// A workload kind, as the `kind` label writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -393,16 +393,6 @@ impl fmt::Display for ObjectKey {
             write!(f, "{}/{}", self.namespace, self.name)
         }
     }
-}
-
-/// A container of a pod template.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerImage {
-    /// The container's name (the `container` label).
-    pub container: Arc<str>,
-    /// The image as written (the `image` label). Shared by the containers
-    /// that name it (the inventory interns both strings).
-    pub image: Arc<str>,
 }
 
 /// What we keep of a workload.
@@ -895,7 +885,7 @@ fn decode_node(raw: &str) -> Result<(ObjectKey, Node), String> {
             .unwrap_or_default()
             .into_iter()
             .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
-            .map(|t| placement::Taint {
+            .map(|t| scheduling::Taint {
                 key: t.key,
                 value: t.value.unwrap_or_default(),
                 effect: t.effect,

@@ -14,13 +14,22 @@ use std::sync::Arc;
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use super::resources::ContainerImage;
-use crate::placement::{Requirement, Scheduling, Term, Toleration};
+use super::scheduling::{Requirement, Scheduling, Term, Toleration};
 
 /// `metadata.annotations` key that removes an object from checks and series.
 pub const IGNORE_ANNOTATION: &str = "k8s-image-availability-exporter/ignore";
 /// `metadata.annotations` key naming containers (comma-separated) not to check.
 pub const IGNORE_CONTAINERS_ANNOTATION: &str = "k8s-image-availability-exporter/ignore-containers";
+
+/// A container of a pod template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerImage {
+    /// The container's name (the `container` label).
+    pub container: Arc<str>,
+    /// The image as written (the `image` label). Shared by the containers
+    /// that name it (the inventory interns both strings).
+    pub image: Arc<str>,
+}
 
 /// What we read of `metadata`.
 #[derive(Deserialize, Default, Debug)]

@@ -2,7 +2,8 @@
 //! thread, as client-go's reflector does it: a paginated list, then a watch
 //! from the list's resourceVersion; resume from the last seen version when a
 //! stream ends or breaks, relist on 410 Gone or an ERROR event. Events go to
-//! the inventory over a channel; objects deleted while we were away are
+//! the inventory over a channel (of whatever input type it takes, made from
+//! an [`Event`]); objects deleted while we were away are
 //! found by comparing a relist with what we knew.
 
 use std::collections::HashSet;
@@ -17,7 +18,7 @@ use serde_json::value::RawValue;
 
 use super::client::{ApiClient, ApiError};
 use super::resources::{meta, Kind, Object, ObjectKey, PullSecret, Resource};
-use crate::backoff::{Backoff, RateLimiter};
+use crate::sys::backoff::{Backoff, RateLimiter};
 
 /// What a watch loop tells the inventory.
 #[derive(Debug, Clone)]
@@ -28,8 +29,6 @@ pub enum Event {
     Delete(Resource, ObjectKey),
     /// The stream's first full list has been delivered.
     Synced(Resource, Option<String>),
-    /// Not from a watch: the scheduler has the first verdict of this check.
-    Verdict(crate::inventory::CheckId),
 }
 
 /// One list/watch stream: a resource, optionally in one namespace.
@@ -252,11 +251,11 @@ const MAX_EVENT_LINE: usize = 16 << 20;
 const LINE_KEPT: usize = 256 << 10;
 
 /// The loop state of one stream.
-struct Loop<'a> {
+struct Loop<'a, E> {
     client: &'a ApiClient,
     stream: &'a Stream,
     opts: &'a WatchOptions,
-    tx: &'a Sender<Event>,
+    tx: &'a Sender<E>,
     state: &'a StreamState,
     known: HashSet<ObjectKey>,
     /// The last failure reported, so a lasting one (403) is logged once.
@@ -269,11 +268,14 @@ struct Loop<'a> {
 }
 
 /// Runs the loop until `stop` is set or the inventory hangs up.
-pub fn run(
+///
+/// Events go out as `E`: the inventory's input, which carries other news
+/// besides (this module does not need to know what).
+pub fn run<E: From<Event>>(
     client: &ApiClient,
     stream: &Stream,
     opts: &WatchOptions,
-    tx: &Sender<Event>,
+    tx: &Sender<E>,
     state: &StreamState,
     stop: &AtomicBool,
 ) {
@@ -425,7 +427,7 @@ impl Stop {
     }
 }
 
-impl Loop<'_> {
+impl<E: From<Event>> Loop<'_, E> {
     /// Whether the apiserver serves this resource now (discovery of its
     /// group version), learning its kind.
     fn served(&self) -> Result<bool, Stop> {
@@ -504,7 +506,7 @@ impl Loop<'_> {
     }
 
     fn send(&self, e: Event) -> Result<(), Stop> {
-        self.tx.send(e).map_err(|_| Stop::HungUp)
+        self.tx.send(E::from(e)).map_err(|_| Stop::HungUp)
     }
 
     /// Lists every page; sends each object, then deletes for objects that
@@ -650,7 +652,7 @@ impl Loop<'_> {
         let timeout = self
             .opts
             .watch_timeout
-            .mul_f64(1.0 + crate::backoff::random_unit());
+            .mul_f64(1.0 + crate::sys::backoff::random_unit());
         let secs = timeout.as_secs().max(1).to_string();
         let params = [
             ("allowWatchBookmarks", "true"),
@@ -826,11 +828,11 @@ pub fn refusal(stream: &Stream, state: &StreamState) -> Option<String> {
 }
 
 /// Starts one thread per stream.
-pub fn spawn_all(
+pub fn spawn_all<E: From<Event> + Send + 'static>(
     client: Arc<ApiClient>,
     streams: Vec<Stream>,
     opts: WatchOptions,
-    tx: Sender<Event>,
+    tx: Sender<E>,
     stop: Arc<AtomicBool>,
 ) -> Vec<(Stream, Arc<StreamState>)> {
     streams

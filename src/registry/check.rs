@@ -9,18 +9,19 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::challenge::{self, Challenge};
 use super::manifest::{self, DigestCache, Manifest, Platforms};
-use super::outcome::{parse_retry_after, CheckResult, Status};
+use super::outcome::{parse_retry_after, CheckResult};
 use super::pull_path::{self, Broken, Failure, Fetch, PathCache};
 use super::quota::Quota;
-use super::reference::{Mirrored, Reference};
+use super::status::Status;
 use super::token::{parse_token_response, Token, TokenCache};
 use super::transport::{
     host_of, is_internal_ip, Method, Response, Scheme, Transport, TransportConfig, TransportError,
     Url,
 };
-use crate::credential_provider::CredentialProviders;
+use crate::credentials::provider::CredentialProviders;
 use crate::credentials::Credential;
-use crate::platform::{NodePlatforms, Platform};
+use crate::image::platform::{NodePlatforms, Platform};
+use crate::image::reference::{Mirrored, Reference};
 
 /// Every manifest type a node may pull; without this list some registries
 /// answer 404 or convert to a legacy schema.

@@ -1,22 +1,27 @@
-//! Everything that decides whether one image can be pulled: references,
-//! authentication, the manifest request and the classification of its answer,
-//! and the pull path past the tag (manifests by digest and blobs).
+//! Everything that decides whether one image can be pulled from its
+//! registry: transport and proxies, authentication challenges and tokens,
+//! the manifest request and the classification of its answer (`status`,
+//! `outcome`), the platform read, the pull path past the tag (manifests by
+//! digest and blobs), and the registries' announced quotas. Imports `sys`,
+//! `image` and `credentials` only.
 
 pub mod challenge;
 pub mod check;
 pub mod manifest;
 pub mod outcome;
+pub mod proxy;
 pub mod pull_path;
 pub mod quota;
-pub mod reference;
+pub mod status;
 pub mod token;
 pub mod transport;
 
 pub use check::{Checker, CheckerConfig};
-pub use outcome::{CheckResult, Status};
-pub use reference::{Mirrored, Mirrors, Reference};
+pub use outcome::CheckResult;
+pub use status::Status;
 
 use crate::credentials::Keyring;
+use crate::image::reference::{self, Mirrors, Reference};
 
 /// Everything needed to check images, validated.
 #[derive(Debug, Clone)]

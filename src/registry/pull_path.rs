@@ -21,8 +21,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::manifest::Manifest;
-use super::outcome::Status;
-use crate::platform::{Platform, Required};
+use super::status::Status;
+use crate::image::platform::{Platform, Required};
 
 /// Why one request of the walk did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -271,7 +271,7 @@ impl Judged<'_> {
         match self {
             Judged::Broken(b) => b.reason.clone(),
             Judged::Lacking { offered, required } => {
-                crate::platform::lacking(offered, required).unwrap_or_default()
+                crate::image::platform::lacking(offered, required).unwrap_or_default()
             }
         }
     }
@@ -290,7 +290,8 @@ pub fn judge<'a>(
         return Some(Judged::Broken(b));
     }
     let (offered, required) = (offered?, placement?);
-    crate::platform::lacks(offered, required).then_some(Judged::Lacking { offered, required })
+    crate::image::platform::lacks(offered, required)
+        .then_some(Judged::Lacking { offered, required })
 }
 
 /// The broken piece that fails a container, if any: one that breaks the

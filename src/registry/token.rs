@@ -170,7 +170,7 @@ pub fn parse_token_response(body: &[u8], now: SystemTime) -> Result<Token, Strin
     let elapsed = r
         .issued_at
         .as_deref()
-        .and_then(crate::timestamp::parse_rfc3339)
+        .and_then(crate::sys::timestamp::parse_rfc3339)
         .and_then(|issued| now.duration_since(issued).ok())
         .unwrap_or(Duration::ZERO);
     let lifetime = expires_in.checked_sub(elapsed).unwrap_or(Duration::ZERO);
@@ -182,7 +182,7 @@ mod tests {
     use super::*;
 
     fn now() -> SystemTime {
-        crate::timestamp::parse_rfc3339("2026-01-01T00:01:00Z").unwrap()
+        crate::sys::timestamp::parse_rfc3339("2026-01-01T00:01:00Z").unwrap()
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub struct TransportConfig {
     /// Limit for a whole request, connect to last body byte.
     pub request_timeout: Duration,
     /// Proxies from the environment, as Go reads them.
-    pub proxies: crate::proxy::ProxyEnv,
+    pub proxies: crate::registry::proxy::ProxyEnv,
 }
 
 /// `http` or `https`.
@@ -333,7 +333,7 @@ pub const OUTPUT_BUFFER: usize = 16 * 1024;
 /// different roots, timeouts and proxy rules.
 pub struct Transport {
     agent: ureq::Agent,
-    proxies: crate::proxy::ProxyEnv,
+    proxies: crate::registry::proxy::ProxyEnv,
 }
 
 /// User-Agent sent to registries.
@@ -375,7 +375,7 @@ impl Transport {
             .timeout_global(Some(config.request_timeout))
             .user_agent(USER_AGENT)
             .max_idle_connections_per_host(8)
-            // Each request names its proxy (see crate::proxy).
+            // Each request names its proxy (see crate::registry::proxy).
             .proxy(None)
             .build()
             .new_agent();

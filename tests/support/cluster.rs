@@ -6,13 +6,14 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use k8s_image_availability_exporter::credentials::Keyring;
+use k8s_image_availability_exporter::image::reference::Mirrors;
 use k8s_image_availability_exporter::inventory::{self, Inventory, InventoryConfig, SyncProgress};
 use k8s_image_availability_exporter::kube::client::ApiClient;
 use k8s_image_availability_exporter::kube::config::discover;
 use k8s_image_availability_exporter::kube::watch::{spawn_all, Stream, StreamState, WatchOptions};
 use k8s_image_availability_exporter::registry::transport::TransportConfig;
+use k8s_image_availability_exporter::registry::CheckerConfig;
 use k8s_image_availability_exporter::registry::RegistryConfig;
-use k8s_image_availability_exporter::registry::{CheckerConfig, Mirrors};
 
 use super::wait_until;
 
@@ -100,7 +101,7 @@ impl Watching {
             .ok()
             .and_then(|l| l.parse().ok())
         {
-            k8s_image_availability_exporter::logger::init(level);
+            k8s_image_availability_exporter::sys::logger::init(level);
         }
         let (tx, rx) = crossbeam_channel::unbounded();
         let stop = Arc::new(AtomicBool::new(false));

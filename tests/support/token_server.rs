@@ -270,6 +270,6 @@ fn answer(
         .expect("sign");
     let jwt = format!("{signing_input}.{}", b64url(sig.as_ref()));
     let issued =
-        k8s_image_availability_exporter::timestamp::format_rfc3339_millis(SystemTime::now());
+        k8s_image_availability_exporter::sys::timestamp::format_rfc3339_millis(SystemTime::now());
     (200, serde_json::json!({"token": jwt, "access_token": jwt, "expires_in": policy.expires_in, "issued_at": issued}).to_string())
 }

@@ -1,13 +1,17 @@
 //! Pull credentials: docker config payloads (`.dockerconfigjson`,
 //! `.dockercfg`, `config.json`) and the kubelet's rules for which
-//! credentials apply to an image (`pkg/credentialprovider/keyring.go`).
+//! credentials apply to an image (`pkg/credentialprovider/keyring.go`);
+//! `provider` runs the kubelet's image credential provider plugins.
+//! Imports `sys` and `image` only.
+
+pub mod provider;
 
 use std::fmt;
 use std::sync::Arc;
 
 use base64::Engine;
 
-use crate::registry::reference::Reference;
+use crate::image::reference::Reference;
 
 /// One username/password pair and where it came from. The password never
 /// leaves this type except as an `Authorization` header value.
@@ -648,7 +652,7 @@ impl Keyring {
         }
         // The kubelet's fallback: Docker Hub images use credentials stored
         // under the legacy index host when no key matched directly.
-        if out.is_empty() && reference.registry == crate::registry::reference::DOCKER_HUB {
+        if out.is_empty() && reference.registry == crate::image::reference::DOCKER_HUB {
             if let Some((_, creds)) = self
                 .index
                 .iter()

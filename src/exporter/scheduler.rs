@@ -19,8 +19,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{select, Receiver, Sender};
 
+use crate::image::platform::Platform;
 use crate::inventory::{Change, CheckId, CheckSpec, Target};
-use crate::platform::Platform;
 use crate::registry::manifest::Platforms;
 use crate::registry::pull_path::{judge, Broken, Judged};
 use crate::registry::{CheckResult, Checker, Status};
@@ -589,7 +589,7 @@ pub struct Scheduler {
     /// Where to say that a check has its first verdict (the inventory's
     /// event channel), so containers that moved to it stop showing their
     /// previous verdict.
-    pub verdicts: Option<Sender<crate::kube::watch::Event>>,
+    pub verdicts: Option<Sender<crate::inventory::Input>>,
 }
 
 impl Scheduler {
@@ -642,7 +642,7 @@ impl Scheduler {
                             self.results.set(id, outcome.clone());
                             if first {
                                 if let Some(tx) = &self.verdicts {
-                                    let _ = tx.send(crate::kube::watch::Event::Verdict(id));
+                                    let _ = tx.send(crate::inventory::Input::Verdict(id));
                                 }
                             }
                         }
@@ -684,7 +684,7 @@ fn log_result(spec: &CheckSpec, r: &CheckResult, previous: Option<Status>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::{Mirrored, Reference};
+    use crate::image::reference::{Mirrored, Reference};
 
     fn spec(id: CheckId, image: &str) -> Arc<CheckSpec> {
         let reference = Reference::parse(image).unwrap();

@@ -7,10 +7,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::exporter::metrics::Metrics;
+use crate::exporter::scheduler::{Heartbeat, Results};
 use crate::inventory::{Inventory, SyncProgress};
 use crate::kube::watch::{Stream, StreamState};
-use crate::metrics::Metrics;
-use crate::scheduler::{Heartbeat, Results};
 
 /// How long the scheduler may go without looping before `/healthz` fails.
 const SCHEDULER_STALL: Duration = Duration::from_secs(30);
@@ -150,27 +150,30 @@ fn handle(state: &State, req: tiny_http::Request) {
     };
     let _ = req.respond(resp);
     if is_metrics {
-        crate::malloc::trim();
+        crate::sys::malloc::trim();
     }
 }
 
 /// The status page (`/`) or its JSON (`/status.json`).
 fn status(state: &State, path: &str, query: &str) -> Reply {
-    let filter = crate::status_page::Filter::from_query(query);
+    let filter = crate::exporter::status_page::Filter::from_query(query);
     let per_page = if path == "/status.json" {
-        crate::status_page::JSON_PAGE_ROWS
+        crate::exporter::status_page::JSON_PAGE_ROWS
     } else {
-        crate::status_page::PAGE_ROWS
+        crate::exporter::status_page::PAGE_ROWS
     };
     let report = {
         let inv = state.inventory.read().unwrap_or_else(|e| e.into_inner());
-        crate::status_page::collect(&inv, &state.results, &filter, per_page)
+        crate::exporter::status_page::collect(&inv, &state.results, &filter, per_page)
     };
     let (body, content_type) = if path == "/status.json" {
-        (crate::status_page::json(&report), "application/json")
+        (
+            crate::exporter::status_page::json(&report),
+            "application/json",
+        )
     } else {
         (
-            crate::status_page::html(&report, &filter),
+            crate::exporter::status_page::html(&report, &filter),
             "text/html; charset=utf-8",
         )
     };

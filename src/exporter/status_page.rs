@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::exporter::scheduler::Results;
 use crate::inventory::Inventory;
 use crate::registry::Status;
-use crate::scheduler::Results;
 
 /// Rows on a page of `/`: a screenful or two, fast to render at any size.
 pub const PAGE_ROWS: usize = 100;
@@ -192,7 +192,8 @@ pub fn collect(
     let mut rows = Vec::new();
     results.with(|table| {
         inventory.for_each_shown(|w, i, id, previous| {
-            let Some((outcome, image)) = crate::scheduler::shown(table, id, previous) else {
+            let Some((outcome, image)) = crate::exporter::scheduler::shown(table, id, previous)
+            else {
                 r.unchecked += 1;
                 return;
             };
@@ -291,8 +292,9 @@ fn ago(now: u64, t: u64) -> String {
 
 /// `2026-12-06 10:04 UTC`.
 fn when(t: u64) -> String {
-    let text =
-        crate::timestamp::format_rfc3339_millis(UNIX_EPOCH + std::time::Duration::from_secs(t));
+    let text = crate::sys::timestamp::format_rfc3339_millis(
+        UNIX_EPOCH + std::time::Duration::from_secs(t),
+    );
     format!("{} {} UTC", &text[..10], &text[11..16])
 }
 

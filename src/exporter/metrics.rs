@@ -16,10 +16,10 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use crate::exporter::scheduler::{Observer, Results};
 use crate::inventory::{CheckSpec, Inventory};
 use crate::kube::watch::{Stream, StreamState};
 use crate::registry::{CheckResult, Status};
-use crate::scheduler::{Observer, Results};
 
 const PREFIX: &str = "k8s_image_availability_exporter";
 
@@ -376,7 +376,8 @@ fn container_rows(inventory: &Inventory, results: &Results) -> Rows {
     results.with(|table| {
         inventory.for_each_shown(|w, i, id, previous| {
             // While a container's new check has no verdict, its last one stays.
-            let Some((outcome, image)) = crate::scheduler::shown(table, id, previous) else {
+            let Some((outcome, image)) = crate::exporter::scheduler::shown(table, id, previous)
+            else {
                 return;
             };
             let c = &w.containers[i];
@@ -571,7 +572,7 @@ fn render_process(out: &mut dyn Write) -> io::Result<()> {
     }
     // What of the resident size is live data, and what the allocator holds
     // free (fragmentation after bursts): tells a leak from a high-water mark.
-    if let Some((in_use, free)) = crate::malloc::heap() {
+    if let Some((in_use, free)) = crate::sys::malloc::heap() {
         let name = format!("{PREFIX}_heap_bytes");
         writeln!(
             s,

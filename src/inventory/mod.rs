@@ -3,7 +3,11 @@
 //! accounts. From these it derives the distinct checks (one image plus the
 //! credentials a pod of that workload would use, in the kubelet's order) and
 //! which containers use each check. It tells the scheduler when checks
-//! appear and disappear.
+//! appear and disappear. `placement` says where a template's pods can land.
+//! Imports `sys`, `image`, `credentials`, `registry` (the configuration
+//! that names images) and `kube`.
+
+pub mod placement;
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
@@ -13,14 +17,32 @@ use std::sync::Arc;
 use regex::Regex;
 
 use crate::credentials::{Credential, Keyring};
-use crate::kube::resources::{ContainerImage, Kind, Object, ObjectKey, Resource, Workload};
+use crate::image::platform::Platform;
+use crate::image::reference::Mirrored;
+use crate::kube::resources::{Kind, Object, ObjectKey, Resource, Workload};
+use crate::kube::scheduling::{Node, Scheduling};
+use crate::kube::template::ContainerImage;
 use crate::kube::watch::Event;
-use crate::placement::{Node, Scheduling};
-use crate::platform::Platform;
-use crate::registry::{Mirrored, RegistryConfig};
+use crate::registry::RegistryConfig;
 
 /// Identifies a check for the scheduler and the results table.
 pub type CheckId = u64;
+
+/// What the inventory thread is told: the watch loops' events, and the
+/// scheduler's word that a check has its first verdict.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// From a watch loop.
+    Watch(Event),
+    /// The scheduler has the first verdict of this check.
+    Verdict(CheckId),
+}
+
+impl From<Event> for Input {
+    fn from(e: Event) -> Input {
+        Input::Watch(e)
+    }
+}
 
 /// What a check looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,7 +137,7 @@ pub struct InventoryConfig {
     pub filter_namespaces: bool,
     /// Turned on once the nodes are known, so the checker reads the
     /// platforms of images; `None` with `--no-platform-check`.
-    pub node_platforms: Option<Arc<crate::platform::NodePlatforms>>,
+    pub node_platforms: Option<Arc<crate::image::platform::NodePlatforms>>,
 }
 
 /// The platforms a workload's pods can land on, with node counts.
@@ -238,16 +260,20 @@ impl Inventory {
         }
     }
 
-    /// Records one watch event. Derived state is updated by [`Inventory::flush`],
-    /// so a burst of events (an initial list) is resolved once.
-    pub fn apply(&mut self, event: Event) {
+    /// Records one watch event or verdict. Derived state is updated by
+    /// [`Inventory::flush`], so a burst of events (an initial list) is
+    /// resolved once.
+    pub fn apply(&mut self, input: impl Into<Input>) {
+        let event = match input.into() {
+            Input::Verdict(id) => return self.verdict(id),
+            Input::Watch(e) => e,
+        };
         match event {
             Event::Synced(Resource::Nodes, _) => {
                 self.nodes_synced = true;
                 self.nodes_dirty = true;
             }
             Event::Synced(..) => {}
-            Event::Verdict(id) => self.verdict(id),
             Event::Upsert(_, Object::Node(key, node)) => {
                 if self.nodes.get(&key.name) != Some(&node) {
                     self.nodes.insert(key.name, node);
@@ -377,7 +403,7 @@ impl Inventory {
     }
 
     fn place(&self, s: &Scheduling) -> Placement {
-        crate::placement::platforms(s, self.nodes.values()).into()
+        placement::platforms(s, self.nodes.values()).into()
     }
 
     /// After node changes: every placement again, and schedulings no
@@ -387,7 +413,7 @@ impl Inventory {
         self.schedulings.retain(|k, _| Arc::strong_count(k) > 1);
         let nodes = &self.nodes;
         for (s, placement) in self.schedulings.iter_mut() {
-            *placement = crate::placement::platforms(s, nodes.values()).into();
+            *placement = placement::platforms(s, nodes.values()).into();
         }
         if let Some(known) = &self.config.node_platforms {
             let on = self.nodes_synced && !self.nodes.is_empty();
@@ -915,8 +941,8 @@ pub fn parse_image_regexes(flag: &str, value: &str) -> Result<Vec<Regex>, String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kube::resources::{ContainerImage, PullSecret, ServiceAccountInfo};
-    use crate::registry::Mirrors;
+    use crate::image::reference::Mirrors;
+    use crate::kube::resources::{PullSecret, ServiceAccountInfo};
 
     fn config() -> InventoryConfig {
         InventoryConfig {
@@ -1146,7 +1172,7 @@ mod tests {
         inv.apply(secret("a", "pull", "r.io", "old-user"));
         inv.apply(workload("a", "w", &["r.io/app:1"], &["pull"]));
         let first = added(&inv.flush())[0].id;
-        inv.apply(Event::Verdict(first));
+        inv.apply(Input::Verdict(first));
         assert!(inv.flush().is_empty());
         // The secret rotates: a new check; the old verdict stays shown.
         inv.apply(secret("a", "pull", "r.io", "new-user"));
@@ -1183,7 +1209,7 @@ mod tests {
             )]
         );
         // The new check's first verdict: the old one is forgotten.
-        inv.apply(Event::Verdict(third));
+        inv.apply(Input::Verdict(third));
         let changes = inv.flush();
         assert!(matches!(changes.as_slice(), [Change::Forget(id)] if *id == first));
         assert_eq!(shown(&inv), [(third, None)]);
@@ -1256,7 +1282,7 @@ pub type Gate = Arc<dyn Fn() -> bool + Send + Sync>;
 /// changes once `gate` opens (with no gate, at once). Returns when every
 /// watch loop has hung up.
 pub fn run(
-    rx: crossbeam_channel::Receiver<Event>,
+    rx: crossbeam_channel::Receiver<Input>,
     inventory: Arc<std::sync::RwLock<Inventory>>,
     changes: Option<crossbeam_channel::Sender<Change>>,
     progress: Arc<SyncProgress>,
@@ -1271,7 +1297,7 @@ pub fn run(
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
         };
-        let mut batch: Vec<Event> = first.into_iter().collect();
+        let mut batch: Vec<Input> = first.into_iter().collect();
         // Apply what is already queued in one go: an initial list is resolved once.
         while !batch.is_empty() && batch.len() < 50_000 {
             match rx.try_recv() {
@@ -1281,7 +1307,7 @@ pub fn run(
         }
         let synced = batch
             .iter()
-            .filter(|e| matches!(e, Event::Synced(..)))
+            .filter(|e| matches!(e, Input::Watch(Event::Synced(..))))
             .count();
         let out = if batch.is_empty() {
             Vec::new()
@@ -1320,12 +1346,12 @@ pub fn run(
         if !announced && progress.done() {
             announced = true;
             // The list pages are gone; give their memory back.
-            crate::malloc::trim();
+            crate::sys::malloc::trim();
             let s = inventory
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
                 .summary();
-            let heap = crate::malloc::heap()
+            let heap = crate::sys::malloc::heap()
                 .map(|(used, free)| {
                     format!(
                         "; heap {:.1} MiB in use, {:.1} MiB free",

@@ -25,7 +25,7 @@ impl Log for Logger {
         }
         let line = format!(
             "{} {:<5} {}: {}\n",
-            crate::timestamp::format_rfc3339_millis(SystemTime::now()),
+            crate::sys::timestamp::format_rfc3339_millis(SystemTime::now()),
             record.level(),
             record.target(),
             record.args()

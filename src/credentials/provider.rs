@@ -24,8 +24,8 @@ use prometheus::{IntCounterVec, Opts};
 use serde::Deserialize;
 
 use crate::credentials::{valid_match_image, Credential, Keyring, MatchImage};
-use crate::process::Unfinished;
-use crate::registry::Reference;
+use crate::image::reference::Reference;
+use crate::sys::process::Unfinished;
 
 /// Request and response API versions the kubelet knows.
 const PLUGIN_API_VERSIONS: [&str; 3] = [
@@ -399,7 +399,7 @@ fn exec(binary: &Path, p: &Provider, image: &str, timeout: Duration) -> Result<V
     cmd.args(&p.args)
         .envs(p.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stderr(Stdio::piped());
-    let finished = crate::process::run(cmd, Some(request.into_bytes()), OUTPUT_LIMIT, timeout)
+    let finished = crate::sys::process::run(cmd, Some(request.into_bytes()), OUTPUT_LIMIT, timeout)
         .map_err(|e| Failure::Exec(format!("cannot start {}: {e}", binary.display())))?;
     let err = &finished.stderr;
     if !err.is_empty() {
@@ -488,7 +488,7 @@ impl Provider {
         };
         let ttl = match r.cache_duration.as_deref() {
             None => self.default_cache,
-            Some(d) => crate::config::parse_duration(d).ok_or_else(|| {
+            Some(d) => crate::sys::duration::parse_duration(d).ok_or_else(|| {
                 Failure::Invalid(format!("cacheDuration {d:?} is not a duration"))
             })?,
         };
@@ -543,7 +543,7 @@ fn read_config(path: &Path) -> Result<Vec<Provider>, String> {
 
 /// Decodes one file (YAML or JSON, strictly: unknown fields are errors).
 fn parse_config(text: &str) -> Result<Vec<ProviderSpec>, String> {
-    let docs = crate::kube::config::parse_yaml_documents(text)?;
+    let docs = crate::sys::yaml::parse_yaml_documents(text)?;
     let [doc] = docs.as_slice() else {
         return Err(format!("expected one document, found {}", docs.len()));
     };
@@ -612,7 +612,7 @@ fn validate(specs: Vec<ProviderSpec>) -> Result<Vec<Provider>, Vec<String>> {
                 bad("defaultCacheDuration is required".into());
                 Duration::ZERO
             }
-            Some(d) => match crate::config::parse_duration(d) {
+            Some(d) => match crate::sys::duration::parse_duration(d) {
                 Some(d) => d,
                 None => {
                     bad(format!(
