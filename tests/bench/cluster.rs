@@ -94,14 +94,6 @@ fn cpu_seconds(pid: u32) -> f64 {
     (n(11) + n(12)) / 100.0
 }
 
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
@@ -123,15 +115,7 @@ fn image(registry: &str, i: usize) -> String {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let rest: Vec<&str> = args[1..].iter().map(String::as_str).collect();
-    let o = match Opts::from_args(&["cluster"], &rest) {
-        Ok(o) => o,
-        Err(e) => {
-            println!("{}", e.output);
-            std::process::exit(if e.status.is_ok() { 0 } else { 2 });
-        }
-    };
+    let o: Opts = support::bench_opts("cluster");
     // `cargo test --all-targets` runs this file too (without --bench): a
     // smoke size proves it works in seconds; the full size is for `cargo bench`.
     let o = if o.bench {
@@ -290,7 +274,7 @@ fn main() {
     });
     let sync_time = started.elapsed();
     let cpu_sync = cpu_seconds(pid);
-    let rss_sync = status_kib(pid, "VmRSS:");
+    let rss_sync = support::proc_status_kib(pid, "VmRSS:");
     let heap = |m: &[Sample], state: &str| {
         m.iter()
             .find(|s| {
@@ -352,7 +336,7 @@ fn main() {
         &samples,
         "k8s_image_availability_exporter_shared_results_total",
     );
-    let peak_after_first = status_kib(pid, "VmHWM:");
+    let peak_after_first = support::proc_status_kib(pid, "VmHWM:");
 
     // Steady state.
     let cpu_s0 = cpu_seconds(pid);
@@ -386,7 +370,7 @@ fn main() {
         .counters
         .blob_requests
         .load(std::sync::atomic::Ordering::SeqCst);
-    let steady_rss = status_kib(pid, "VmRSS:");
+    let steady_rss = support::proc_status_kib(pid, "VmRSS:");
     let heap_steady = (heap(&samples, "in_use"), heap(&samples, "free"));
 
     // /metrics cost for the full series set.
@@ -453,7 +437,7 @@ fn main() {
         || reg.counters.answered() >= before + changed,
     );
     let changes_checked = t.elapsed();
-    let peak = status_kib(pid, "VmHWM:");
+    let peak = support::proc_status_kib(pid, "VmHWM:");
     let secrets_served = api.served("secrets");
     let pods_served = api.served("pods");
     let (code, stop_time) = e.terminate();

@@ -46,14 +46,6 @@ struct Opts {
 
 const CLASSES: &str = "available|absent|bad_image_format|registry_unavailable|authentication_failure|authorization_failure|unknown_error|platform_unavailable";
 
-fn rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// One format's figures.
 struct Bill {
     head_series: f64,
@@ -64,15 +56,7 @@ struct Bill {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let rest: Vec<&str> = args[1..].iter().map(String::as_str).collect();
-    let o = match Opts::from_args(&["prometheus_bill"], &rest) {
-        Ok(o) => o,
-        Err(e) => {
-            println!("{}", e.output);
-            std::process::exit(if e.status.is_ok() { 0 } else { 2 });
-        }
-    };
+    let o: Opts = support::bench_opts("prometheus_bill");
     let o = if o.bench {
         o
     } else {
@@ -182,7 +166,7 @@ fn main() {
         bills.push(Bill {
             head_series: p.own_metric("prometheus_tsdb_head_series").unwrap_or(0.0),
             class_series,
-            prometheus_rss_kib: rss_kib(p.pid()),
+            prometheus_rss_kib: support::proc_status_kib(p.pid(), "VmRSS:"),
             scrape_plain: plain[plain.len() / 2],
             scrape_gzip: gzip[gzip.len() / 2],
         });

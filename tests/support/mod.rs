@@ -251,3 +251,26 @@ pub fn percent_encode(s: &str) -> String {
         })
         .collect()
 }
+
+/// A benchmark's flags (`cargo bench --bench NAME -- FLAGS`): prints the
+/// help or the error and exits on either.
+pub fn bench_opts<T: argh::FromArgs>(name: &str) -> T {
+    let args: Vec<String> = std::env::args().collect();
+    let rest: Vec<&str> = args[1..].iter().map(String::as_str).collect();
+    match T::from_args(&[name], &rest) {
+        Ok(o) => o,
+        Err(e) => {
+            println!("{}", e.output);
+            std::process::exit(if e.status.is_ok() { 0 } else { 2 });
+        }
+    }
+}
+
+/// A `kB` field of /proc/PID/status (`VmRSS:`, `VmHWM:`), 0 if unreadable.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
