@@ -250,8 +250,8 @@ pub fn watch_event(data: &[u8]) {
 
 /// What the decoder kept of a workload, Pod or Job agrees with the object
 /// read as plain JSON: nothing annotated `ignore` or named by
-/// `ignore-containers`, no pod a built-in controller covers or that
-/// finished, no Job of a CronJob or finished.
+/// `ignore-containers`, nothing being deleted, no pod a built-in controller
+/// covers or that finished, no Job of a CronJob or finished.
 fn opt_out_holds(raw: &str, w: &crate::kube::resources::Workload) {
     use crate::kube::template::{IGNORE_ANNOTATION, IGNORE_CONTAINERS_ANNOTATION};
     let Ok(v) = serde_json::from_str::<serde_json::Value>(raw) else {
@@ -271,6 +271,10 @@ fn opt_out_holds(raw: &str, w: &crate::kube::resources::Workload) {
             );
         }
     }
+    assert!(
+        meta.get("deletionTimestamp").is_none_or(|d| d.is_null()),
+        "an object being deleted was kept"
+    );
     let controller = meta["ownerReferences"]
         .as_array()
         .into_iter()

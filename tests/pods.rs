@@ -164,6 +164,15 @@ fn pods_no_controller_covers_are_checked_and_covered_pods_add_nothing() {
         finished < Duration::from_secs(1) && deleted < Duration::from_secs(1),
         "finished {finished:?}, deleted {deleted:?}"
     );
+    // A graceful delete: the apiserver sets deletionTimestamp and keeps the
+    // pod until its kubelet confirms (for good, if the node is gone). It
+    // starts nothing again: its series go now.
+    let mut terminating =
+        serde_json::to_value(pod(NS, "starting", None, "Pending", &t(&gone))).unwrap();
+    terminating["metadata"]["deletionTimestamp"] = json!("2026-12-06T10:00:00Z");
+    terminating["metadata"]["deletionGracePeriodSeconds"] = json!(30);
+    api.apply("pods", terminating);
+    wait_gone(&e, "starting");
     // A bare pod that a ReplicaSet adopts is covered from then on.
     api.apply(
         "pods",

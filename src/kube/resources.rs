@@ -721,7 +721,7 @@ fn decode_workload(kind: Kind, raw: &str, covering: &Covering) -> Result<Object,
     if key.name.is_empty() {
         return Err(format!("malformed {kind}: no metadata.name"));
     }
-    if skip || metadata.ignored() {
+    if skip || metadata.ignored() || metadata.deleting() {
         return Ok(Object::Skipped(key));
     }
     let mut parts = spec
@@ -1100,6 +1100,13 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+        // Deletion asked for: terminating, nothing starts again.
+        let terminating = pod("", "Running").replacen(
+            r#""metadata":{"#,
+            r#""metadata":{"deletionTimestamp":"2026-12-06T10:00:00Z","#,
+            1,
+        );
+        assert!(matches!(decode(&terminating), Object::Skipped(_)));
         for (phase, checked) in [
             ("Pending", true),
             ("Running", true),

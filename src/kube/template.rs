@@ -32,7 +32,7 @@ pub struct ContainerImage {
 }
 
 /// What we read of `metadata`.
-#[derive(Deserialize, Default, Debug)]
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Metadata {
     /// Name.
@@ -47,6 +47,9 @@ pub struct Metadata {
     /// Our two annotations; every other annotation is skipped unread.
     #[serde(default)]
     pub annotations: Option<OptOut>,
+    /// Set once deletion was asked for (its value is not needed).
+    #[serde(default)]
+    pub deletion_timestamp: Option<IgnoredAny>,
 }
 
 impl Metadata {
@@ -56,6 +59,14 @@ impl Metadata {
             .iter()
             .flatten()
             .find(|o| o.controller == Some(true))
+    }
+
+    /// Whether the object is being deleted: a terminating pod starts no
+    /// container again, and a controller being deleted starts no pod. (A
+    /// pod on a node stays terminating until its kubelet confirms, up to
+    /// its grace period, or for good when the node is gone.)
+    pub fn deleting(&self) -> bool {
+        self.deletion_timestamp.is_some()
     }
 
     /// Whether `k8s-image-availability-exporter/ignore` says so.
