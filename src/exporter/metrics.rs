@@ -335,6 +335,11 @@ impl crate::registry::check::RequestObserver for Metrics {
 
 /// Appends a label value with the text format's escapes.
 fn escape(out: &mut String, v: &str) {
+    // Names and images almost never need it: copy them whole.
+    if !v.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        out.push_str(v);
+        return;
+    }
     for c in v.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -373,6 +378,10 @@ impl Rows {
 fn container_rows(inventory: &Inventory, results: &Results) -> Rows {
     let mut text = String::new();
     let mut index: Vec<(u32, u32, Status)> = Vec::new();
+    let mut last: (
+        *const crate::kube::resources::Workload,
+        Option<&[(crate::image::platform::Platform, u32)]>,
+    ) = (std::ptr::null(), None);
     results.with(|table| {
         inventory.for_each_shown(|w, i, id, previous| {
             // While a container's new check has no verdict, its last one stays.
@@ -401,7 +410,12 @@ fn container_rows(inventory: &Inventory, results: &Results) -> Rows {
                 text.truncate(start);
                 return;
             };
-            index.push((offset, len, outcome.status_for(inventory.placement(w))));
+            // A workload's containers are visited one after another: its
+            // placement (looked up by the content of its scheduling) once.
+            if !std::ptr::eq(last.0, w) {
+                last = (w, inventory.placement(w));
+            }
+            index.push((offset, len, outcome.status_for(last.1)));
         })
     });
     index.sort_unstable_by(|a, b| labels_of(&text, *a).cmp(labels_of(&text, *b)));

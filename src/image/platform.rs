@@ -85,6 +85,19 @@ impl Platform {
         if image.os != self.os {
             return None;
         }
+        // The vector starts with the node's own platform, and only these
+        // families list more: most answers need no list (this runs for
+        // every container at every scrape).
+        if image.architecture == self.architecture && image.variant == self.variant {
+            return Some(0);
+        }
+        let family = matches!(
+            (self.architecture.as_str(), image.architecture.as_str()),
+            ("amd64", "amd64" | "386") | ("arm64", "arm64" | "arm") | ("arm", "arm")
+        );
+        if !family {
+            return None;
+        }
         vector(&self.architecture, &self.variant)
             .iter()
             .position(|(arch, variant)| *arch == image.architecture && *variant == image.variant)
