@@ -378,12 +378,8 @@ impl Rows {
 fn container_rows(inventory: &Inventory, results: &Results) -> Rows {
     let mut text = String::new();
     let mut index: Vec<(u32, u32, Status)> = Vec::new();
-    let mut last: (
-        *const crate::kube::resources::Workload,
-        Option<&[(crate::image::platform::Platform, u32)]>,
-    ) = (std::ptr::null(), None);
     results.with(|table| {
-        inventory.for_each_shown(|w, i, id, previous| {
+        inventory.for_each_placed(|w, placement, i, id, previous| {
             // While a container's new check has no verdict, its last one stays.
             let Some((outcome, image)) = crate::exporter::scheduler::shown(table, id, previous)
             else {
@@ -410,12 +406,7 @@ fn container_rows(inventory: &Inventory, results: &Results) -> Rows {
                 text.truncate(start);
                 return;
             };
-            // A workload's containers are visited one after another: its
-            // placement (looked up by the content of its scheduling) once.
-            if !std::ptr::eq(last.0, w) {
-                last = (w, inventory.placement(w));
-            }
-            index.push((offset, len, outcome.status_for(last.1)));
+            index.push((offset, len, outcome.status_for(placement)));
         })
     });
     index.sort_unstable_by(|a, b| labels_of(&text, *a).cmp(labels_of(&text, *b)));

@@ -190,23 +190,13 @@ pub fn collect(
     let mut namespaces: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     let mut kinds: std::collections::BTreeSet<&'static str> = std::collections::BTreeSet::new();
     let mut rows = Vec::new();
-    let mut last: (
-        *const crate::kube::resources::Workload,
-        Option<&[(crate::image::platform::Platform, u32)]>,
-    ) = (std::ptr::null(), None);
     results.with(|table| {
-        inventory.for_each_shown(|w, i, id, previous| {
+        inventory.for_each_placed(|w, placement, i, id, previous| {
             let Some((outcome, image)) = crate::exporter::scheduler::shown(table, id, previous)
             else {
                 r.unchecked += 1;
                 return;
             };
-            // A workload's containers come one after another: its
-            // placement once.
-            if !std::ptr::eq(last.0, w) {
-                last = (w, inventory.placement(w));
-            }
-            let placement = last.1;
             let status = outcome.status_for(placement);
             *r.totals.entry(status.as_str()).or_default() += 1;
             if status == Status::Available {

@@ -884,15 +884,26 @@ impl Inventory {
     /// reported container: `previous` is what to show while `check` has no
     /// verdict yet.
     pub fn for_each_shown(&self, mut f: impl FnMut(&Workload, usize, CheckId, Option<&Previous>)) {
+        self.for_each_placed(|w, _, i, id, previous| f(w, i, id, previous));
+    }
+
+    /// As [`Inventory::for_each_shown`], with the workload's placement
+    /// ([`Inventory::placement`]), looked up once per workload: the lookup
+    /// hashes its whole scheduling, and scrapes visit every container.
+    pub fn for_each_placed(
+        &self,
+        mut f: impl FnMut(&Workload, Option<&[(Platform, u32)]>, usize, CheckId, Option<&Previous>),
+    ) {
         for (key, list) in &self.resolved {
             if let Some(w) = self.workloads.get(key) {
+                let placement = self.placement(w);
                 for &(i, id) in list {
                     let previous = if self.previous.is_empty() {
                         None
                     } else {
                         self.previous.get(&(key.clone(), i))
                     };
-                    f(w, i, id, previous);
+                    f(w, placement, i, id, previous);
                 }
             }
         }
