@@ -130,9 +130,9 @@ pub fn run(config: &Config) -> u8 {
         Ok(c) => Arc::new(c),
         Err(e) => return fail(format!("API server client: {e}")),
     };
-    let metrics = Arc::new(Metrics::new());
+    let metrics =
+        Arc::new(Metrics::new().one_series_per_container(config.exporter.one_series_per_container));
     metrics.set_recheck_within(config.exporter.queue.recheck_within);
-    metrics.set_one_series_per_container(config.exporter.one_series_per_container);
     if let Some(p) = &config.registry.checker.providers {
         for c in p.collectors() {
             metrics.register(c);

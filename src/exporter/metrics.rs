@@ -37,7 +37,7 @@ pub struct Metrics {
     quota_limit: IntGaugeVec,
     quota_remaining: IntGaugeVec,
     /// `--one-series-per-container`: only the class gauge that is 1.
-    one_series: std::sync::atomic::AtomicBool,
+    one_series: bool,
 }
 
 fn must<T>(r: Result<T, prometheus::Error>) -> T {
@@ -148,15 +148,16 @@ impl Metrics {
             recheck_within,
             quota_limit,
             quota_remaining,
-            one_series: Default::default(),
+            one_series: false,
         }
     }
 
     /// `--one-series-per-container`: a container's series is only the class
     /// gauge that is 1; the other seven are not written (a class change
     /// makes the old series disappear, which Prometheus marks stale at once).
-    pub fn set_one_series_per_container(&self, on: bool) {
-        self.one_series.store(on, Ordering::Relaxed);
+    pub fn one_series_per_container(mut self, on: bool) -> Metrics {
+        self.one_series = on;
+        self
     }
 
     /// Records `--recheck-within`, for the stale-checks alert.
@@ -203,7 +204,7 @@ impl Metrics {
         render_process(&mut tail)?;
         Ok(Exposition {
             rows,
-            one_series: self.one_series.load(Ordering::Relaxed),
+            one_series: self.one_series,
             class: 0,
             row: 0,
             tail: Some(tail),

@@ -153,11 +153,14 @@ pub struct Report {
     pub matching: usize,
     /// The page shown (from 1) and its size.
     pub page: (usize, usize),
-    /// Matching rows after this page.
-    pub more: usize,
 }
 
 impl Report {
+    /// Matching rows after this page.
+    pub fn more(&self) -> usize {
+        self.matching.saturating_sub(self.page.0 * self.page.1)
+    }
+
     /// Pages of matching rows (at least 1).
     pub fn pages(&self) -> usize {
         self.matching.div_ceil(self.page.1.max(1)).max(1)
@@ -245,7 +248,6 @@ pub fn collect(
     rows.sort_unstable_by(row_order);
     rows.truncate(keep);
     r.rows = rows.split_off(rows.len().min((page - 1) * per_page));
-    r.more = r.matching.saturating_sub(page * per_page);
     r.namespaces = namespaces.into_iter().collect();
     r.kinds = kinds.into_iter().collect();
     r
@@ -517,7 +519,7 @@ fn pager(h: &mut String, r: &Report, filter: &Filter) {
             filter.query_for_page(back)
         );
     }
-    if r.more > 0 {
+    if r.more() > 0 {
         let _ = write!(
             h,
             " &middot; <a rel=\"next\" href=\"/?{}\">next</a>",
@@ -556,7 +558,7 @@ pub fn json(r: &Report) -> String {
         "matching": r.matching,
         "page": r.page.0,
         "pages": r.pages(),
-        "more": r.more,
+        "more": r.more(),
     })
     .to_string()
 }

@@ -85,17 +85,15 @@ impl Platform {
         if image.os != self.os {
             return None;
         }
-        // The vector starts with the node's own platform, and only these
-        // families list more: most answers need no list (this runs for
-        // every container at every scrape).
+        // The vector starts with the node's own platform and lists no
+        // other architecture than `also_runs` names: most answers need no
+        // list (this runs for every container at every scrape).
         if image.architecture == self.architecture && image.variant == self.variant {
             return Some(0);
         }
-        let family = matches!(
-            (self.architecture.as_str(), image.architecture.as_str()),
-            ("amd64", "amd64" | "386") | ("arm64", "arm64" | "arm") | ("arm", "arm")
-        );
-        if !family {
+        if image.architecture != self.architecture
+            && !also_runs(&self.architecture).contains(&image.architecture.as_str())
+        {
             return None;
         }
         vector(&self.architecture, &self.variant)
@@ -166,6 +164,16 @@ fn normalize_arch(arch: String, variant: String) -> (String, String) {
     }
 }
 
+/// The architectures a CPU of `arch` runs besides its own, in the order
+/// its vector lists them.
+fn also_runs(arch: &str) -> &'static [&'static str] {
+    match arch {
+        "amd64" => &["386"],
+        "arm64" => &["arm"],
+        _ => &[],
+    }
+}
+
 /// The (architecture, variant) pairs a CPU of `arch/variant` runs, in
 /// containerd's order (`platformVector`); the variants are normalised.
 fn vector(arch: &str, variant: &str) -> Vec<(String, String)> {
@@ -193,7 +201,9 @@ fn vector(arch: &str, variant: &str) -> Vec<(String, String)> {
                     v.push(("amd64".into(), name));
                 }
             }
-            v.push(("386".into(), String::new()));
+            for other in also_runs("amd64") {
+                v.push((other.to_string(), String::new()));
+            }
         }
         "arm" => {
             if let Some(n) = number(variant).filter(|n| *n > 5) {
@@ -239,7 +249,9 @@ fn vector(arch: &str, variant: &str) -> Vec<(String, String)> {
             } else {
                 variant
             };
-            v.extend(vector("arm", arm));
+            for other in also_runs("arm64") {
+                v.extend(vector(other, arm));
+            }
         }
         _ => {}
     }

@@ -508,14 +508,8 @@ fn key_of(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Obj
 struct Lean<Spec, Status> {
     #[serde(default)]
     metadata: Metadata,
-    #[serde(default = "none")]
     spec: Option<Spec>,
-    #[serde(default = "none")]
     status: Option<Status>,
-}
-
-fn none<T>() -> Option<T> {
-    None
 }
 
 /// `spec` of Deployments, StatefulSets and Rollouts.
@@ -558,13 +552,20 @@ struct CronJobSpec {
 #[derive(Deserialize, Default)]
 struct JobTemplate {
     #[serde(default)]
-    spec: Option<JobSpec>,
+    spec: Option<WithTemplate>,
 }
 
+/// A spec whose pod template is at `template`: Jobs, DaemonSets, a
+/// CronJob's `jobTemplate`.
 #[derive(Deserialize, Default)]
-struct JobSpec {
-    #[serde(default)]
+struct WithTemplate {
     template: Option<PodTemplate>,
+}
+
+impl WithTemplate {
+    fn pod_spec(spec: Option<WithTemplate>) -> Option<PodSpec> {
+        spec.and_then(|s| s.template).and_then(|t| t.spec)
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -663,7 +664,7 @@ fn decode_workload(kind: Kind, raw: &str, covering: &Covering) -> Result<Object,
             (d.metadata, spec.template.and_then(|t| t.spec), enabled)
         }
         Kind::DaemonSet => {
-            let d: Lean<JobSpec, DaemonSetStatus> = serde_json::from_str(raw).map_err(bad)?;
+            let d: Lean<WithTemplate, DaemonSetStatus> = serde_json::from_str(raw).map_err(bad)?;
             // The API always serialises desiredNumberScheduled; 0 means no
             // node should run the DaemonSet. The Go exporter tests
             // currentNumberScheduled > 0 instead; we deliberately read the
@@ -673,22 +674,18 @@ fn decode_workload(kind: Kind, raw: &str, covering: &Covering) -> Result<Object,
                 .status
                 .and_then(|s| s.desired_number_scheduled)
                 .unwrap_or(0);
-            let spec = d.spec.and_then(|s| s.template).and_then(|t| t.spec);
+            let spec = WithTemplate::pod_spec(d.spec);
             (d.metadata, spec, desired != 0)
         }
         Kind::CronJob => {
             let c: Lean<CronJobSpec, Skip> = serde_json::from_str(raw).map_err(bad)?;
             let spec = c.spec.unwrap_or_default();
             let suspended = spec.suspend.unwrap_or(false);
-            let template = spec
-                .job_template
-                .and_then(|j| j.spec)
-                .and_then(|s| s.template)
-                .and_then(|t| t.spec);
+            let template = WithTemplate::pod_spec(spec.job_template.and_then(|j| j.spec));
             (c.metadata, template, !suspended)
         }
         Kind::Job => {
-            let j: Lean<JobSpec, JobStatus> = serde_json::from_str(raw).map_err(bad)?;
+            let j: Lean<WithTemplate, JobStatus> = serde_json::from_str(raw).map_err(bad)?;
             // A CronJob's Jobs run its template, checked through it; a
             // finished Job starts no more pods. A suspended one may be
             // resumed, so it stays.
@@ -700,7 +697,7 @@ fn decode_workload(kind: Kind, raw: &str, covering: &Covering) -> Result<Object,
                     .as_ref()
                     .and_then(|s| s.conditions.as_deref())
                     .is_some_and(finished);
-            let spec = j.spec.and_then(|s| s.template).and_then(|t| t.spec);
+            let spec = WithTemplate::pod_spec(j.spec);
             (j.metadata, spec, true)
         }
         Kind::Pod => {

@@ -505,6 +505,18 @@ impl<E: From<Event>> Loop<'_, E> {
         }
     }
 
+    /// An object is gone: the inventory hears of it if it was sent on
+    /// (no event at all for the many pods nobody checks one by one).
+    fn forget(&mut self, key: ObjectKey) -> Result<(), Stop> {
+        if !self.known.remove(&key) {
+            return Ok(());
+        }
+        self.state
+            .objects
+            .store(self.known.len(), Ordering::Relaxed);
+        self.send(Event::Delete(self.stream.resource, key))
+    }
+
     fn send(&self, e: Event) -> Result<(), Stop> {
         self.tx.send(E::from(e)).map_err(|_| Stop::HungUp)
     }
@@ -583,11 +595,8 @@ impl<E: From<Event>> Loop<'_, E> {
             // it was checked until now, it is gone. A list finds that by
             // comparing what it saw with what was known.
             Ok(Object::Skipped(key)) => {
-                if !listing && self.known.remove(&key) {
-                    self.state
-                        .objects
-                        .store(self.known.len(), Ordering::Relaxed);
-                    self.send(Event::Delete(self.stream.resource, key))?;
+                if !listing {
+                    self.forget(key)?;
                 }
                 return Ok(None);
             }
@@ -724,14 +733,7 @@ impl<E: From<Event>> Loop<'_, E> {
                         namespace: m.namespace.into(),
                         name: m.name.into(),
                     };
-                    // Only what was sent on is deleted: no event at all
-                    // for the many pods nobody checks one by one.
-                    if self.known.remove(&key) {
-                        self.state
-                            .objects
-                            .store(self.known.len(), Ordering::Relaxed);
-                        self.send(Event::Delete(self.stream.resource, key))?;
-                    }
+                    self.forget(key)?;
                     if !m.resource_version.is_empty() {
                         *rv = m.resource_version;
                     }

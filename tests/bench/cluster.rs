@@ -376,18 +376,7 @@ fn main() {
     // /metrics cost for the full series set.
     // Seven of each: on two cores the scrape shares them with the client,
     // the fake apiserver and the steady rechecks, and single runs vary.
-    let mut plain = Vec::new();
-    let mut gzip = Vec::new();
-    for _ in 0..7 {
-        let t = Instant::now();
-        let (_, body) = e.get("/metrics");
-        plain.push((t.elapsed(), body.len()));
-        let t = Instant::now();
-        let raw = e.get_gzip("/metrics");
-        gzip.push((t.elapsed(), raw.len()));
-    }
-    plain.sort();
-    gzip.sort();
+    let (plain, gzip) = e.time_scrapes(7);
     let series = parse_metrics(&e.get("/metrics").1).len();
     // The status page and its JSON over every container.
     let mut page = Vec::new();

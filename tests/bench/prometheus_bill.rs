@@ -11,7 +11,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use argh::FromArgs;
 use support::apiserver::{FakeApiServer, ServerAuth};
@@ -130,18 +130,7 @@ fn main() {
                 .unwrap_or(0);
             checked as usize >= containers
         });
-        let mut plain = Vec::new();
-        let mut gzip = Vec::new();
-        for _ in 0..5 {
-            let t = Instant::now();
-            let (_, body) = e.get("/metrics");
-            plain.push((t.elapsed(), body.len()));
-            let t = Instant::now();
-            let raw = e.get_gzip("/metrics");
-            gzip.push((t.elapsed(), raw.len()));
-        }
-        plain.sort();
-        gzip.sort();
+        let (plain, gzip) = e.time_scrapes(5);
         let config = format!(
             "global:\n  scrape_interval: 5s\n  scrape_timeout: 5s\nscrape_configs:\n  - job_name: k8s-image-availability-exporter\n    honor_labels: true\n    static_configs:\n      - targets: [\"{}\"]\n",
             e.addr

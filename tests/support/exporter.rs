@@ -80,6 +80,9 @@ pub struct Exporter {
     agent: ureq::Agent,
 }
 
+/// How long a request took, and the size of its answer.
+pub type Timed = (Duration, usize);
+
 /// Flags that make tests fast: short periods, short watch timeouts.
 pub const FAST: &[&str] = &[
     "--check-period",
@@ -205,6 +208,23 @@ impl Exporter {
     /// The exporter's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("exporter.log")).unwrap_or_default()
+    }
+
+    /// `n` scrapes of `/metrics` in each encoding, plain then gzip: how long
+    /// each took and its size, fastest first.
+    pub fn time_scrapes(&self, n: usize) -> (Vec<Timed>, Vec<Timed>) {
+        let (mut plain, mut gzip) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            let t = Instant::now();
+            let (_, body) = self.get("/metrics");
+            plain.push((t.elapsed(), body.len()));
+            let t = Instant::now();
+            let raw = self.get_gzip("/metrics");
+            gzip.push((t.elapsed(), raw.len()));
+        }
+        plain.sort();
+        gzip.sort();
+        (plain, gzip)
     }
 
     /// Sends SIGTERM; returns the exit code and how long exiting took.
