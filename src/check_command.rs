@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 
-use crate::image::platform::Platform;
+use crate::image::platform::{refuses_schema1, NodeGroup, Platform};
 use crate::image::reference::Mirrored;
 use crate::registry::manifest::Platforms;
 use crate::registry::{CheckResult, Checker, RegistryConfig, Status};
@@ -69,14 +69,22 @@ impl Row {
 
 /// Checks every image once (the same image written two ways is one check),
 /// one after another so that request counts show what caching saves. With
-/// `platforms`, an available image must have a build for each of them.
+/// `platforms`, an available image must have a build for each of them,
+/// pullable by nodes of the container `runtime` (`containerd://2.0.4`).
 pub fn run(
     config: &RegistryConfig,
     checker: &Checker,
     images: &[String],
     platforms: &[Platform],
+    runtime: Option<&str>,
 ) -> Vec<Row> {
-    let required: Vec<(Platform, u32)> = platforms.iter().map(|p| (p.clone(), 0)).collect();
+    let required: Vec<NodeGroup> = platforms
+        .iter()
+        .map(|p| NodeGroup {
+            refuses_schema1: runtime.filter(|r| refuses_schema1(r)).map(Into::into),
+            ..NodeGroup::new(p.clone(), 0)
+        })
+        .collect();
     let mut done: HashMap<String, CheckResult> = HashMap::new();
     let mut rows = Vec::with_capacity(images.len());
     for image in images {
@@ -125,7 +133,7 @@ pub fn run(
 
 /// An available result, judged against the platforms pods can land on:
 /// a broken pull path for a build they pull, then a missing build.
-pub fn against(mut result: CheckResult, required: &[(Platform, u32)]) -> CheckResult {
+pub fn against(mut result: CheckResult, required: &[NodeGroup]) -> CheckResult {
     if result.status != Status::Available {
         return result;
     }
@@ -134,7 +142,9 @@ pub fn against(mut result: CheckResult, required: &[(Platform, u32)]) -> CheckRe
         _ => None,
     };
     let nodes = (!required.is_empty()).then_some(required);
-    if let Some(j) = crate::registry::pull_path::judge(offered, &result.broken, nodes) {
+    if let Some(j) =
+        crate::registry::pull_path::judge(offered, &result.broken, result.schema1, nodes)
+    {
         (result.status, result.reason) = (j.status(), j.reason());
         return result;
     }

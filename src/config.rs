@@ -179,6 +179,10 @@ pub struct Args {
     #[argh(option)]
     pub platform: Vec<String>,
 
+    /// with `check`: the nodes' container runtime, as Node.status.nodeInfo.containerRuntimeVersion names it (containerd://2.0.4); schema 1 images are platform_unavailable on containerd 2.0 and later. Without --platform, the nodes are linux/amd64. Defaults to none.
+    #[argh(option)]
+    pub container_runtime: Option<String>,
+
     /// print the version and exit. Defaults to false.
     #[argh(switch)]
     pub version: bool,
@@ -253,6 +257,8 @@ pub enum Command {
         images: Vec<String>,
         /// `--platform`: what the images must offer.
         platforms: Vec<crate::image::platform::Platform>,
+        /// `--container-runtime`: what the nodes pull with.
+        runtime: Option<String>,
     },
     /// Run the exporter.
     Serve,
@@ -636,6 +642,11 @@ impl Config {
                     "--platform applies to `check`; the exporter reads the platforms of the cluster's nodes".into(),
                 ))
             }
+            None if args.container_runtime.is_some() => {
+                return Err(ConfigError(
+                    "--container-runtime applies to `check`; the exporter reads the runtimes of the cluster's nodes".into(),
+                ))
+            }
             None => Command::Serve,
             Some((c, images)) if c == "check" => {
                 if images.is_empty() {
@@ -648,9 +659,20 @@ impl Config {
                             .map_err(|e| ConfigError(format!("--platform: {e}")))?,
                     );
                 }
+                let runtime = args
+                    .container_runtime
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|r| !r.is_empty())
+                    .map(str::to_string);
+                if runtime.is_some() && platforms.is_empty() {
+                    let (os, arch) = crate::registry::check::DEFAULT_PLATFORM;
+                    platforms.push(crate::image::platform::Platform::new(os, arch, ""));
+                }
                 Command::Check {
                     images: images.to_vec(),
                     platforms,
+                    runtime,
                 }
             }
             Some((c, _)) => {

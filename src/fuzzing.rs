@@ -476,7 +476,7 @@ pub fn manifest(data: &[u8]) {
         check(&p);
         assert!(!crate::image::platform::lacks(
             std::slice::from_ref(&p),
-            &[(p.clone(), 1)]
+            &[crate::image::platform::NodeGroup::new(p.clone(), 1)]
         ));
     }
 }

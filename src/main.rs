@@ -48,7 +48,11 @@ fn main() -> ExitCode {
         }
     };
     match &config.command {
-        Command::Check { images, platforms } => {
+        Command::Check {
+            images,
+            platforms,
+            runtime,
+        } => {
             let checker = match Checker::new(config.registry.checker.clone()) {
                 Ok(c) => c,
                 Err(e) => {
@@ -56,7 +60,13 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let rows = check_command::run(&config.registry, &checker, images, platforms);
+            let rows = check_command::run(
+                &config.registry,
+                &checker,
+                images,
+                platforms,
+                runtime.as_deref(),
+            );
             if let Err(e) =
                 check_command::print(&rows, config.output, &mut std::io::stdout().lock())
             {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{select, Receiver, Sender};
 
-use crate::image::platform::Platform;
+use crate::image::platform::{NodeGroup, Platform};
 use crate::inventory::{Change, CheckId, CheckSpec, Target};
 use crate::registry::manifest::Platforms;
 use crate::registry::pull_path::{judge, Broken, Judged};
@@ -370,6 +370,8 @@ pub struct Outcome {
     pub platforms: Option<Arc<[Platform]>>,
     /// For `Available`: pieces of the pull path a node cannot get.
     pub broken: Option<Arc<[Broken]>>,
+    /// For `Available`: the manifest is Docker's schema 1.
+    pub schema1: bool,
 }
 
 impl Outcome {
@@ -387,6 +389,7 @@ impl Outcome {
                 _ => None,
             },
             broken: (!r.broken.is_empty()).then(|| r.broken.as_slice().into()),
+            schema1: r.schema1,
         }
     }
 
@@ -395,25 +398,26 @@ impl Outcome {
     /// broken piece says (`absent`, `authorization_failure`); one that
     /// lacks a platform of those nodes (`placement`) is
     /// `platform_unavailable`; every other class wins.
-    pub fn status_for(&self, placement: Option<&[(Platform, u32)]>) -> Status {
+    pub fn status_for(&self, placement: Option<&[NodeGroup]>) -> Status {
         self.judged(placement).map_or(self.status, |j| j.status())
     }
 
     /// The reason that goes with [`Outcome::status_for`].
-    pub fn reason_for(&self, placement: Option<&[(Platform, u32)]>) -> String {
+    pub fn reason_for(&self, placement: Option<&[NodeGroup]>) -> String {
         self.judged(placement)
             .map_or_else(|| self.reason.clone(), |j| j.reason())
     }
 
     /// How a container whose pods can land on `placement` differs from an
     /// available check, if it does.
-    fn judged<'a>(&'a self, placement: Option<&'a [(Platform, u32)]>) -> Option<Judged<'a>> {
+    fn judged<'a>(&'a self, placement: Option<&'a [NodeGroup]>) -> Option<Judged<'a>> {
         if self.status != Status::Available {
             return None;
         }
         judge(
             self.platforms.as_deref(),
             self.broken.as_deref().unwrap_or_default(),
+            self.schema1,
             placement,
         )
     }

@@ -258,8 +258,77 @@ fn vector(arch: &str, variant: &str) -> Vec<(String, String)> {
     v
 }
 
-/// The platforms pods may land on, with how many nodes have each.
-pub type Required = [(Platform, u32)];
+/// Nodes pods may land on that pull alike: their platform, how many, and
+/// their container runtime when it refuses schema 1 manifests.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeGroup {
+    /// The nodes' platform.
+    pub platform: Platform,
+    /// How many nodes (0 for `check --platform`, which has none).
+    pub nodes: u32,
+    /// `status.nodeInfo.containerRuntimeVersion`, when that runtime cannot
+    /// pull schema 1 manifests (see [`refuses_schema1`]).
+    pub refuses_schema1: Option<std::sync::Arc<str>>,
+}
+
+impl NodeGroup {
+    /// `nodes` nodes of `platform` whose runtime pulls schema 1.
+    pub fn new(platform: Platform, nodes: u32) -> NodeGroup {
+        NodeGroup {
+            platform,
+            nodes,
+            refuses_schema1: None,
+        }
+    }
+}
+
+/// The nodes pods may land on, grouped.
+pub type Required = [NodeGroup];
+
+/// Whether a node's container runtime, as `containerRuntimeVersion` names
+/// it (`containerd://2.0.4`, `containerd://v2.1.0-k3s1`), cannot pull
+/// Docker schema 1 manifests: containerd 2.0 disables them and 2.1 removes
+/// them (containerd#9765, #11681). containerd 1.x and CRI-O still pull
+/// them; Docker's own removal went with a version whose number says
+/// nothing through cri-dockerd, so `docker://` is left as pulling them.
+pub fn refuses_schema1(runtime: &str) -> bool {
+    let Some(version) = runtime.trim().strip_prefix("containerd://") else {
+        return false;
+    };
+    let version = version.strip_prefix('v').unwrap_or(version);
+    let major: String = version.chars().take_while(char::is_ascii_digit).collect();
+    major.parse::<u32>().is_ok_and(|m| m >= 2)
+}
+
+/// The reason of a `platform_unavailable` verdict for a schema 1 image:
+/// the runtimes among `required` that cannot pull it, with their nodes;
+/// `None` when every runtime can.
+pub fn schema1_refused(required: &Required) -> Option<String> {
+    let mut runtimes: Vec<(&str, u32)> = Vec::new();
+    for g in required {
+        if let Some(r) = g.refuses_schema1.as_deref() {
+            match runtimes.iter_mut().find(|(name, _)| *name == r) {
+                Some((_, n)) => *n += g.nodes,
+                None => runtimes.push((r, g.nodes)),
+            }
+        }
+    }
+    if runtimes.is_empty() {
+        return None;
+    }
+    let named: Vec<String> = runtimes
+        .iter()
+        .map(|(r, n)| match n {
+            0 => r.to_string(),
+            1 => format!("{r} (1 node)"),
+            n => format!("{r} ({n} nodes)"),
+        })
+        .collect();
+    Some(format!(
+        "the image is a Docker schema 1 manifest, which {} cannot pull (containerd 2.0 disables schema 1 pulls, 2.1 removes them); push it again with a current client",
+        named.join(", ")
+    ))
+}
 
 /// What the inventory tells the registry checker about the cluster's
 /// nodes: whether the platform check is on (the nodes are known), and the
@@ -303,18 +372,25 @@ impl NodePlatforms {
 }
 
 /// Whether pods may land on a platform that no platform of the image serves.
-pub fn lacks(offered: &[Platform], required: &[(Platform, u32)]) -> bool {
-    required.iter().any(|(node, _)| !serves(offered, node))
+pub fn lacks(offered: &[Platform], required: &Required) -> bool {
+    required.iter().any(|g| !serves(offered, &g.platform))
 }
 
 /// The reason of a `platform_unavailable` verdict, naming each platform
 /// pods may land on that the image does not serve and how many nodes have
 /// it (a count of 0 is not shown: `check --platform` has no nodes); `None`
 /// when the image serves them all.
-pub fn lacking(offered: &[Platform], required: &[(Platform, u32)]) -> Option<String> {
-    let lacks: Vec<String> = required
-        .iter()
-        .filter(|(node, _)| !serves(offered, node))
+pub fn lacking(offered: &[Platform], required: &Required) -> Option<String> {
+    let mut groups: Vec<(&Platform, u32)> = Vec::new();
+    for g in required.iter().filter(|g| !serves(offered, &g.platform)) {
+        // Groups of one platform differ by runtime: count them as one.
+        match groups.iter_mut().find(|(p, _)| *p == &g.platform) {
+            Some((_, n)) => *n += g.nodes,
+            None => groups.push((&g.platform, g.nodes)),
+        }
+    }
+    let lacks: Vec<String> = groups
+        .into_iter()
         .map(|(p, n)| match n {
             0 => p.to_string(),
             1 => format!("{p} (1 node)"),
@@ -442,7 +518,13 @@ mod tests {
     #[test]
     fn missing_platforms_are_named_with_their_nodes() {
         let offered = [p("linux/amd64")];
-        let required = [(p("linux/amd64"), 3), (p("linux/arm64"), 2)];
+        let mut on_containerd2 = NodeGroup::new(p("linux/arm64"), 1);
+        on_containerd2.refuses_schema1 = Some("containerd://2.0.4".into());
+        let required = [
+            NodeGroup::new(p("linux/amd64"), 3),
+            NodeGroup::new(p("linux/arm64"), 1),
+            on_containerd2,
+        ];
         assert!(lacks(&offered, &required));
         assert_eq!(
             lacking(&offered, &required).as_deref(),
@@ -451,5 +533,44 @@ mod tests {
         let both = [p("linux/amd64"), p("linux/arm64")];
         assert!(!lacks(&both, &required));
         assert_eq!(lacking(&both, &required), None);
+    }
+
+    #[test]
+    fn runtimes_that_refuse_schema1() {
+        for r in [
+            "containerd://2.0.4",
+            "containerd://v2.1.0",
+            "containerd://2.0.5-k3s1.32",
+            "containerd://10.0.0",
+        ] {
+            assert!(refuses_schema1(r), "{r}");
+        }
+        for r in [
+            "containerd://1.7.27",
+            "containerd://1.6.0-k3s1",
+            "cri-o://1.31.0",
+            "docker://28.2.2",
+            "containerd://",
+            "containerd://x",
+            "",
+        ] {
+            assert!(!refuses_schema1(r), "{r}");
+        }
+        let group = |runtime: Option<&str>, nodes| NodeGroup {
+            platform: p("linux/amd64"),
+            nodes,
+            refuses_schema1: runtime.map(Into::into),
+        };
+        assert_eq!(schema1_refused(&[group(None, 4)]), None);
+        let why = schema1_refused(&[
+            group(None, 4),
+            group(Some("containerd://2.0.4"), 2),
+            group(Some("containerd://2.1.1"), 1),
+        ])
+        .unwrap();
+        assert!(
+            why.contains("containerd://2.0.4 (2 nodes), containerd://2.1.1 (1 node) cannot pull"),
+            "{why}"
+        );
     }
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use regex::Regex;
 
 use crate::credentials::{Credential, Keyring};
-use crate::image::platform::Platform;
+use crate::image::platform::{NodeGroup, Platform};
 use crate::image::reference::Mirrored;
 use crate::kube::resources::{Kind, Object, ObjectKey, Resource, Workload};
 use crate::kube::scheduling::{Node, Scheduling};
@@ -141,7 +141,7 @@ pub struct InventoryConfig {
 }
 
 /// The platforms a workload's pods can land on, with node counts.
-pub type Placement = Arc<[(Platform, u32)]>;
+pub type Placement = Arc<[NodeGroup]>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct CheckKey {
@@ -428,7 +428,7 @@ impl Inventory {
 
     /// The platforms the pods of `w` can land on; `None` while the nodes
     /// are unknown (not listed yet, not listable, or the check is off).
-    pub fn placement(&self, w: &Workload) -> Option<&[(Platform, u32)]> {
+    pub fn placement(&self, w: &Workload) -> Option<&[NodeGroup]> {
         if !self.nodes_synced || self.config.node_platforms.is_none() {
             return None;
         }
@@ -892,7 +892,7 @@ impl Inventory {
     /// hashes its whole scheduling, and scrapes visit every container.
     pub fn for_each_placed(
         &self,
-        mut f: impl FnMut(&Workload, Option<&[(Platform, u32)]>, usize, CheckId, Option<&Previous>),
+        mut f: impl FnMut(&Workload, Option<&[NodeGroup]>, usize, CheckId, Option<&Previous>),
     ) {
         for (key, list) in &self.resolved {
             if let Some(w) = self.workloads.get(key) {

@@ -5,8 +5,9 @@
 //! (`kube::scheduling` says what that is).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use crate::image::platform::Platform;
+use crate::image::platform::{NodeGroup, Platform};
 use crate::kube::scheduling::{Node, Requirement, Scheduling, Taint, Term};
 
 impl Scheduling {
@@ -89,21 +90,29 @@ fn requirement_matches(r: &Requirement, value: Option<&str>) -> Option<bool> {
     }
 }
 
-/// The platforms of the nodes `scheduling` admits, with how many nodes
-/// have each, sorted. Nodes of unknown platform are left out.
+/// The nodes `scheduling` admits, grouped by platform (and runtime, when
+/// it refuses schema 1), with how many nodes are in each, sorted. Nodes of
+/// unknown platform are left out.
 pub fn platforms<'a>(
     scheduling: &Scheduling,
     nodes: impl Iterator<Item = &'a Node>,
-) -> Vec<(Platform, u32)> {
-    let mut counts: BTreeMap<&Platform, u32> = BTreeMap::new();
+) -> Vec<NodeGroup> {
+    let mut counts: BTreeMap<(&Platform, Option<&Arc<str>>), u32> = BTreeMap::new();
     for n in nodes {
         if let Some(p) = &n.platform {
             if scheduling.admits(n) {
-                *counts.entry(p).or_default() += 1;
+                *counts.entry((p, n.refuses_schema1.as_ref())).or_default() += 1;
             }
         }
     }
-    counts.into_iter().map(|(p, n)| (p.clone(), n)).collect()
+    counts
+        .into_iter()
+        .map(|((p, runtime), n)| NodeGroup {
+            platform: p.clone(),
+            nodes: n,
+            refuses_schema1: runtime.cloned(),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -131,6 +140,7 @@ mod tests {
                 .collect(),
             unschedulable: false,
             platform: Some(Platform::new("linux", arch, "")),
+            refuses_schema1: None,
         }
     }
 
@@ -161,8 +171,8 @@ mod tests {
         assert_eq!(
             platforms(&everywhere, nodes.iter()),
             vec![
-                (Platform::new("linux", "amd64", ""), 1),
-                (Platform::new("linux", "arm64", ""), 1)
+                NodeGroup::new(Platform::new("linux", "amd64", ""), 1),
+                NodeGroup::new(Platform::new("linux", "arm64", ""), 1)
             ]
         );
         let pinned = Scheduling {
@@ -177,7 +187,17 @@ mod tests {
         };
         assert_eq!(
             platforms(&tolerant, nodes.iter())[1],
-            (Platform::new("linux", "arm64", ""), 2)
+            NodeGroup::new(Platform::new("linux", "arm64", ""), 2)
+        );
+        // Nodes on containerd 2 are a group of their own.
+        let mut d = node("d", "amd64", &[], &[]);
+        d.refuses_schema1 = Some("containerd://2.0.4".into());
+        let with_d = [a.clone(), d];
+        let groups = platforms(&everywhere, with_d.iter());
+        assert_eq!(groups.len(), 2);
+        assert_eq!(
+            groups[1].refuses_schema1.as_deref(),
+            Some("containerd://2.0.4")
         );
         assert!(!tol("dedicated", "Equal", "false", "").tolerates(&c.taints[0]));
         assert!(tol("", "Exists", "", "").tolerates(&c.taints[0]));

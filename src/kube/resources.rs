@@ -861,6 +861,8 @@ struct NodeInfo {
     operating_system: String,
     #[serde(default)]
     architecture: String,
+    #[serde(rename = "containerRuntimeVersion", default)]
+    container_runtime_version: String,
 }
 
 fn decode_node(raw: &str) -> Result<(ObjectKey, Node), String> {
@@ -890,8 +892,11 @@ fn decode_node(raw: &str) -> Result<(ObjectKey, Node), String> {
             .collect(),
         unschedulable: n.spec.unschedulable.unwrap_or(false),
         platform: None,
+        refuses_schema1: None,
     };
     let info = n.status.node_info.unwrap_or_default();
+    node.refuses_schema1 = crate::image::platform::refuses_schema1(&info.container_runtime_version)
+        .then(|| info.container_runtime_version.as_str().into());
     let label = |k: &str| node.label(k).filter(|v| !v.is_empty());
     let os = label("kubernetes.io/os").unwrap_or(&info.operating_system);
     let arch = label("kubernetes.io/arch").unwrap_or(&info.architecture);

@@ -19,6 +19,9 @@ pub struct Node {
     /// From the `kubernetes.io/os` and `kubernetes.io/arch` labels, else
     /// `status.nodeInfo`; `None` when neither says.
     pub platform: Option<Platform>,
+    /// `status.nodeInfo.containerRuntimeVersion` when that runtime cannot
+    /// pull schema 1 manifests (`crate::image::platform::refuses_schema1`).
+    pub refuses_schema1: Option<std::sync::Arc<str>>,
 }
 
 impl Node {

@@ -8,43 +8,30 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::challenge::{self, Challenge};
-use super::manifest::{self, DigestCache, Manifest, Platforms};
+use super::errors::{self, RegistryErrors};
+use super::manifest::{self, DigestCache, Platforms};
 use super::outcome::{parse_retry_after, CheckResult};
-use super::pull_path::{self, Broken, Failure, Fetch, PathCache};
-use super::quota::Quota;
+use super::pull_path::{self, Broken, PathCache};
+use super::reader::{Reader, MANIFEST_BODY_LIMIT};
+use super::session::{Ctx, Sender, Via, MANIFEST_ACCEPT};
 use super::status::Status;
-use super::token::{parse_token_response, Token, TokenCache};
+use super::token::{parse_token_response, Refusal, Token, TokenCache};
 use super::transport::{
     host_of, is_internal_ip, Method, Response, Scheme, Transport, TransportConfig, TransportError,
     Url,
 };
+
+pub use super::session::RequestObserver;
 use crate::credentials::provider::CredentialProviders;
 use crate::credentials::Credential;
 use crate::image::platform::{NodePlatforms, Platform};
 use crate::image::reference::{Mirrored, Reference};
 
-/// Every manifest type a node may pull; without this list some registries
-/// answer 404 or convert to a legacy schema.
-pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
-application/vnd.oci.image.manifest.v1+json, \
-application/vnd.docker.distribution.manifest.list.v2+json, \
-application/vnd.docker.distribution.manifest.v2+json, \
-application/vnd.docker.distribution.manifest.v1+prettyjws, \
-application/vnd.docker.distribution.manifest.v1+json";
-
-const MAX_REDIRECTS: usize = 5;
 const TOKEN_BODY_LIMIT: u64 = 1 << 20;
-/// Manifests are at most 4 MiB by spec; the GET fallback reads no more.
-const MANIFEST_BODY_LIMIT: u64 = 4 << 20;
 
-/// Told about every HTTP request the checker sends (for metrics).
-pub trait RequestObserver: Send + Sync {
-    /// A request to `host` got `status`, or no answer (`None`).
-    fn request(&self, host: &str, status: Option<u16>);
-
-    /// An answer from `host` announced its pull quota.
-    fn rate_limit(&self, _host: &str, _quota: Quota) {}
-}
+/// Failed manifest answers whose status alone cannot say why: a HEAD's is
+/// followed by a GET for the registry's error body.
+const EXPLAINED: [u16; 4] = [400, 401, 403, 404];
 
 /// Checker settings taken from flags.
 #[derive(Debug, Clone)]
@@ -97,30 +84,14 @@ enum AuthHint {
     Bearer { realm: Url, service: Option<String> },
 }
 
-/// How the manifest answer was reached: the platform reads that follow go
-/// the same way (the same scheme, whatever another check learnt meanwhile,
-/// and the same credentials).
-#[derive(Clone, Copy)]
-struct Via<'a> {
-    scheme: Scheme,
-    auth: Option<&'a str>,
-}
-
-/// Counts requests for one check, and holds the pull quota its answers
-/// announced (for the credential it used: Docker Hub counts per account,
-/// or per address when anonymous).
-#[derive(Debug, Default)]
-struct Ctx {
-    requests: u32,
-    quota: Option<Quota>,
-}
-
 /// What one credential (or anonymous) got.
 enum Attempt {
     /// The manifest is there.
     Present {
         digest: Option<String>,
         authenticated: bool,
+        /// The manifest is Docker's schema 1.
+        schema1: bool,
         platforms: Option<Platforms>,
         /// Past the tag: what a node cannot get, and what the reason adds.
         path: PathNote,
@@ -167,17 +138,14 @@ enum Relearned {
 
 /// Checks images against registries. Shared by all worker threads.
 pub struct Checker {
-    transport: Transport,
+    sender: Sender,
     tokens: TokenCache,
     hints: Mutex<HashMap<String, AuthHint>>,
     schemes: Mutex<HashMap<String, Scheme>>,
     allow_plain_http: bool,
     plain_http: HashSet<String>,
     get_fallback: HashSet<String>,
-    retries: u32,
-    retry_backoff: Duration,
     providers: Option<Arc<CredentialProviders>>,
-    observer: Option<Arc<dyn RequestObserver>>,
     platforms: Option<Arc<NodePlatforms>>,
     digests: DigestCache,
     paths: PathCache,
@@ -190,7 +158,7 @@ pub struct Checker {
 impl Checker {
     /// Reports every request to `observer`.
     pub fn with_observer(mut self, observer: Arc<dyn RequestObserver>) -> Checker {
-        self.observer = Some(observer);
+        self.sender.observe(observer);
         self
     }
 
@@ -203,17 +171,18 @@ impl Checker {
                 .collect()
         };
         Ok(Checker {
-            transport: Transport::new(&config.transport)?,
+            sender: Sender::new(
+                Transport::new(&config.transport)?,
+                config.retries,
+                config.retry_backoff,
+            ),
             tokens: TokenCache::default(),
             hints: Mutex::default(),
             schemes: Mutex::default(),
             allow_plain_http: config.allow_plain_http,
             plain_http: lower(&config.plain_http_registries),
             get_fallback: lower(&config.get_fallback_registries),
-            retries: config.retries,
-            retry_backoff: config.retry_backoff,
             providers: config.providers,
-            observer: None,
             platforms: config.platforms,
             digests: DigestCache::new(DIGEST_CACHE_SIZE),
             paths: PathCache::new(PATH_CACHE_SIZE),
@@ -271,8 +240,10 @@ impl Checker {
         }
         let mut requests = 0;
         let mut failures: Vec<(String, CheckResult)> = Vec::new();
-        for (reference, _) in image.candidates() {
-            let mut r = self.check(reference, credentials);
+        for (reference, rule) in image.candidates() {
+            // containerd names the upstream on every request to a mirror.
+            let ns = rule.map(|_| image.reference.registry.as_str());
+            let mut r = self.check_on(reference, ns, credentials);
             requests += r.requests;
             if r.status == Status::Available {
                 r.requests = requests;
@@ -304,7 +275,21 @@ impl Checker {
     /// be reached, or asked us to slow down) is the answer every other
     /// credential would get too.
     pub fn check(&self, reference: &Reference, credentials: &[Arc<Credential>]) -> CheckResult {
-        let mut ctx = Ctx::default();
+        self.check_on(reference, None, credentials)
+    }
+
+    /// [`Checker::check`] on a mirror of the registry `ns`, or on the
+    /// image's own registry (`None`).
+    fn check_on(
+        &self,
+        reference: &Reference,
+        ns: Option<&str>,
+        credentials: &[Arc<Credential>],
+    ) -> CheckResult {
+        let mut ctx = Ctx {
+            ns: ns.map(str::to_string),
+            ..Ctx::default()
+        };
         let mut failures: Vec<(String, CheckResult)> = Vec::new();
         let anonymous = [None];
         let attempts: Vec<Option<&Credential>> = if credentials.is_empty() {
@@ -325,6 +310,7 @@ impl Checker {
                 Attempt::Present {
                     digest,
                     authenticated,
+                    schema1,
                     platforms,
                     path,
                 } => {
@@ -341,6 +327,7 @@ impl Checker {
                         // the registry served it to anyone.
                         shared: !authenticated,
                         broken: path.broken,
+                        schema1,
                     };
                 }
                 Attempt::Unauthorized(why) => (
@@ -457,7 +444,10 @@ impl Checker {
                             cached_token = cached.then_some(token);
                             Some(header)
                         }
-                        Err(failure)
+                        // A refusal remembered from a recent fetch: the
+                        // token server said so moments ago.
+                        Err((failure, true)) => return failure,
+                        Err((failure, false))
                             if relearned
                                 || matches!(
                                     failure,
@@ -469,7 +459,7 @@ impl Checker {
                         {
                             return failure
                         }
-                        Err(failure) => {
+                        Err((failure, false)) => {
                             relearned = true;
                             match self.relearn(ctx, r, &hint) {
                                 Relearned::Changed => continue,
@@ -484,14 +474,28 @@ impl Checker {
                 Ok(x) => x,
                 Err(a) => return a,
             };
+            let via = Via {
+                scheme,
+                auth: auth.as_deref(),
+            };
             if resp.status == 401 {
                 let challenges = challenges_of(&resp);
                 let new_hint = match hint_from(&challenges, scheme, host) {
-                    Ok(h) => h,
+                    Ok(h) => Some(h),
+                    // Harbor answers a project that does not exist so.
+                    Err(_) if challenges.is_empty() => None,
                     Err(why) => return final_(Status::UnknownError, why),
                 };
-                if new_hint != hint && !learnt {
-                    self.set_hint(host, new_hint);
+                // A refused request that carried credentials may be
+                // challenged Basic by a registry that hands out tokens
+                // (Harbor's getChallenge): that says "refused", not "send
+                // the password from now on".
+                let refusal_only = auth.is_some()
+                    && new_hint == Some(AuthHint::Basic)
+                    && matches!(hint, AuthHint::Bearer { .. });
+                let challenged = new_hint.is_some();
+                if let Some(h) = new_hint.filter(|h| *h != hint && !learnt && !refusal_only) {
+                    self.set_hint(host, h);
                     learnt = true;
                     continue;
                 }
@@ -500,44 +504,63 @@ impl Checker {
                     stale = Some(token);
                     continue;
                 }
-                return Attempt::Unauthorized(describe_401(&challenges));
+                let why = if challenged {
+                    describe_401(&challenges)
+                } else {
+                    "HTTP 401 without a challenge: the registry gives no way in".into()
+                };
+                return Attempt::Unauthorized(self.explained(ctx, r, via, why));
             }
             if !self.hints_known(host) {
                 self.set_hint(host, AuthHint::Open);
             }
-            let via = Via {
-                scheme,
-                auth: auth.as_deref(),
-            };
             return self.classified(ctx, r, &resp, via);
         }
     }
 
     /// The answer's verdict; for a manifest that is there, with the image's
     /// platforms when they are wanted and what its pull path showed. Both
-    /// read the manifest by digest through one [`Reader`]: one GET serves both.
+    /// read the manifest by digest through one [`Reader`]: one GET serves
+    /// both. Without a usable `Docker-Content-Digest` the digest is learnt
+    /// as containerd learns it: from the hash of the manifest's bytes.
     fn classified(&self, ctx: &mut Ctx, r: &Reference, resp: &Response, via: Via) -> Attempt {
-        let mut a = self.classify(r, resp, via.auth.is_some());
+        let mut a = self.classify(ctx, r, resp, via);
         if let Attempt::Present {
             digest,
+            schema1,
             platforms,
             path,
             ..
         } = &mut a
         {
-            let mut reader = Reader::new(self, ctx, r, via);
-            if let Some(d) = digest.as_deref() {
-                if !resp.body.is_empty() {
-                    // The GET fallback's answer: the manifest itself.
-                    let m = manifest::parse_manifest(resp.header("content-type"), &resp.body)
-                        .map_err(Failure::Unverified);
-                    reader.manifests.push((d.to_string(), m));
+            let wants_platforms = self.platforms.as_ref().is_some_and(|p| p.is_on());
+            let mut reader = Reader::new(&self.sender, self.quota_reserve, ctx, r, via);
+            let mut no_digest = None;
+            match (digest.as_deref(), resp.body.is_empty()) {
+                // The GET fallback's answer: the manifest itself.
+                (Some(d), false) => reader.keep(d, resp.header("content-type"), &resp.body),
+                (None, false) => {
+                    match reader.keep_hashed(resp.header("content-type"), &resp.body) {
+                        Ok(d) => *digest = Some(d),
+                        Err(why) => no_digest = Some(why),
+                    }
                 }
-                if self.platforms.as_ref().is_some_and(|p| p.is_on()) {
+                (Some(_), true) => {}
+                (None, true) if wants_platforms || self.verify_every.is_some() => {
+                    match reader.digest_by_hashing() {
+                        Ok(d) => *digest = Some(d),
+                        Err(why) => no_digest = Some(why),
+                    }
+                }
+                (None, true) => {}
+            }
+            if let Some(d) = digest.as_deref() {
+                if wants_platforms {
                     *platforms = Some(self.platforms_of(&mut reader, d));
                 }
             }
-            *path = self.verify_path(&mut reader, digest.as_deref());
+            *schema1 |= reader.schema1;
+            *path = self.verify_path(&mut reader, digest.as_deref(), no_digest);
         }
         a
     }
@@ -552,14 +575,22 @@ impl Checker {
 
     /// Walks the pull path of `digest` unless it was verified within the
     /// verification interval (see [`pull_path`]).
-    fn verify_path(&self, reader: &mut Reader, digest: Option<&str>) -> PathNote {
+    fn verify_path(
+        &self,
+        reader: &mut Reader,
+        digest: Option<&str>,
+        no_digest: Option<String>,
+    ) -> PathNote {
         let Some(every) = self.verify_every else {
             return PathNote::default();
         };
         let Some(digest) = digest else {
             return PathNote {
                 broken: Vec::new(),
-                note: "; pull path not verified: the registry sent no Docker-Content-Digest".into(),
+                note: format!(
+                    "; pull path not verified: the registry sent no usable Docker-Content-Digest{}",
+                    no_digest.map(|why| format!(" ({why})")).unwrap_or_default()
+                ),
             };
         };
         let (host, repository) = (reader.r.api_host(), reader.r.repository.as_str());
@@ -585,7 +616,7 @@ impl Checker {
             return p;
         }
         // What was read lasts (an artifact stays one); a failure is retried.
-        let (platforms, lasting) = match read_platforms(reader, digest) {
+        let (platforms, lasting) = match reader.platforms(digest) {
             Ok(p) => (p, true),
             Err(why) => {
                 log::debug!("{}: cannot read its platforms: {why}", reader.r);
@@ -593,72 +624,6 @@ impl Checker {
             }
         };
         self.digests.put(digest, platforms, lasting, now)
-    }
-
-    /// A manifest GET by digest: a counted pull on Docker Hub, so never
-    /// made while the quota this check's answers announced is within the
-    /// nodes' reserve.
-    fn counted_get(
-        &self,
-        ctx: &mut Ctx,
-        r: &Reference,
-        via: Via,
-        digest: &str,
-    ) -> Result<Manifest, Failure> {
-        if let Some(q) = ctx
-            .quota
-            .filter(|q| q.reserved_for_nodes(self.quota_reserve))
-        {
-            return Err(Failure::Unverified(
-                q.describe_reserve(r.api_host(), self.quota_reserve),
-            ));
-        }
-        let path = format!("/v2/{}/manifests/{digest}", r.repository);
-        let resp = self.download(ctx, r, Method::Get, path, via, Some(MANIFEST_ACCEPT))?;
-        manifest::parse_manifest(resp.header("content-type"), &resp.body)
-            .map_err(Failure::Unverified)
-    }
-
-    /// A download request on the image's registry, by the scheme the
-    /// manifest request used; blob redirects to storage elsewhere lose the
-    /// credentials. An answer other than 2xx is classified as a node's
-    /// pull would fail on it.
-    fn download(
-        &self,
-        ctx: &mut Ctx,
-        r: &Reference,
-        method: Method,
-        path: String,
-        via: Via,
-        accept: Option<&str>,
-    ) -> Result<Response, Failure> {
-        let url = Url::new(via.scheme, r.api_host(), path);
-        let resp = self
-            .send(ctx, method, &url, via.auth, accept, MANIFEST_BODY_LIMIT)
-            .map_err(|e| Failure::Unverified(e.to_string()))?;
-        if (200..300).contains(&resp.status) {
-            return Ok(resp);
-        }
-        // Only a failed answer's body is a registry error (a manifest's is
-        // read once, by its caller).
-        let errors = RegistryErrors::parse(&resp.body);
-        let detail = || format!("HTTP {}{}", resp.status, errors.detail());
-        match resp.status {
-            404 if method == Method::Head && errors.codes().is_empty() => {
-                Err(Failure::Missing("HTTP 404, blob unknown".into()))
-            }
-            404 => Err(Failure::Missing(detail())),
-            401 | 403 | 412 => Err(Failure::Refused(detail())),
-            429 => Err(Failure::Unverified(format!("{}, rate limited", detail()))),
-            _ if errors.has("BLOB_UNKNOWN")
-                || errors.has("MANIFEST_UNKNOWN")
-                || errors.has("NAME_UNKNOWN") =>
-            {
-                Err(Failure::Missing(detail()))
-            }
-            _ if errors.has("DENIED") => Err(Failure::Refused(detail())),
-            _ => Err(Failure::Unverified(detail())),
-        }
     }
 
     /// The manifest request, with the GET fallback where it is enabled.
@@ -708,84 +673,155 @@ impl Checker {
                 self.set_hint(host, h);
                 Relearned::Changed
             }
+            // No challenge at all: the registry gives no way in; the
+            // failure stands.
+            Err(_) if challenges.is_empty() => Relearned::Same,
             Err(why) => Relearned::Answered(final_(Status::UnknownError, why)),
         }
     }
 
-    fn classify(&self, r: &Reference, resp: &Response, authenticated: bool) -> Attempt {
-        let errors = RegistryErrors::parse(&resp.body);
+    /// The class of a manifest answer. A HEAD's failure has no body: for
+    /// those whose status alone cannot say why, [`Checker::error_body`]
+    /// asks once more with GET, and the reason carries the registry's
+    /// codes and messages.
+    fn classify(&self, ctx: &mut Ctx, r: &Reference, resp: &Response, via: Via) -> Attempt {
+        let authenticated = via.auth.is_some();
         let fin = |status: Status, reason: String| Attempt::Final {
             status,
             reason,
             retry_after: None,
             authenticated,
         };
-        match resp.status {
-            200..=299 => {
-                let got = resp.header("docker-content-digest").map(str::to_string);
-                if let (Some(want), Some(got)) = (&r.digest, &got) {
-                    if !want.eq_ignore_ascii_case(got) {
-                        return fin(
-                            Status::UnknownError,
-                            format!("registry returned manifest {got} for {want}"),
-                        );
-                    }
-                }
-                Attempt::Present {
-                    digest: got.or_else(|| r.digest.clone()),
-                    authenticated,
-                    platforms: None,
-                    path: PathNote::default(),
+        let host = r.api_host();
+        if (200..300).contains(&resp.status) {
+            // containerd validates the header and otherwise hashes the
+            // manifest; an empty or malformed one is as good as none.
+            let got = resp
+                .header("docker-content-digest")
+                .map(str::trim)
+                .filter(|d| manifest::valid_digest(d))
+                .map(str::to_string);
+            if let (Some(want), Some(got)) = (&r.digest, &got) {
+                if !want.eq_ignore_ascii_case(got) {
+                    return fin(
+                        Status::UnknownError,
+                        format!("registry returned manifest {got} for {want}"),
+                    );
                 }
             }
-            404 => fin(
-                Status::Absent,
-                format!(
-                    "manifest {} not found (HTTP 404{})",
-                    r.manifest_ref(),
-                    errors.codes_suffix()
-                ),
-            ),
-            403 => Attempt::Forbidden(format!("access denied (HTTP 403{})", errors.codes_suffix())),
+            return Attempt::Present {
+                digest: got.or_else(|| r.digest.clone()),
+                authenticated,
+                schema1: resp
+                    .header("content-type")
+                    .is_some_and(manifest::is_schema1_type),
+                platforms: None,
+                path: PathNote::default(),
+            };
+        }
+        let (errors, get_note) = if resp.body.is_empty() && EXPLAINED.contains(&resp.status) {
+            self.error_body(ctx, r, via)
+        } else {
+            (RegistryErrors::parse(&resp.body), String::new())
+        };
+        let detail = errors.detail();
+        let ambiguous = || {
+            errors::ambiguous_refusal(host, &errors)
+                .map(|n| format!("; {n}"))
+                .unwrap_or_default()
+        };
+        let status = resp.status;
+        let missing = || {
+            format!(
+                "manifest {} not found (HTTP {status}{detail}){get_note}",
+                r.manifest_ref()
+            )
+        };
+        match status {
+            404 => fin(Status::Absent, missing()),
+            403 => Attempt::Forbidden(format!(
+                "access denied (HTTP 403{detail}){get_note}{}",
+                ambiguous()
+            )),
             429 => rate_limited(
                 resp,
-                format!("rate limited by {} (HTTP 429)", r.api_host()),
+                format!("rate limited by {host} (HTTP 429{detail})"),
                 authenticated,
             ),
-            _ if errors.has("MANIFEST_UNKNOWN") || errors.has("NAME_UNKNOWN") => fin(
-                Status::Absent,
+            _ if errors::upstream_trouble(status, &errors) => fin(
+                Status::RegistryUnavailable,
                 format!(
-                    "manifest {} not found (HTTP {}{})",
-                    r.manifest_ref(),
-                    resp.status,
-                    errors.codes_suffix()
+                    "{host} could not get it from the registry it mirrors (HTTP {status}{detail})"
                 ),
             ),
+            _ if errors.has("MANIFEST_UNKNOWN") || errors.has("NAME_UNKNOWN") => {
+                fin(Status::Absent, missing())
+            }
             _ if errors.has("DENIED") => Attempt::Forbidden(format!(
-                "access denied (HTTP {}{})",
-                resp.status,
-                errors.codes_suffix()
+                "access denied (HTTP {status}{detail}){get_note}{}",
+                ambiguous()
             )),
             // Harbor's "prevent vulnerable images from running" (and other
             // download policies) refuse the manifest itself.
-            412 => Attempt::Forbidden(format!("download refused (HTTP 412{})", errors.detail())),
+            412 => Attempt::Forbidden(format!("download refused (HTTP 412{detail})")),
             500..=599 => fin(
                 Status::RegistryUnavailable,
                 format!(
-                    "{} answered HTTP {} after {} tries",
-                    r.api_host(),
-                    resp.status,
-                    self.retries + 1
+                    "{host} answered HTTP {status} after {} tries{detail}",
+                    self.sender.retries() + 1
                 ),
             ),
             s => fin(
                 Status::UnknownError,
+                format!("unexpected HTTP {s} from {host}{detail}{get_note}"),
+            ),
+        }
+    }
+
+    /// A refused request's reason (`why`, from its 401 challenge) with the
+    /// registry's own words from its error body, and whether the registry
+    /// tells a missing repository from a private one.
+    fn explained(&self, ctx: &mut Ctx, r: &Reference, via: Via, why: String) -> String {
+        let (errors, get_note) = self.error_body(ctx, r, via);
+        let ambiguous = errors::ambiguous_refusal(r.api_host(), &errors)
+            .map(|n| format!("; {n}"))
+            .unwrap_or_default();
+        format!("{why}{}{get_note}{ambiguous}", errors.detail())
+    }
+
+    /// The error body a HEAD's failure could not carry: one GET of the
+    /// manifest with the same credentials, as containerd sends after a
+    /// refused HEAD to show the registry's message. Never a counted pull:
+    /// a refused or missing manifest's GET is not one, and none is made
+    /// while the quota is within the nodes' reserve. When the GET succeeds
+    /// where the HEAD failed, the note says so.
+    fn error_body(&self, ctx: &mut Ctx, r: &Reference, via: Via) -> (RegistryErrors, String) {
+        if ctx
+            .quota
+            .is_some_and(|q| q.reserved_for_nodes(self.quota_reserve))
+        {
+            return (RegistryErrors::default(), String::new());
+        }
+        let path = format!("/v2/{}/manifests/{}", r.repository, r.manifest_ref());
+        let url = ctx.registry_url(via.scheme, r.api_host(), path);
+        // A success's body is not wanted: read none of it.
+        match self.sender.send(
+            ctx,
+            Method::Get,
+            &url,
+            via.auth,
+            &[("Accept", MANIFEST_ACCEPT)],
+            0,
+        ) {
+            Ok(get) if (200..300).contains(&get.status) => (
+                RegistryErrors::default(),
                 format!(
-                    "unexpected HTTP {s} from {}{}",
-                    r.api_host(),
-                    errors.codes_suffix()
+                    "; a GET of it answers HTTP {}: only the registry's HEAD fails (see --get-fallback-registries)",
+                    get.status
                 ),
             ),
+            Ok(get) => (RegistryErrors::parse(&get.body), String::new()),
+            Err(_) => (RegistryErrors::default(), String::new()),
         }
     }
 
@@ -817,13 +853,13 @@ impl Checker {
         let path = format!("/v2/{}/manifests/{}", r.repository, r.manifest_ref());
         let mut last = TransportError::Other("no scheme to try".into());
         for &scheme in order {
-            let url = Url::new(scheme, host, path.clone());
-            match self.send(
+            let url = ctx.registry_url(scheme, host, path.clone());
+            match self.sender.send(
                 ctx,
                 method,
                 &url,
                 auth,
-                Some(MANIFEST_ACCEPT),
+                &[("Accept", MANIFEST_ACCEPT)],
                 MANIFEST_BODY_LIMIT,
             ) {
                 Ok(resp) => {
@@ -858,12 +894,36 @@ impl Checker {
         registry_scheme: Scheme,
         cred: Option<&Credential>,
         stale: Option<&str>,
-    ) -> Result<(String, bool), Attempt> {
+    ) -> Result<(String, bool), (Attempt, bool)> {
         let scope = format!("repository:{}:pull", r.repository);
         let key = self.tokens.key(&realm.to_string(), service, &scope, cred);
-        self.tokens.get_or_fetch(&key, stale, || {
-            self.fetch_token(ctx, realm, service, &scope, r, registry_scheme, cred)
-        })
+        // A refusal is remembered like a token, for a short time of its
+        // own: a credential the token server refused does not cost a token
+        // request and a HEAD on every check.
+        if let Some(refusal) = self.tokens.refused(&key) {
+            let attempt = if refusal.forbidden {
+                Attempt::Forbidden(refusal.reason)
+            } else {
+                Attempt::Unauthorized(refusal.reason)
+            };
+            return Err((attempt, true));
+        }
+        self.tokens
+            .get_or_fetch(&key, stale, || {
+                self.fetch_token(ctx, realm, service, &scope, r, registry_scheme, cred)
+            })
+            .map_err(|a| {
+                let refusal = match &a {
+                    Attempt::Unauthorized(why) => Some((false, why)),
+                    Attempt::Forbidden(why) => Some((true, why)),
+                    _ => None,
+                };
+                if let Some((forbidden, why)) = refusal {
+                    let reason = why.clone();
+                    self.tokens.refuse(&key, Refusal { forbidden, reason });
+                }
+                (a, false)
+            })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -890,12 +950,13 @@ impl Checker {
         let url = realm.with_query(&params);
         let basic = cred.map(Credential::basic_authorization);
         let resp = self
+            .sender
             .send(
                 ctx,
                 Method::Get,
                 &url,
                 basic.as_deref(),
-                Some("application/json"),
+                &[("Accept", "application/json")],
                 TOKEN_BODY_LIMIT,
             )
             .map_err(|e| {
@@ -912,12 +973,22 @@ impl Checker {
                     format!("token server {server}: {why}"),
                 )
             }),
-            401 => Err(Attempt::Unauthorized(format!(
-                "token server {server} rejected the credentials (HTTP 401)"
-            ))),
-            403 => Err(Attempt::Forbidden(format!(
-                "token server {server} denied access (HTTP 403)"
-            ))),
+            401 | 403 => {
+                let errors = RegistryErrors::parse(&resp.body);
+                let ambiguous = errors::ambiguous_refusal(r.api_host(), &errors)
+                    .map(|n| format!("; {n}"))
+                    .unwrap_or_default();
+                let (status, detail) = (resp.status, errors.detail());
+                Err(if status == 401 {
+                    Attempt::Unauthorized(format!(
+                        "token server {server} rejected the credentials (HTTP 401{detail}){ambiguous}"
+                    ))
+                } else {
+                    Attempt::Forbidden(format!(
+                        "token server {server} denied access (HTTP 403{detail}){ambiguous}"
+                    ))
+                })
+            }
             429 => Err(rate_limited(
                 &resp,
                 format!("rate limited by token server {server} (HTTP 429)"),
@@ -933,180 +1004,6 @@ impl Checker {
             )),
         }
     }
-
-    /// Sends with retries on 5xx and broken connections, following redirects
-    /// and dropping credentials when a redirect leaves the origin.
-    fn send(
-        &self,
-        ctx: &mut Ctx,
-        method: Method,
-        url: &Url,
-        auth: Option<&str>,
-        accept: Option<&str>,
-        limit: u64,
-    ) -> Result<Response, TransportError> {
-        let mut url = url.clone();
-        let mut auth = auth;
-        for _ in 0..=MAX_REDIRECTS {
-            let resp = self.send_retrying(ctx, method, &url, auth, accept, limit)?;
-            let location = resp
-                .header("location")
-                .filter(|_| matches!(resp.status, 301 | 302 | 303 | 307 | 308));
-            let Some(next) = location.and_then(|l| url.join(l)) else {
-                return Ok(resp);
-            };
-            if !next.same_origin(&url) {
-                auth = None;
-            }
-            url = next;
-        }
-        Err(TransportError::Other(format!(
-            "more than {MAX_REDIRECTS} redirects"
-        )))
-    }
-
-    fn send_retrying(
-        &self,
-        ctx: &mut Ctx,
-        method: Method,
-        url: &Url,
-        auth: Option<&str>,
-        accept: Option<&str>,
-        limit: u64,
-    ) -> Result<Response, TransportError> {
-        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(2);
-        if let Some(a) = auth {
-            headers.push(("Authorization", a));
-        }
-        if let Some(a) = accept {
-            headers.push(("Accept", a));
-        }
-        let mut backoff = self.retry_backoff;
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            ctx.requests += 1;
-            let result = self.transport.send(method, url, &headers, limit);
-            if let Some(o) = &self.observer {
-                o.request(&url.authority, result.as_ref().ok().map(|r| r.status));
-            }
-            if let Some(q) = result.as_ref().ok().and_then(Quota::of) {
-                ctx.quota = Some(q);
-                if let Some(o) = &self.observer {
-                    o.rate_limit(&url.authority, q);
-                }
-            }
-            let retry = match &result {
-                Ok(resp) => matches!(resp.status, 500 | 502 | 503 | 504),
-                Err(e) => e.is_retryable(),
-            };
-            if !retry || tries > self.retries {
-                return result;
-            }
-            log::debug!("{} {}: retrying in {:?}", method_name(method), url, backoff);
-            std::thread::sleep(backoff);
-            backoff *= 2;
-        }
-    }
-}
-
-/// The requests of one check past the manifest answer, with its
-/// credentials and scheme; manifests read once per check (the platform read
-/// and the pull path walk share them), blobs asked once.
-struct Reader<'c, 'x> {
-    checker: &'c Checker,
-    ctx: &'x mut Ctx,
-    r: &'x Reference,
-    via: Via<'x>,
-    manifests: Vec<(String, Result<Manifest, Failure>)>,
-    blobs: Vec<String>,
-}
-
-impl<'c, 'x> Reader<'c, 'x> {
-    fn new(checker: &'c Checker, ctx: &'x mut Ctx, r: &'x Reference, via: Via<'x>) -> Self {
-        Reader {
-            checker,
-            ctx,
-            r,
-            via,
-            manifests: Vec::new(),
-            blobs: Vec::new(),
-        }
-    }
-
-    /// The platform of an image config blob (a GET, which blob requests
-    /// are: not counted).
-    fn config(&mut self, digest: &str) -> Result<Platform, String> {
-        let path = format!("/v2/{}/blobs/{digest}", self.r.repository);
-        let resp = self
-            .checker
-            .download(self.ctx, self.r, Method::Get, path, self.via, None)
-            .map_err(|f| format!("GET config {digest}: {}", f.text()))?;
-        self.blobs.push(digest.to_string());
-        manifest::parse_config(&resp.body)
-    }
-}
-
-impl Fetch for Reader<'_, '_> {
-    fn manifest(&mut self, digest: &str) -> Result<Manifest, Failure> {
-        if let Some((_, m)) = self.manifests.iter().find(|(d, _)| d == digest) {
-            return m.clone();
-        }
-        let m = self.checker.counted_get(self.ctx, self.r, self.via, digest);
-        self.manifests.push((digest.to_string(), m.clone()));
-        m
-    }
-
-    fn blob(&mut self, digest: &str) -> Result<(), Failure> {
-        if self.blobs.iter().any(|b| b == digest) {
-            return Ok(());
-        }
-        let path = format!("/v2/{}/blobs/{digest}", self.r.repository);
-        self.checker
-            .download(self.ctx, self.r, Method::Head, path, self.via, None)?;
-        self.blobs.push(digest.to_string());
-        Ok(())
-    }
-}
-
-/// Reads the platforms of manifest `digest`: an index lists them (entries
-/// without one are read, a few, as containerd does); a single manifest's
-/// config blob says it.
-fn read_platforms(reader: &mut Reader, digest: &str) -> Result<Platforms, String> {
-    let text = |what: &str, d: &str, f: Failure| format!("GET {what} {d}: {}", f.text());
-    let top = reader
-        .manifest(digest)
-        .map_err(|f| text("manifest", digest, f))?;
-    let mut found = Vec::new();
-    match top {
-        Manifest::Index(entries) => {
-            let mut unlabelled = 0;
-            for e in entries {
-                if let Some(p) = e.platform {
-                    found.push(p);
-                    continue;
-                }
-                // containerd reads an entry without a platform to learn
-                // it; so do we, for a few.
-                unlabelled += 1;
-                if unlabelled > manifest::MAX_UNLABELLED_ENTRIES {
-                    continue;
-                }
-                match reader
-                    .manifest(&e.digest)
-                    .map_err(|f| text("manifest", &e.digest, f))?
-                {
-                    Manifest::Image { config, .. } => found.push(reader.config(&config)?),
-                    Manifest::Schema1 { platform, .. } => found.push(platform),
-                    Manifest::Index(_) | Manifest::NotImage(_) => {}
-                }
-            }
-        }
-        Manifest::Image { config, .. } => found.push(reader.config(&config)?),
-        Manifest::Schema1 { platform, .. } => found.push(platform),
-        Manifest::NotImage(why) => return Ok(Platforms::Unknown(why)),
-    }
-    Ok(Platforms::Known(manifest::distinct(found)))
 }
 
 /// A 429, with the pause its `Retry-After` asks for.
@@ -1174,13 +1071,6 @@ fn challenges_of(resp: &Response) -> Vec<Challenge> {
     resp.headers_named("www-authenticate")
         .flat_map(challenge::parse)
         .collect()
-}
-
-fn method_name(m: Method) -> &'static str {
-    match m {
-        Method::Head => "HEAD",
-        Method::Get => "GET",
-    }
 }
 
 /// Picks the scheme to use from a 401's challenges: Bearer over Basic.
@@ -1276,79 +1166,6 @@ fn describe_401(challenges: &[Challenge]) -> String {
     }
 }
 
-/// The errors of a registry error body,
-/// `{"errors":[{"code":"...","message":"..."}]}`, read once per answer:
-/// `(code, message)`, either possibly empty; messages cut to 200
-/// characters, control characters dropped.
-#[derive(Debug, Default)]
-struct RegistryErrors(Vec<(String, String)>);
-
-impl RegistryErrors {
-    fn parse(body: &[u8]) -> RegistryErrors {
-        if body.is_empty() {
-            return RegistryErrors::default();
-        }
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
-            return RegistryErrors::default();
-        };
-        let Some(errors) = v.get("errors").and_then(|e| e.as_array()) else {
-            return RegistryErrors::default();
-        };
-        let text = |e: &serde_json::Value, field: &str| -> String {
-            e.get(field)
-                .and_then(|m| m.as_str())
-                .unwrap_or("")
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(200)
-                .collect()
-        };
-        RegistryErrors(
-            errors
-                .iter()
-                .map(|e| (text(e, "code"), text(e, "message")))
-                .collect(),
-        )
-    }
-
-    fn has(&self, code: &str) -> bool {
-        self.0.iter().any(|(c, _)| c == code)
-    }
-
-    fn codes(&self) -> Vec<&str> {
-        self.0
-            .iter()
-            .map(|(c, _)| c.as_str())
-            .filter(|c| !c.is_empty())
-            .collect()
-    }
-
-    /// `, CODE, CODE`, after a status code.
-    fn codes_suffix(&self) -> String {
-        let codes = self.codes();
-        if codes.is_empty() {
-            String::new()
-        } else {
-            format!(", {}", codes.join(", "))
-        }
-    }
-
-    /// `, CODE: message` for the first three errors: download policies
-    /// say why in them ("download blocked", the violated policy).
-    fn detail(&self) -> String {
-        let mut out = String::new();
-        for (code, message) in self.0.iter().take(3) {
-            match (code.is_empty(), message.is_empty()) {
-                (true, true) => {}
-                (false, true) => out.push_str(&format!(", {code}")),
-                (true, false) => out.push_str(&format!(", {message}")),
-                (false, false) => out.push_str(&format!(", {code}: {message}")),
-            }
-        }
-        out
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1407,20 +1224,5 @@ mod tests {
         );
         assert!(hint_from(&challenge::parse("Negotiate"), Scheme::Https, "r").is_err());
         assert!(hint_from(&challenge::parse("Bearer service=x"), Scheme::Https, "r").is_err());
-    }
-
-    #[test]
-    fn error_bodies() {
-        assert_eq!(
-            RegistryErrors::parse(
-                br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"m"},{"code":"DENIED"}]}"#
-            )
-            .codes(),
-            ["MANIFEST_UNKNOWN", "DENIED"]
-        );
-        assert!(RegistryErrors::parse(b"<html>").codes().is_empty());
-        assert!(RegistryErrors::parse(br#"{"errors":"x"}"#)
-            .codes()
-            .is_empty());
     }
 }

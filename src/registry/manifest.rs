@@ -120,6 +120,47 @@ const IMAGE_CONFIGS: [&str; 2] = [
     "application/vnd.docker.container.image.v1+json",
 ];
 
+/// Whether `s` is a digest a node would accept (OCI image-spec
+/// descriptor grammar: `algorithm:encoded`): `sha256:` with 64 and
+/// `sha512:` with 128 lowercase hex digits, as containerd's `Validate`
+/// requires. A header that fails this (a Harbor proxy cache's empty
+/// `Docker-Content-Digest`) is as good as none.
+pub fn valid_digest(s: &str) -> bool {
+    let Some((algorithm, hex)) = s.split_once(':') else {
+        return false;
+    };
+    let len = match algorithm {
+        "sha256" => 64,
+        "sha512" => 128,
+        _ => return false,
+    };
+    hex.len() == len && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The sha256 digest of a manifest's bytes, as a node computes it when the
+/// registry sends no digest (containerd's resolver GETs and hashes).
+pub fn digest_of(body: &[u8]) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, body);
+    let mut out = String::with_capacity(71);
+    out.push_str("sha256:");
+    for b in d.as_ref() {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// Whether a manifest media type is Docker's schema 1 (signed or not),
+/// which containerd 2.0 no longer pulls by default and 2.1 not at all.
+pub fn is_schema1_type(media_type: &str) -> bool {
+    media_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+        .starts_with("application/vnd.docker.distribution.manifest.v1")
+}
+
 /// Reads a manifest; `content_type` is the answer's Content-Type header,
 /// which wins over the body's `mediaType` (as containerd reads it).
 pub fn parse_manifest(content_type: Option<&str>, body: &[u8]) -> Result<Manifest, String> {
@@ -319,6 +360,29 @@ impl DigestCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digests() {
+        let d = digest_of(b"{}");
+        assert_eq!(
+            d,
+            "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        );
+        assert!(valid_digest(&d));
+        assert!(!valid_digest(""));
+        assert!(!valid_digest("sha256:"));
+        assert!(!valid_digest(&d.to_uppercase()));
+        assert!(!valid_digest(&d[..70]));
+        assert!(!valid_digest("md5:d41d8cd98f00b204e9800998ecf8427e"));
+        assert!(valid_digest(&format!("sha512:{}", "a".repeat(128))));
+        assert!(is_schema1_type(
+            "application/vnd.docker.distribution.manifest.v1+prettyjws"
+        ));
+        assert!(is_schema1_type(
+            "application/vnd.docker.distribution.manifest.v1+json; charset=utf-8"
+        ));
+        assert!(!is_schema1_type(DOCKER_MANIFEST));
+    }
 
     #[test]
     fn manifests_of_every_kind() {

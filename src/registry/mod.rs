@@ -1,17 +1,22 @@
 //! Everything that decides whether one image can be pulled from its
-//! registry: transport and proxies, authentication challenges and tokens,
-//! the manifest request and the classification of its answer (`status`,
-//! `outcome`), the platform read, the pull path past the tag (manifests by
-//! digest and blobs), and the registries' announced quotas. Imports `sys`,
+//! registry: transport and proxies, the requests of one check (`session`),
+//! authentication challenges and tokens, the manifest request and the
+//! classification of its answer (`status`, `outcome`, and what registries
+//! say in their error bodies, `errors`), the reads past the tag (`reader`:
+//! platforms, manifests by digest and blobs, as a node makes them), the
+//! pull path walk, and the registries' announced quotas. Imports `sys`,
 //! `image` and `credentials` only.
 
 pub mod challenge;
 pub mod check;
+pub mod errors;
 pub mod manifest;
 pub mod outcome;
 pub mod proxy;
 pub mod pull_path;
 pub mod quota;
+pub mod reader;
+pub mod session;
 pub mod status;
 pub mod token;
 pub mod transport;

@@ -34,6 +34,9 @@ pub struct CheckResult {
     /// For `Available`: pieces of the pull path past the tag that a node
     /// cannot get (judged per container: see `pull_path::applying`).
     pub broken: Vec<Broken>,
+    /// For `Available`: the manifest is Docker's schema 1, which nodes on
+    /// containerd 2.0 or later cannot pull (judged per container).
+    pub schema1: bool,
 }
 
 impl CheckResult {
@@ -50,6 +53,7 @@ impl CheckResult {
             platforms: None,
             shared: false,
             broken: Vec::new(),
+            schema1: false,
         }
     }
 }

@@ -10,7 +10,10 @@
 //! We walk the same path once per digest and verification interval: the
 //! manifest GETs a node makes (counted pulls on Docker Hub, so the quota
 //! rule of [`super::quota`] applies) and a HEAD for each blob (free, and
-//! enough: Distribution answers it from the blob store). What a walk found
+//! enough on Distribution, which answers it from the blob store), confirmed
+//! by a one-byte GET wherever the HEAD is refused or says missing: a node
+//! GETs blobs, and some registries answer HEAD differently (see
+//! [`super::reader`]). What a walk found
 //! is judged per container (see [`applying`]): a broken arm64 build does
 //! not fail a workload that only lands on amd64 nodes.
 
@@ -22,6 +25,8 @@ use std::time::{Duration, Instant};
 
 use super::manifest::Manifest;
 use super::status::Status;
+#[cfg(test)]
+use crate::image::platform::NodeGroup;
 use crate::image::platform::{Platform, Required};
 
 /// Why one request of the walk did not succeed.
@@ -50,7 +55,7 @@ impl Failure {
 pub trait Fetch {
     /// GET of a manifest by digest.
     fn manifest(&mut self, digest: &str) -> Result<Manifest, Failure>;
-    /// HEAD of a blob.
+    /// Whether a node may download a blob (HEAD, confirmed by GET).
     fn blob(&mut self, digest: &str) -> Result<(), Failure>;
 }
 
@@ -223,13 +228,10 @@ impl Walk {
                 Status::Absent,
                 format!("{what} {digest}{of} missing ({why})"),
             ),
-            Failure::Refused(why) => {
-                let request = if what == "manifest" { "GET" } else { "HEAD" };
-                (
-                    Status::AuthorizationFailure,
-                    format!("download refused: {request} {what} {digest}{of}: {why}"),
-                )
-            }
+            Failure::Refused(why) => (
+                Status::AuthorizationFailure,
+                format!("download refused: GET {what} {digest}{of}: {why}"),
+            ),
             Failure::Unverified(why) => {
                 self.unverified.push(format!("{what} {digest}{of}: {why}"));
                 return;
@@ -248,6 +250,9 @@ impl Walk {
 pub enum Judged<'a> {
     /// A piece of the pull path its nodes need is broken.
     Broken(&'a Broken),
+    /// It is a schema 1 manifest and some of its nodes' runtimes cannot
+    /// pull one.
+    Schema1(&'a Required),
     /// It has no build for a platform its pods can land on.
     Lacking {
         /// The image's platforms.
@@ -262,7 +267,7 @@ impl Judged<'_> {
     pub fn status(&self) -> Status {
         match self {
             Judged::Broken(b) => b.status,
-            Judged::Lacking { .. } => Status::PlatformUnavailable,
+            Judged::Schema1(_) | Judged::Lacking { .. } => Status::PlatformUnavailable,
         }
     }
 
@@ -270,6 +275,9 @@ impl Judged<'_> {
     pub fn reason(&self) -> String {
         match self {
             Judged::Broken(b) => b.reason.clone(),
+            Judged::Schema1(required) => {
+                crate::image::platform::schema1_refused(required).unwrap_or_default()
+            }
             Judged::Lacking { offered, required } => {
                 crate::image::platform::lacking(offered, required).unwrap_or_default()
             }
@@ -279,15 +287,23 @@ impl Judged<'_> {
 
 /// The verdict of a container whose image's check says `available`, when
 /// it differs: a broken piece of the pull path its nodes need wins over a
-/// missing build (`platform_unavailable`). `offered` are the image's
-/// platforms and `placement` those its pods can land on, when known.
+/// schema 1 manifest some of its nodes' runtimes cannot pull, which wins
+/// over a missing build (both `platform_unavailable`). `offered` are the
+/// image's platforms and `placement` the nodes its pods can land on, when
+/// known.
 pub fn judge<'a>(
     offered: Option<&'a [Platform]>,
     broken: &'a [Broken],
+    schema1: bool,
     placement: Option<&'a Required>,
 ) -> Option<Judged<'a>> {
     if let Some(b) = applying(broken, offered, placement) {
         return Some(Judged::Broken(b));
+    }
+    if let Some(required) =
+        placement.filter(|r| schema1 && r.iter().any(|g| g.refuses_schema1.is_some()))
+    {
+        return Some(Judged::Schema1(required));
     }
     let (offered, required) = (offered?, placement?);
     crate::image::platform::lacks(offered, required)
@@ -306,9 +322,9 @@ fn applying<'a>(
 ) -> Option<&'a Broken> {
     broken.iter().find(|b| match (&b.platform, required) {
         (None, _) | (_, None) => true,
-        (Some(build), Some(required)) => required.iter().any(|(node, _)| match offered {
-            Some(o) => node.pick(o).map(|i| &o[i]) == Some(build),
-            None => node.runs(build),
+        (Some(build), Some(required)) => required.iter().any(|g| match offered {
+            Some(o) => g.platform.pick(o).map(|i| &o[i]) == Some(build),
+            None => g.platform.runs(build),
         }),
     })
 }
@@ -641,8 +657,9 @@ mod tests {
             status: Status::Absent,
             reason: "x".into(),
         }];
-        let on =
-            |nodes: &[&str]| -> Vec<(Platform, u32)> { nodes.iter().map(|n| (p(n), 1)).collect() };
+        let on = |nodes: &[&str]| -> Vec<NodeGroup> {
+            nodes.iter().map(|n| NodeGroup::new(p(n), 1)).collect()
+        };
         assert!(applying(&broken, Some(&offered), Some(&on(&["linux/amd64"]))).is_none());
         assert!(applying(&broken, Some(&offered), Some(&on(&["linux/arm64"]))).is_none());
         assert!(applying(
@@ -658,6 +675,29 @@ mod tests {
             ..broken[0].clone()
         }];
         assert!(applying(&whole, Some(&offered), Some(&on(&["linux/amd64"]))).is_some());
+    }
+
+    #[test]
+    fn schema1_fails_only_containers_that_can_land_on_containerd_2() {
+        let offered = [p("linux/amd64")];
+        let old = vec![NodeGroup::new(p("linux/amd64"), 3)];
+        let mut mixed = old.clone();
+        mixed.push(NodeGroup {
+            refuses_schema1: Some("containerd://2.0.4".into()),
+            ..NodeGroup::new(p("linux/amd64"), 1)
+        });
+        assert!(judge(Some(&offered), &[], true, Some(&old)).is_none());
+        assert!(judge(Some(&offered), &[], false, Some(&mixed)).is_none());
+        let j = judge(Some(&offered), &[], true, Some(&mixed)).unwrap();
+        assert_eq!(j.status(), Status::PlatformUnavailable);
+        assert!(j.reason().contains("schema 1"), "{}", j.reason());
+        assert!(
+            j.reason().contains("containerd://2.0.4 (1 node)"),
+            "{}",
+            j.reason()
+        );
+        // Unknown nodes: nothing to judge by.
+        assert!(judge(Some(&offered), &[], true, None).is_none());
     }
 
     #[test]

@@ -33,11 +33,26 @@ enum Slot {
     Fetching,
 }
 
+/// How long a token server's refusal (401 or 403) is remembered: checks
+/// that fail are rechecked with backoff anyway, and a credential fixed on
+/// the registry's side is seen within this time.
+pub const REFUSAL_LIFETIME: Duration = Duration::from_secs(120);
+
+/// A token server's refusal of one identity for one scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// 403 (the credential is known but may not), else 401.
+    pub forbidden: bool,
+    /// What the token server said, as the check's reason gives it.
+    pub reason: String,
+}
+
 /// Thread-safe token cache shared by all workers. Concurrent checks of one
 /// repository wait for a single token fetch instead of each fetching one.
 #[derive(Debug, Default)]
 pub struct TokenCache {
     tokens: Mutex<HashMap<TokenKey, Slot>>,
+    refusals: Mutex<HashMap<TokenKey, (Refusal, Instant)>>,
     fetched: std::sync::Condvar,
     hasher: RandomState,
 }
@@ -64,6 +79,25 @@ impl TokenCache {
                 h.finish()
             }),
         }
+    }
+
+    /// A refusal of `key` within [`REFUSAL_LIFETIME`].
+    pub fn refused(&self, key: &TokenKey) -> Option<Refusal> {
+        let refusals = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        refusals
+            .get(key)
+            .filter(|(_, until)| Instant::now() < *until)
+            .map(|(r, _)| r.clone())
+    }
+
+    /// Remembers that the token server refused `key`.
+    pub fn refuse(&self, key: &TokenKey, refusal: Refusal) {
+        let mut refusals = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if refusals.len() >= PRUNE_AT {
+            refusals.retain(|_, (_, until)| now < *until);
+        }
+        refusals.insert(key.clone(), (refusal, now + REFUSAL_LIFETIME));
     }
 
     /// A token that is still valid.
@@ -225,6 +259,21 @@ mod tests {
         assert!(parse_token_response(br#"{}"#, now()).is_err());
         assert!(parse_token_response(b"<html>", now()).is_err());
         assert!(parse_token_response(br#"{"token":5}"#, now()).is_err());
+    }
+
+    #[test]
+    fn refusals_are_remembered_per_key() {
+        let cache = TokenCache::default();
+        let a = cache.key("https://auth/t", None, "repository:x:pull", None);
+        let b = cache.key("https://auth/t", None, "repository:y:pull", None);
+        assert_eq!(cache.refused(&a), None);
+        let refusal = Refusal {
+            forbidden: true,
+            reason: "token server denied access (HTTP 403)".into(),
+        };
+        cache.refuse(&a, refusal.clone());
+        assert_eq!(cache.refused(&a), Some(refusal));
+        assert_eq!(cache.refused(&b), None);
     }
 
     #[test]

@@ -329,6 +329,9 @@ pub const INPUT_BUFFER: usize = 32 * 1024;
 /// See [`INPUT_BUFFER`]; request headers (with tokens of a few KiB) only.
 pub const OUTPUT_BUFFER: usize = 16 * 1024;
 
+/// Most bytes of a failed answer's body (a registry error) read.
+pub const ERROR_BODY_LIMIT: u64 = 64 * 1024;
+
 /// The registry-side HTTP client. Separate from the Kubernetes API client:
 /// different roots, timeouts and proxy rules.
 pub struct Transport {
@@ -385,7 +388,9 @@ impl Transport {
         })
     }
 
-    /// Sends one request and reads at most `body_limit` bytes of the answer.
+    /// Sends one request and reads at most `body_limit` bytes of a
+    /// successful GET's answer (of a failed one, its error body); an
+    /// answer not read to its end closes the connection.
     pub fn send(
         &self,
         method: Method,
@@ -413,10 +418,17 @@ impl Transport {
             .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
             .collect();
         let mut body = Vec::new();
-        if method == Method::Get && body_limit > 0 {
+        // A failed answer's body is the registry's error, which reasons
+        // quote: read it whatever a success would be allowed.
+        let limit = if (200..300).contains(&status) {
+            body_limit
+        } else {
+            body_limit.max(ERROR_BODY_LIMIT)
+        };
+        if method == Method::Get && limit > 0 {
             resp.body_mut()
                 .as_reader()
-                .take(body_limit)
+                .take(limit)
                 .read_to_end(&mut body)
                 .map_err(|e| classify(ureq::Error::Io(e)))?;
         }
