@@ -31,6 +31,7 @@ pub const TARGETS: &[&str] = &[
     "query",
     "manifest",
     "rate_limit",
+    "registry_answer",
 ];
 
 /// Runs the target called `name` on `data`.
@@ -47,6 +48,7 @@ pub fn run(name: &str, data: &[u8]) {
         "query" => query(data),
         "manifest" => manifest(data),
         "rate_limit" => rate_limit(data),
+        "registry_answer" => registry_answer(data),
         other => panic!("no fuzz target {other}"),
     }
 }
@@ -239,6 +241,14 @@ pub fn watch_event(data: &[u8]) {
                             .all(|t| t.effect == "NoSchedule" || t.effect == "NoExecute"));
                         if let Some(p) = &n.platform {
                             assert!(p.runs(p));
+                        }
+                        // Only a runtime that refuses schema 1 is kept, as
+                        // the object names it.
+                        if let Some(r) = &n.refuses_schema1 {
+                            assert!(crate::image::platform::refuses_schema1(r));
+                            let v: serde_json::Value = serde_json::from_str(raw).unwrap();
+                            let named = &v["status"]["nodeInfo"]["containerRuntimeVersion"];
+                            assert_eq!(named.as_str(), Some(&**r));
                         }
                     }
                     _ => {}
@@ -467,6 +477,14 @@ pub fn manifest(data: &[u8]) {
     if let Ok(p) = manifest::parse_config(body) {
         found.push(p);
     }
+    // What we hash is a digest a node accepts; a schema 1 type is one
+    // whatever its parameters.
+    assert!(manifest::valid_digest(&manifest::digest_of(body)));
+    if let Some(ct) = &content_type {
+        if manifest::is_schema1_type(ct) {
+            assert!(manifest::is_schema1_type(&format!("{ct}; x=y")));
+        }
+    }
     found.iter().for_each(check);
     let d = manifest::distinct(found);
     assert!(d.windows(2).all(|w| w[0] < w[1]));
@@ -520,5 +538,52 @@ pub fn rate_limit(data: &[u8]) {
     if let Ok(r) = parse_reserve(c) {
         assert!(r <= 100);
         assert_eq!(parse_reserve(&format!("{r}%")), Ok(r));
+    }
+}
+
+/// A registry's failed answer (its status on the first line, the
+/// registry's host on the second, the body after), a digest header (the
+/// first line again) and a node's runtime version (the second): the error
+/// body's codes and messages are free of control characters and bounded,
+/// the detail names every code it shows, only a 400 with INVALID_REQUEST
+/// is upstream trouble, a valid digest is `algorithm:hex` of the right
+/// length, and a runtime that refuses schema 1 is containerd 2 or later.
+pub fn registry_answer(data: &[u8]) {
+    use crate::registry::errors::{ambiguous_refusal, upstream_trouble, RegistryErrors};
+    use crate::registry::manifest::valid_digest;
+    let mut lines = data.splitn(3, |b| *b == b'\n');
+    let first = String::from_utf8_lossy(lines.next().unwrap_or_default()).into_owned();
+    let second = String::from_utf8_lossy(lines.next().unwrap_or_default()).into_owned();
+    let body = lines.next().unwrap_or_default();
+    let errors = RegistryErrors::parse(body);
+    let detail = errors.detail();
+    assert!(!detail.chars().any(char::is_control), "{detail:?}");
+    assert!(detail.chars().count() <= 3 * (200 + 200 + 4));
+    for (code, _) in errors.errors().iter().take(3) {
+        assert!(detail.contains(code.as_str()));
+    }
+    let status: u16 = first.trim().parse().unwrap_or(0);
+    if upstream_trouble(status, &errors) {
+        assert_eq!(status, 400);
+        assert!(errors.has("INVALID_REQUEST"));
+    }
+    if let Some(note) = ambiguous_refusal(&second, &errors) {
+        assert!(!note.chars().any(char::is_control) || second.chars().any(char::is_control));
+    }
+    if valid_digest(&first) {
+        let (algorithm, hex) = first.split_once(':').unwrap();
+        assert!(matches!(
+            (algorithm, hex.len()),
+            ("sha256", 64) | ("sha512", 128)
+        ));
+        assert!(hex
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    }
+    if crate::image::platform::refuses_schema1(&second) {
+        let v = second.trim().strip_prefix("containerd://").unwrap();
+        let v = v.strip_prefix('v').unwrap_or(v);
+        let major: String = v.chars().take_while(char::is_ascii_digit).collect();
+        assert!(major.parse::<u64>().unwrap() >= 2, "{second:?}");
     }
 }

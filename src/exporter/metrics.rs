@@ -36,6 +36,9 @@ pub struct Metrics {
     recheck_within: prometheus::Gauge,
     quota_limit: IntGaugeVec,
     quota_remaining: IntGaugeVec,
+    /// Registries whose last answer announced no pulls left, with their
+    /// limit: the nodes cannot pull new images from them.
+    exhausted: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     /// `--one-series-per-container`: only the class gauge that is 1.
     one_series: bool,
 }
@@ -148,8 +151,16 @@ impl Metrics {
             recheck_within,
             quota_limit,
             quota_remaining,
+            exhausted: Default::default(),
             one_series: false,
         }
+    }
+
+    /// Registries whose last answer announced no pulls left, with their
+    /// limit, by host.
+    pub fn exhausted_quotas(&self) -> Vec<(String, u64)> {
+        let exhausted = self.exhausted.lock().unwrap_or_else(|e| e.into_inner());
+        exhausted.iter().map(|(h, l)| (h.clone(), *l)).collect()
     }
 
     /// `--one-series-per-container`: a container's series is only the class
@@ -331,6 +342,12 @@ impl crate::registry::check::RequestObserver for Metrics {
         self.quota_remaining
             .with_label_values(&[host])
             .set(gauge(quota.remaining));
+        let mut exhausted = self.exhausted.lock().unwrap_or_else(|e| e.into_inner());
+        if quota.remaining == 0 {
+            exhausted.insert(host.to_string(), quota.limit);
+        } else {
+            exhausted.remove(host);
+        }
     }
 }
 

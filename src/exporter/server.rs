@@ -162,10 +162,11 @@ fn status(state: &State, path: &str, query: &str) -> Reply {
     } else {
         crate::exporter::status_page::PAGE_ROWS
     };
-    let report = {
+    let mut report = {
         let inv = state.inventory.read().unwrap_or_else(|e| e.into_inner());
         crate::exporter::status_page::collect(&inv, &state.results, &filter, per_page)
     };
+    report.exhausted = state.metrics.exhausted_quotas();
     let (body, content_type) = if path == "/status.json" {
         (
             crate::exporter::status_page::json(&report),

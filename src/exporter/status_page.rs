@@ -153,6 +153,8 @@ pub struct Report {
     pub matching: usize,
     /// The page shown (from 1) and its size.
     pub page: (usize, usize),
+    /// Registries that announced no pulls left, with their limit.
+    pub exhausted: Vec<(String, u64)>,
 }
 
 impl Report {
@@ -312,6 +314,14 @@ fn count(n: usize) -> String {
     out
 }
 
+/// What the page says of a registry whose pull quota is used up: the
+/// verdicts still stand (the tags are there), but no node pulls from it.
+fn quota_note(host: &str, limit: u64) -> String {
+    format!(
+        "{host} announces 0 of {limit} pulls left: nodes cannot pull new images from it (a manifest GET gets 429) until its window resets. The verdicts below do not include this."
+    )
+}
+
 /// The sentence the page opens with.
 fn summary(r: &Report, now: u64) -> String {
     let checked: usize = r.totals.values().sum();
@@ -384,8 +394,14 @@ td,th{border:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top
     };
     h.push_str(&format!("<p id=\"summary\"{bad}>"));
     escape(&mut h, &summary(r, now));
+    h.push_str("</p>");
+    for (host, limit) in &r.exhausted {
+        h.push_str("<p class=\"quota bad\">");
+        escape(&mut h, &quota_note(host, *limit));
+        h.push_str("</p>");
+    }
     h.push_str(
-        "</p><nav><a href=\"/metrics\">/metrics</a><a href=\"/healthz\">/healthz</a>\
+        "<nav><a href=\"/metrics\">/metrics</a><a href=\"/healthz\">/healthz</a>\
 <a href=\"/readyz\">/readyz</a><a href=\"/status.json\">/status.json</a></nav>",
     );
     h.push_str("<h2>Containers by class</h2><ul id=\"totals\">");
@@ -554,6 +570,11 @@ pub fn json(r: &Report) -> String {
         "not_checked_yet": r.unchecked,
         "cannot_be_pulled": r.failing.0,
         "cannot_be_pulled_since": r.failing.1,
+        "pull_quota_exhausted": r
+            .exhausted
+            .iter()
+            .map(|(host, limit)| serde_json::json!({"registry": host, "limit": limit}))
+            .collect::<Vec<_>>(),
         "containers": rows,
         "matching": r.matching,
         "page": r.page.0,

@@ -40,6 +40,11 @@ impl RegistryErrors {
         )
     }
 
+    /// The errors as (code, message), in order.
+    pub fn errors(&self) -> &[(String, String)] {
+        &self.0
+    }
+
     /// Whether one of the errors has `code`.
     pub fn has(&self, code: &str) -> bool {
         self.0.iter().any(|(c, _)| c == code)

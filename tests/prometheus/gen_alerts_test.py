@@ -145,6 +145,23 @@ tests.append({'name': 'exporter blind', 'interval': '1m',
                   {'eval_time': '14m', 'alertname': 'ImageAvailabilityExporterBlind', 'exp_alerts': []},
                   {'eval_time': '16m', 'alertname': 'ImageAvailabilityExporterBlind', 'exp_alerts': [alert('ImageAvailabilityExporterBlind', {**JOB, 'resource': 'deployments'})]},
               ]})
+# A registry with no pulls left: one alert per registry, however many
+# exporters or images; silent while pulls are left.
+hub = {**JOB, 'registry': 'registry-1.docker.io'}
+tests.append({'name': 'registry pull quota exhausted', 'interval': '1m',
+              'input_series': [series('k8s_image_availability_exporter_registry_rate_limit_remaining', hub, '3 1 0x20'),
+                               series('k8s_image_availability_exporter_registry_rate_limit_remaining', {**hub, 'instance': 'other:8080'}, '3 1 0x20'),
+                               series('k8s_image_availability_exporter_registry_rate_limit_remaining', {**JOB, 'registry': 'ghcr.io'}, '40x22')],
+              'alert_rule_test': [
+                  {'eval_time': '6m', 'alertname': 'RegistryPullQuotaExhausted', 'exp_alerts': []},
+                  {'eval_time': '8m', 'alertname': 'RegistryPullQuotaExhausted', 'exp_alerts': [alert('RegistryPullQuotaExhausted', {'registry': 'registry-1.docker.io'})]},
+              ]})
+tests.append({'name': 'registry pull quota refilled', 'interval': '1m',
+              'input_series': [series('k8s_image_availability_exporter_registry_rate_limit_remaining', hub, '0x10 100x10')],
+              'alert_rule_test': [
+                  {'eval_time': '8m', 'alertname': 'RegistryPullQuotaExhausted', 'exp_alerts': [alert('RegistryPullQuotaExhausted', {'registry': 'registry-1.docker.io'})]},
+                  {'eval_time': '15m', 'alertname': 'RegistryPullQuotaExhausted', 'exp_alerts': []},
+              ]})
 out = {'rule_files': ['rules.yaml'], 'evaluation_interval': '1m', 'tests': tests}
 header = '''# promtool test rules for deploy/prometheus-operator/prometheusrule.yaml.
 # tests/prometheus_rules.rs writes that file's spec.groups to rules.yaml next
@@ -152,7 +169,8 @@ header = '''# promtool test rules for deploy/prometheus-operator/prometheusrule.
 # after its `for:`, silent while available, silent before the first check,
 # in the default format (every class gauge, 0 or 1) and in the
 # --one-series-per-container format (only the class that is 1);
-# and the exporter down, absent, stuck, stale and blind.
+# and the exporter down, absent, stuck, stale and blind; a registry's pull
+# quota used up.
 # Regenerate the expected annotations after editing the rules with
 # tests/prometheus/gen_alerts_test.py.
 '''
