@@ -408,3 +408,49 @@ fn the_exporter_on_registries_that_differ() {
     );
     assert!(!e.log().contains("panicked"), "{}", e.log());
 }
+
+#[test]
+fn a_refused_credential_costs_nothing_while_its_refusal_is_remembered() {
+    let policy = Policy::default().forbid("intruder", "pw");
+    let reg = Registry::start(Auth::Token(policy));
+    reg.push("team/app", "v1");
+    let dir = TempDir::new("refused");
+    let auth = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode("intruder:pw")
+    };
+    let config = dir.write(
+        "config.json",
+        json!({"auths": {reg.host.clone(): {"auth": auth}}}).to_string(),
+    );
+    let api = FakeApiServer::start(ServerAuth::Tokens(vec!["rc".into()]));
+    api.deploy("r", "app", &reg.image("team/app:v1"));
+    let kc = api.kubeconfig(&FakeApiServer::token_user("rc"));
+    let mut args: Vec<&str> = FAST.to_vec();
+    args.extend([
+        "--plain-http-registries",
+        &reg.host,
+        "--docker-config",
+        &config,
+    ]);
+    let e = Exporter::start(&kc, &args);
+    e.wait_status("r", "app", "app", "authorization_failure");
+    let rechecks = || {
+        e.metrics()
+            .iter()
+            .find(|s| s.name == "k8s_image_availability_exporter_completed_rechecks_total")
+            .map_or(0.0, |s| s.value)
+    };
+    let tokens = reg.tokens.as_ref().unwrap();
+    let (first, asked) = (rechecks(), tokens.count());
+    let heads = reg.count("HEAD", "/v2/team/app/manifests/v1");
+    support::wait_until("three rechecks", std::time::Duration::from_secs(30), || {
+        rechecks() >= first + 3.0
+    });
+    assert_eq!(tokens.count(), asked, "no token request while refused");
+    assert_eq!(reg.count("HEAD", "/v2/team/app/manifests/v1"), heads);
+    assert_eq!(
+        e.status_of("r", "app", "app").as_deref(),
+        Some("authorization_failure")
+    );
+}

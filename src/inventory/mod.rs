@@ -275,8 +275,8 @@ impl Inventory {
             }
             Event::Synced(..) => {}
             Event::Upsert(_, Object::Node(key, node)) => {
-                if self.nodes.get(&key.name) != Some(&node) {
-                    self.nodes.insert(key.name, node);
+                if self.nodes.get(&key.name) != Some(&*node) {
+                    self.nodes.insert(key.name, *node);
                     self.nodes_dirty = true;
                 }
             }

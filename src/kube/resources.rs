@@ -370,7 +370,7 @@ impl Resource {
             }
             Resource::ServiceAccounts => decode_service_account(raw).map(Object::ServiceAccount),
             Resource::Namespaces => decode_namespace(raw).map(Object::Namespace),
-            Resource::Nodes => decode_node(raw).map(|(k, n)| Object::Node(k, n)),
+            Resource::Nodes => decode_node(raw).map(|(k, n)| Object::Node(k, Box::new(n))),
         }
     }
 }
@@ -448,8 +448,9 @@ pub enum Object {
     ServiceAccount(ServiceAccountInfo),
     /// A namespace (by name).
     Namespace(ObjectKey),
-    /// A node, keyed by name.
-    Node(ObjectKey, Node),
+    /// A node, keyed by name (boxed: nodes are few, and the rest of the
+    /// enum's variants are smaller).
+    Node(ObjectKey, Box<Node>),
     /// An object that exists but is not checked on its own: a pod a
     /// watched controller covers, a finished pod or Job, a CronJob's Job,
     /// an object annotated `k8s-image-availability-exporter/ignore`. If it

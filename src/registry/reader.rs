@@ -117,7 +117,7 @@ impl<'s, 'x> Reader<'s, 'x> {
         }
         let reference = self.r.manifest_ref();
         let resp = self
-            .get_manifest(&reference)
+            .get_manifest(reference)
             .map_err(|f| format!("GET manifest {reference}: {}", f.text()))?;
         self.keep_hashed(resp.header("content-type"), &resp.body)
     }

@@ -16,6 +16,10 @@ use std::sync::{Arc, Mutex};
 
 use super::http::{Request, Response, Server};
 
+/// A request head as received: method, url, and the scheme of the
+/// Authorization it carried (`basic`, `bearer`).
+pub type Head = (String, String, Option<String>);
+
 /// What the proxy does instead of forwarding.
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
@@ -85,8 +89,8 @@ pub struct PolicyProxy {
     pub host: String,
     rules: Arc<Mutex<Rules>>,
     seen: Arc<Mutex<Vec<(String, String)>>>,
-    /// Request heads as received: (method, url, Authorization scheme).
-    heads: Arc<Mutex<Vec<(String, String, Option<String>)>>>,
+    /// Request heads as received.
+    heads: Arc<Mutex<Vec<Head>>>,
     _server: Server,
 }
 
@@ -154,7 +158,7 @@ impl PolicyProxy {
 
     /// Requests received as (method, url, the scheme of the Authorization
     /// they carried: `basic`, `bearer`).
-    pub fn heads(&self) -> Vec<(String, String, Option<String>)> {
+    pub fn heads(&self) -> Vec<Head> {
         self.heads.lock().unwrap().clone()
     }
 
