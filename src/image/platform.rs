@@ -304,26 +304,14 @@ pub fn refuses_schema1(runtime: &str) -> bool {
 /// the runtimes among `required` that cannot pull it, with their nodes;
 /// `None` when every runtime can.
 pub fn schema1_refused(required: &Required) -> Option<String> {
-    let mut runtimes: Vec<(&str, u32)> = Vec::new();
-    for g in required {
-        if let Some(r) = g.refuses_schema1.as_deref() {
-            match runtimes.iter_mut().find(|(name, _)| *name == r) {
-                Some((_, n)) => *n += g.nodes,
-                None => runtimes.push((r, g.nodes)),
-            }
-        }
-    }
-    if runtimes.is_empty() {
+    let named = with_nodes(
+        required
+            .iter()
+            .filter_map(|g| Some((g.refuses_schema1.as_deref()?, g.nodes))),
+    );
+    if named.is_empty() {
         return None;
     }
-    let named: Vec<String> = runtimes
-        .iter()
-        .map(|(r, n)| match n {
-            0 => r.to_string(),
-            1 => format!("{r} (1 node)"),
-            n => format!("{r} ({n} nodes)"),
-        })
-        .collect();
     Some(format!(
         "the image is a Docker schema 1 manifest, which {} cannot pull (containerd 2.0 disables schema 1 pulls, 2.1 removes them); push it again with a current client",
         named.join(", ")
@@ -381,22 +369,13 @@ pub fn lacks(offered: &[Platform], required: &Required) -> bool {
 /// it (a count of 0 is not shown: `check --platform` has no nodes); `None`
 /// when the image serves them all.
 pub fn lacking(offered: &[Platform], required: &Required) -> Option<String> {
-    let mut groups: Vec<(&Platform, u32)> = Vec::new();
-    for g in required.iter().filter(|g| !serves(offered, &g.platform)) {
-        // Groups of one platform differ by runtime: count them as one.
-        match groups.iter_mut().find(|(p, _)| *p == &g.platform) {
-            Some((_, n)) => *n += g.nodes,
-            None => groups.push((&g.platform, g.nodes)),
-        }
-    }
-    let lacks: Vec<String> = groups
-        .into_iter()
-        .map(|(p, n)| match n {
-            0 => p.to_string(),
-            1 => format!("{p} (1 node)"),
-            n => format!("{p} ({n} nodes)"),
-        })
-        .collect();
+    // Groups of one platform differ by runtime: they are named once.
+    let lacks = with_nodes(
+        required
+            .iter()
+            .filter(|g| !serves(offered, &g.platform))
+            .map(|g| (&g.platform, g.nodes)),
+    );
     if lacks.is_empty() {
         return None;
     }
@@ -410,6 +389,26 @@ pub fn lacking(offered: &[Platform], required: &Required) -> Option<String> {
             has.join(", ")
         }
     ))
+}
+
+/// `name (3 nodes)` for each distinct name, its node counts added (a count
+/// of 0 is not shown: `check` has no nodes), in the order first seen.
+fn with_nodes<T: PartialEq + fmt::Display>(items: impl Iterator<Item = (T, u32)>) -> Vec<String> {
+    let mut counted: Vec<(T, u32)> = Vec::new();
+    for (name, nodes) in items {
+        match counted.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, total)) => *total += nodes,
+            None => counted.push((name, nodes)),
+        }
+    }
+    counted
+        .into_iter()
+        .map(|(name, n)| match n {
+            0 => name.to_string(),
+            1 => format!("{name} (1 node)"),
+            n => format!("{name} ({n} nodes)"),
+        })
+        .collect()
 }
 
 fn serves(offered: &[Platform], node: &Platform) -> bool {

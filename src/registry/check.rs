@@ -559,8 +559,15 @@ impl Checker {
                     *platforms = Some(self.platforms_of(&mut reader, d));
                 }
             }
-            *schema1 |= reader.schema1;
             *path = self.verify_path(&mut reader, digest.as_deref(), no_digest);
+            *schema1 |=
+                reader.schema1 || digest.as_deref().is_some_and(|d| reader.read_as_schema1(d));
+            if reader.confirmed > 0 {
+                log::debug!(
+                    "{r}: {} blob HEADs refused or missing, each asked again with GET",
+                    reader.confirmed
+                );
+            }
         }
         a
     }

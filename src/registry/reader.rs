@@ -122,6 +122,14 @@ impl<'s, 'x> Reader<'s, 'x> {
         self.keep_hashed(resp.header("content-type"), &resp.body)
     }
 
+    /// Whether the manifest `digest`, read in this check, is schema 1 (a
+    /// registry that does not say so in its HEAD's Content-Type).
+    pub fn read_as_schema1(&self, digest: &str) -> bool {
+        self.manifests
+            .iter()
+            .any(|(d, m)| d == digest && matches!(m, Ok(Manifest::Schema1 { .. })))
+    }
+
     /// The platforms of manifest `digest`: an index lists them (entries
     /// without one are read, a few, as containerd does); a single
     /// manifest's config blob says it.
