@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::check_command::{self, Row, WorkloadRef};
 use crate::config::Config;
+use crate::exporter::front::Limits;
 use crate::exporter::metrics::Metrics;
 use crate::exporter::scheduler::{self, Heartbeat, Results, Scheduler};
 use crate::exporter::server;
@@ -145,8 +146,8 @@ pub fn run(config: &Config) -> u8 {
     if config.exporter.once {
         return once(config, client, &checker);
     }
-    let http = match server::bind(&config.exporter.bind_address) {
-        Ok(s) => Arc::new(s),
+    let listener = match server::bind(&config.exporter.bind_address) {
+        Ok(l) => l,
         Err(e) => return fail(e),
     };
     signal::install();
@@ -181,10 +182,13 @@ pub fn run(config: &Config) -> u8 {
         heartbeat,
         stream_stall: config.kube.watch.watch_timeout.max(Duration::from_secs(1)),
     });
-    server::spawn(http.clone(), state, 4);
+    let http = match server::spawn(listener, state, Limits::default()) {
+        Ok(f) => f,
+        Err(e) => return fail(format!("cannot start the HTTP server: {e}")),
+    };
     log::info!(
         "serving /metrics, /healthz and /readyz on http://{}; checking every {:?}, each image at least every {:?}",
-        http.server_addr(),
+        http.local_addr(),
         config.exporter.queue.period,
         config.exporter.queue.recheck_within
     );
@@ -193,7 +197,7 @@ pub fn run(config: &Config) -> u8 {
     }
     log::info!("stopping");
     stop.store(true, Ordering::SeqCst);
-    http.unblock();
+    http.stop();
     0
 }
 

@@ -1,12 +1,14 @@
 //! The HTTP side: `/metrics` for Prometheus (gzip when asked), `/healthz`
 //! (the scheduler and every watch loop are alive), `/readyz` (every watch
-//! has delivered its first list) and a short index page.
+//! has delivered its first list) and the status page, answered behind the
+//! bounded front (`front`).
 
 use std::io::Read;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::exporter::front::{Front, Limits, Request, Service};
 use crate::exporter::metrics::Metrics;
 use crate::exporter::scheduler::{Heartbeat, Results};
 use crate::inventory::{Inventory, SyncProgress};
@@ -35,7 +37,7 @@ pub struct State {
 }
 
 /// Binds `addr`; Go's `:8080` means every interface.
-pub fn bind(addr: &str) -> Result<tiny_http::Server, String> {
+pub fn bind(addr: &str) -> Result<std::net::TcpListener, String> {
     let candidates: Vec<String> = match addr.strip_prefix(':') {
         Some(port) => vec![format!("[::]:{port}"), format!("0.0.0.0:{port}")],
         None => vec![addr.to_string()],
@@ -50,10 +52,7 @@ pub fn bind(addr: &str) -> Result<tiny_http::Server, String> {
             }
         };
         no_delay(&listener);
-        match tiny_http::Server::from_listener(listener, None) {
-            Ok(s) => return Ok(s),
-            Err(e) => last = format!("--bind-address {addr}: cannot listen on {c}: {e}"),
-        }
+        return Ok(listener);
     }
     Err(last)
 }
@@ -88,19 +87,24 @@ fn no_delay(listener: &std::net::TcpListener) {
     }
 }
 
-/// Serves requests on `threads` threads until the server is unblocked.
-pub fn spawn(server: Arc<tiny_http::Server>, state: Arc<State>, threads: usize) {
-    for i in 0..threads {
-        let (server, state) = (server.clone(), state.clone());
-        let spawned = std::thread::Builder::new()
-            .name(format!("http-{i}"))
-            .spawn(move || {
-                for req in server.incoming_requests() {
-                    handle(&state, req);
-                }
-            });
-        if let Err(e) = spawned {
-            log::error!("cannot start HTTP thread {i}: {e}");
+/// Serves requests behind the bounded front (see [`crate::exporter::front`])
+/// until it is stopped.
+pub fn spawn(
+    listener: std::net::TcpListener,
+    state: Arc<State>,
+    limits: Limits,
+) -> std::io::Result<Front> {
+    Front::start(listener, limits, state)
+}
+
+impl Service for State {
+    fn answer(&self, request: &Request) -> Reply {
+        handle(self, request)
+    }
+
+    fn answered(&self, request: &Request) {
+        if request.path() == "/metrics" {
+            crate::sys::malloc::trim();
         }
     }
 }
@@ -119,38 +123,22 @@ fn text(status: u16, body: String) -> Reply {
         .boxed()
 }
 
-fn handle(state: &State, req: tiny_http::Request) {
-    let path = req.url().split('?').next().unwrap_or("/").to_string();
-    if !matches!(
-        req.method(),
-        tiny_http::Method::Get | tiny_http::Method::Head
-    ) {
-        let _ = req.respond(text(405, "only GET\n".into()));
-        return;
+/// The answer to one request.
+fn handle(state: &State, req: &Request) -> Reply {
+    if !matches!(req.method.as_str(), "GET" | "HEAD") {
+        return text(405, "only GET\n".into());
     }
-    let is_metrics = path == "/metrics";
-    let resp = match path.as_str() {
+    match req.path() {
         "/metrics" => {
-            let gzip = req.headers().iter().any(|h| {
-                h.field.equiv("Accept-Encoding")
-                    && h.value
-                        .as_str()
-                        .split(',')
-                        .any(|e| e.trim().starts_with("gzip"))
-            });
+            let gzip = req
+                .header("accept-encoding")
+                .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
             metrics(state, gzip)
         }
         "/healthz" => healthz(state),
         "/readyz" => readyz(state),
-        "/" | "/status.json" => {
-            let query = req.url().split_once('?').map_or("", |(_, q)| q);
-            status(state, &path, query)
-        }
+        path @ ("/" | "/status.json") => status(state, path, req.query()),
         _ => text(404, "not found\n".into()),
-    };
-    let _ = req.respond(resp);
-    if is_metrics {
-        crate::sys::malloc::trim();
     }
 }
 

@@ -145,6 +145,11 @@ impl Exporter {
         ))
     }
 
+    /// `127.0.0.1:PORT` it listens on.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
     /// GET a path: (status, body).
     pub fn get(&self, path: &str) -> (u16, String) {
         self.try_get(path)

@@ -9,6 +9,7 @@ pub mod browser;
 pub mod cluster;
 pub mod exporter;
 pub mod fake_registry;
+pub mod flood;
 pub mod http;
 pub mod objects;
 pub mod policy_proxy;

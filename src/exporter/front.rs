@@ -1,0 +1,911 @@
+//! The HTTP front: accepts connections and reads their request heads on one
+//! thread, by readiness (epoll), so a connection that has not sent a
+//! whole request costs a few hundred bytes and no thread; only complete
+//! requests go to a fixed pool of handler threads, so slow clients cannot
+//! starve a scrape. tiny_http spawns a thread per connection and times
+//! nothing out; it stays as the responder (its `Response` writes the
+//! answer), behind this front.
+//!
+//! Limits, all fixed: a cap on connections held at once (beyond it, the
+//! connection that has waited longest without a whole request is closed to
+//! make room, so a flood cannot lock a scrape out), 10 s for a request head
+//! (and for a body), 60 s for an idle keep-alive connection, 30 s for
+//! writing an answer; a head over 16 KiB gets 431, a URL over 8 KiB 414, a
+//! body over 64 KiB 413, and nothing is buffered past those.
+
+use std::collections::HashMap;
+use std::io::{self, BufWriter, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::sys::poll::Readiness;
+
+/// The front's limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Connections held at once, waiting for a request or being answered.
+    pub max_connections: usize,
+    /// Time to send a whole request head, from the connection's start.
+    pub head_timeout: Duration,
+    /// Time to send a request body once its head is in.
+    pub body_timeout: Duration,
+    /// Time a keep-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+    /// Time to write one answer.
+    pub write_timeout: Duration,
+    /// Largest request head (request line and headers).
+    pub max_head: usize,
+    /// Longest request target.
+    pub max_url: usize,
+    /// Largest request body (we serve GET and HEAD: bodies are refused
+    /// past this, and never read into a handler).
+    pub max_body: usize,
+    /// Handler threads.
+    pub handlers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: default_max_connections(),
+            head_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(30),
+            max_head: 16 * 1024,
+            max_url: 8 * 1024,
+            max_body: 64 * 1024,
+            handlers: 4,
+        }
+    }
+}
+
+/// 16,384 connections, or fewer when the process may not open that many
+/// files (leaving 256 for the watches, registries and files).
+fn default_max_connections() -> usize {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|n| n.parse::<usize>().ok())
+        })
+        .unwrap_or(1024);
+    soft.saturating_sub(256).clamp(64, 16_384)
+}
+
+/// A complete request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// `GET`, `HEAD`, ...
+    pub method: String,
+    /// The request target, path and query.
+    pub url: String,
+    /// HTTP/major.minor.
+    pub version: (u8, u8),
+    /// Headers (lower-case names) in order.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Request {
+    /// The first value of a header (name in lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The path, without the query.
+    pub fn path(&self) -> &str {
+        self.url.split('?').next().unwrap_or("/")
+    }
+
+    /// The query, without `?`.
+    pub fn query(&self) -> &str {
+        self.url.split_once('?').map_or("", |(_, q)| q)
+    }
+
+    /// Whether the client wants the connection kept open (HTTP/1.1 unless
+    /// `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`).
+    pub fn keep_alive(&self) -> bool {
+        let says = |token: &str| {
+            self.headers.iter().any(|(k, v)| {
+                k == "connection" && v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))
+            })
+        };
+        if self.version >= (1, 1) {
+            !says("close")
+        } else {
+            says("keep-alive")
+        }
+    }
+}
+
+/// What a buffer holds of a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed {
+    /// Not all of its head yet.
+    Incomplete,
+    /// A head of `head` bytes, and a body of `body` bytes to follow it.
+    Head {
+        /// The request.
+        request: Request,
+        /// Bytes of the head, its blank line included.
+        head: usize,
+        /// `Content-Length`.
+        body: usize,
+    },
+    /// A request that is refused whole: status and why.
+    Refused(u16, &'static str),
+}
+
+/// Reads a request head from the start of `buf`, within `limits`.
+pub fn parse(buf: &[u8], limits: &Limits) -> Parsed {
+    let Some(end) = find_head_end(buf) else {
+        if buf.len() >= limits.max_head {
+            return refused_long(buf, limits);
+        }
+        return Parsed::Incomplete;
+    };
+    if end > limits.max_head {
+        return refused_long(buf, limits);
+    }
+    let Ok(text) = std::str::from_utf8(&buf[..end]) else {
+        return Parsed::Refused(400, "request head is not text");
+    };
+    let mut lines = text.split("\r\n");
+    let line = lines.next().unwrap_or("");
+    let mut parts = line.split(' ');
+    let (Some(method), Some(url), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Parsed::Refused(400, "malformed request line");
+    };
+    if url.len() > limits.max_url {
+        return Parsed::Refused(414, "URI too long");
+    }
+    let version = match version {
+        "HTTP/1.1" => (1, 1),
+        "HTTP/1.0" => (1, 0),
+        _ => return Parsed::Refused(505, "HTTP version not supported"),
+    };
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) || url.is_empty() {
+        return Parsed::Refused(400, "malformed request line");
+    }
+    let mut headers = Vec::new();
+    for h in lines.take_while(|l| !l.is_empty()) {
+        let Some((name, value)) = h.split_once(':') else {
+            return Parsed::Refused(400, "malformed header");
+        };
+        // No whitespace before the colon, and no obsolete line folding
+        // (RFC 9112 5.1, 5.2): both have smuggled requests past proxies.
+        if name.is_empty() || !name.bytes().all(is_token_char) {
+            return Parsed::Refused(400, "malformed header");
+        }
+        headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
+    }
+    let request = Request {
+        method: method.to_string(),
+        url: url.to_string(),
+        version,
+        headers,
+    };
+    if request.header("transfer-encoding").is_some() {
+        return Parsed::Refused(501, "request bodies are not served");
+    }
+    let lengths: Vec<&str> = request
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "content-length")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let body = match lengths.as_slice() {
+        [] => 0,
+        [one] if !one.is_empty() && one.bytes().all(|b| b.is_ascii_digit()) => {
+            match one.parse::<usize>() {
+                Ok(n) if n <= limits.max_body => n,
+                _ => return Parsed::Refused(413, "request body too large"),
+            }
+        }
+        _ => return Parsed::Refused(400, "malformed Content-Length"),
+    };
+    Parsed::Head {
+        request,
+        head: end,
+        body,
+    }
+}
+
+/// A character of an RFC 9110 token (header names).
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// A head that passes its limit: 414 when the request line alone does.
+fn refused_long(buf: &[u8], limits: &Limits) -> Parsed {
+    let line_end = buf.windows(2).position(|w| w == b"\r\n");
+    if line_end.is_none_or(|e| e > limits.max_url) {
+        Parsed::Refused(414, "URI too long")
+    } else {
+        Parsed::Refused(431, "request header fields too large")
+    }
+}
+
+/// The end of the head (after its blank line), if it is all there.
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+/// What answers requests: the handler threads call it.
+pub trait Service: Send + Sync + 'static {
+    /// The answer to a request.
+    fn answer(&self, request: &Request) -> tiny_http::ResponseBox;
+    /// Called once the answer is written (to release what it used).
+    fn answered(&self, _request: &Request) {}
+}
+
+/// A connection waiting for its request (or its body).
+struct Waiting {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    /// When it opened, or came back idle: eviction closes the oldest.
+    since: Instant,
+    deadline: Instant,
+    /// Kept alive after an answer, and nothing of a next request yet: it
+    /// has the idle timeout, then the head timeout from its first byte.
+    idle: bool,
+    /// Reading a body of this many bytes after a head of `head` bytes.
+    body: Option<(Request, usize, usize)>,
+}
+
+/// A complete request on its connection, for a handler.
+struct Work {
+    stream: TcpStream,
+    request: Request,
+    /// Bytes after the request (a pipelined next one).
+    rest: Vec<u8>,
+}
+
+/// Counts the front keeps, for tests and the benchmark's figures.
+#[derive(Debug, Default)]
+pub struct FrontStats {
+    /// Connections accepted.
+    pub accepted: AtomicUsize,
+    /// Connections closed before a whole request arrived in time.
+    pub timed_out: AtomicUsize,
+    /// Connections closed to make room under the cap.
+    pub evicted: AtomicUsize,
+    /// Requests refused whole (4xx or 5xx from the front).
+    pub refused: AtomicUsize,
+}
+
+/// A running front; stops when [`Front::stop`] is called.
+pub struct Front {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    wake: UnixStream,
+    /// What it counted.
+    pub stats: Arc<FrontStats>,
+}
+
+impl Front {
+    /// Serves `listener` with `service` on `limits.handlers` threads.
+    pub fn start(
+        listener: TcpListener,
+        limits: Limits,
+        service: Arc<dyn Service>,
+    ) -> io::Result<Front> {
+        listener.set_nonblocking(true)?;
+        if let Err(e) = crate::sys::poll::raise_backlog(&listener, 4096) {
+            log::debug!("http front: listen backlog: {e}");
+        }
+        let addr = listener.local_addr()?;
+        let (wake_tx, wake_rx) = UnixStream::pair()?;
+        wake_tx.set_nonblocking(true)?;
+        wake_rx.set_nonblocking(true)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(FrontStats::default());
+        let (work_tx, work_rx) = crossbeam_channel::bounded::<Work>(limits.handlers * 16);
+        let (back_tx, back_rx) = crossbeam_channel::unbounded::<(TcpStream, Vec<u8>)>();
+        for i in 0..limits.handlers.max(1) {
+            let (rx, back, service) = (work_rx.clone(), back_tx.clone(), service.clone());
+            let wake = wake_tx.try_clone()?;
+            let write_timeout = limits.write_timeout;
+            std::thread::Builder::new()
+                .name(format!("http-{i}"))
+                .spawn(move || handle(rx, back, wake, &*service, write_timeout))?;
+        }
+        let mut front = Loop {
+            listener,
+            limits,
+            wake: wake_rx,
+            back: back_rx,
+            work: work_tx,
+            conns: HashMap::new(),
+            next: 2,
+            readiness: Readiness::new()?,
+            stop: stop.clone(),
+            stats: stats.clone(),
+        };
+        std::thread::Builder::new()
+            .name("http-front".into())
+            .spawn(move || front.run())?;
+        Ok(Front {
+            addr,
+            stop,
+            wake: wake_tx,
+            stats,
+        })
+    }
+
+    /// Where it listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting and closes every waiting connection.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = (&self.wake).write(b"s");
+    }
+}
+
+struct Loop {
+    listener: TcpListener,
+    limits: Limits,
+    wake: UnixStream,
+    back: Receiver<(TcpStream, Vec<u8>)>,
+    work: Sender<Work>,
+    /// Waiting connections by token.
+    conns: HashMap<u64, Waiting>,
+    next: u64,
+    readiness: Readiness,
+    stop: Arc<AtomicBool>,
+    stats: Arc<FrontStats>,
+}
+
+const LISTENER: u64 = 0;
+const WAKE: u64 = 1;
+/// How often deadlines are looked at, at least.
+const TICK: Duration = Duration::from_millis(250);
+
+/// How one read of a waiting connection ended.
+enum Step {
+    Wait,
+    Close,
+    Dispatch(Request, usize),
+}
+
+impl Loop {
+    fn run(&mut self) {
+        let mut ready = Vec::new();
+        let mut scratch = vec![0u8; 16 * 1024];
+        let mut next_expiry = Instant::now() + TICK;
+        if let Err(e) = self
+            .readiness
+            .add(self.listener.as_raw_fd(), LISTENER)
+            .and_then(|_| self.readiness.add(self.wake.as_raw_fd(), WAKE))
+        {
+            log::error!("http front: cannot watch the listener: {e}");
+            return;
+        }
+        while !self.stop.load(Ordering::SeqCst) {
+            let timeout = next_expiry.saturating_duration_since(Instant::now());
+            if let Err(e) = self.readiness.wait(&mut ready, Some(timeout)) {
+                log::error!("http front: epoll_wait: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            for &token in &ready {
+                match token {
+                    LISTENER => self.accept(),
+                    WAKE => self.returned(&mut scratch),
+                    t => self.read(t, &mut scratch),
+                }
+            }
+            if Instant::now() >= next_expiry {
+                self.expire();
+                next_expiry = Instant::now() + TICK;
+            }
+        }
+        for (_, c) in self.conns.drain() {
+            self.readiness.remove(c.stream.as_raw_fd());
+        }
+    }
+
+    /// Accepts every pending connection, making room under the cap.
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+                    if stream.set_nonblocking(true).is_err() {
+                        continue;
+                    }
+                    let now = Instant::now();
+                    self.admit(Waiting {
+                        stream,
+                        buf: Vec::new(),
+                        since: now,
+                        deadline: now + self.limits.head_timeout,
+                        idle: false,
+                        body: None,
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // Out of descriptors (EMFILE, ENFILE): close the
+                    // oldest waiting connection and try again later.
+                    log::warn!("http front: accept: {e}");
+                    if !self.evict_oldest() {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Holds a connection, closing the longest-waiting one when at the
+    /// cap; its token.
+    fn admit(&mut self, conn: Waiting) -> Option<u64> {
+        if self.conns.len() >= self.limits.max_connections {
+            self.evict_oldest();
+        }
+        let token = self.next;
+        self.next += 1;
+        if self.readiness.add(conn.stream.as_raw_fd(), token).is_err() {
+            return None;
+        }
+        self.conns.insert(token, conn);
+        Some(token)
+    }
+
+    /// Closes the connection that has waited longest: the cap's price is
+    /// paid by the slowest client, not by the next scrape.
+    fn evict_oldest(&mut self) -> bool {
+        let Some(token) = self
+            .conns
+            .iter()
+            .min_by_key(|(_, c)| c.since)
+            .map(|(t, _)| *t)
+        else {
+            return false;
+        };
+        self.close(token);
+        self.stats.evicted.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    fn close(&mut self, token: u64) -> Option<Waiting> {
+        let conn = self.conns.remove(&token)?;
+        self.readiness.remove(conn.stream.as_raw_fd());
+        Some(conn)
+    }
+
+    /// Connections the handlers are done with, kept alive: they wait for
+    /// their next request (which may be in already).
+    fn returned(&mut self, scratch: &mut [u8]) {
+        while matches!((&self.wake).read(scratch), Ok(n) if n > 0) {}
+        while let Ok((stream, rest)) = self.back.try_recv() {
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let now = Instant::now();
+            let idle = rest.is_empty();
+            let wait = if idle {
+                self.limits.idle_timeout
+            } else {
+                self.limits.head_timeout
+            };
+            let Some(token) = self.admit(Waiting {
+                stream,
+                buf: rest,
+                since: now,
+                deadline: now + wait,
+                idle,
+                body: None,
+            }) else {
+                continue;
+            };
+            if !idle {
+                let step = self.advance(token);
+                self.apply(token, step);
+            }
+        }
+    }
+
+    /// Reads what a ready connection sent and moves it on.
+    fn read(&mut self, token: u64, scratch: &mut [u8]) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        // Never more than the limits allow in the buffer.
+        let room = match &conn.body {
+            Some((_, head, body)) => (head + body).saturating_sub(conn.buf.len()),
+            None => self.limits.max_head.saturating_sub(conn.buf.len()),
+        };
+        let want = room.clamp(1, scratch.len());
+        let step = match conn.stream.read(&mut scratch[..want]) {
+            Ok(0) => Step::Close,
+            Ok(n) => {
+                if conn.idle {
+                    // The next request on a kept-alive connection: the
+                    // head timeout runs from its first byte.
+                    conn.idle = false;
+                    conn.deadline = Instant::now() + self.limits.head_timeout;
+                }
+                conn.buf.extend_from_slice(&scratch[..n]);
+                self.advance(token)
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Step::Wait
+            }
+            Err(_) => Step::Close,
+        };
+        self.apply(token, step);
+    }
+
+    fn apply(&mut self, token: u64, step: Step) {
+        match step {
+            Step::Wait => {}
+            Step::Close => {
+                self.close(token);
+            }
+            Step::Dispatch(request, end) => {
+                if let Some(mut conn) = self.close(token) {
+                    let rest = conn.buf.split_off(end);
+                    self.dispatch(Work {
+                        stream: conn.stream,
+                        request,
+                        rest,
+                    });
+                }
+            }
+        }
+    }
+
+    /// What the buffer of connection `token` now allows.
+    fn advance(&mut self, token: u64) -> Step {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return Step::Close;
+        };
+        if conn.body.is_none() {
+            match parse(&conn.buf, &self.limits) {
+                Parsed::Incomplete => return Step::Wait,
+                Parsed::Refused(status, why) => {
+                    self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    refuse(&mut conn.stream, status, why);
+                    return Step::Close;
+                }
+                Parsed::Head {
+                    request,
+                    head,
+                    body,
+                } => {
+                    if body > 0 {
+                        conn.deadline = Instant::now() + self.limits.body_timeout;
+                    }
+                    conn.body = Some((request, head, body));
+                }
+            }
+        }
+        match conn.body.take() {
+            Some((request, head, body)) if conn.buf.len() >= head + body => {
+                Step::Dispatch(request, head + body)
+            }
+            waiting => {
+                conn.body = waiting;
+                Step::Wait
+            }
+        }
+    }
+
+    fn dispatch(&mut self, work: Work) {
+        match self.work.try_send(work) {
+            Ok(()) => {}
+            Err(TrySendError::Full(mut w)) | Err(TrySendError::Disconnected(mut w)) => {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                refuse(&mut w.stream, 503, "busy");
+            }
+        }
+    }
+
+    /// Closes connections whose time is up.
+    fn expire(&mut self) {
+        let now = Instant::now();
+        let late: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.deadline <= now)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in &late {
+            self.close(*t);
+        }
+        if !late.is_empty() {
+            self.stats
+                .timed_out
+                .fetch_add(late.len(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// A short answer written without blocking, best effort, before closing.
+fn refuse(stream: &mut TcpStream, status: u16, why: &str) {
+    let reason = match status {
+        400 => "Bad Request",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Error",
+    };
+    let text = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{why}\n",
+        why.len() + 1
+    );
+    let _ = stream.write(text.as_bytes());
+}
+
+/// A handler thread: answers complete requests, hands kept-alive
+/// connections back to the front.
+fn handle(
+    work: Receiver<Work>,
+    back: Sender<(TcpStream, Vec<u8>)>,
+    wake: UnixStream,
+    service: &dyn Service,
+    write_timeout: Duration,
+) {
+    for Work {
+        stream,
+        request,
+        rest,
+    } in work
+    {
+        let keep = request.keep_alive();
+        let written = respond(
+            &stream,
+            &request,
+            service.answer(&request),
+            keep,
+            write_timeout,
+        );
+        service.answered(&request);
+        if keep && written.is_ok() && back.send((stream, rest)).is_ok() {
+            let _ = (&wake).write(b"r");
+        }
+    }
+}
+
+/// Writes `answer` through tiny_http's responder, blocking for at most
+/// `timeout` at a time.
+fn respond(
+    stream: &TcpStream,
+    request: &Request,
+    answer: tiny_http::ResponseBox,
+    keep: bool,
+    timeout: Duration,
+) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_write_timeout(Some(timeout))?;
+    // tiny_http chooses chunked or identity from the request's TE.
+    let te: Vec<tiny_http::Header> = request
+        .header("te")
+        .and_then(|v| tiny_http::Header::from_bytes(&b"TE"[..], v.as_bytes()).ok())
+        .into_iter()
+        .collect();
+    let version = tiny_http::HTTPVersion(request.version.0, request.version.1);
+    let mut w = BufWriter::with_capacity(16 * 1024, stream);
+    // tiny_http drops a Connection header from a response; a server that
+    // closes after its answer says so (RFC 9112 9.6).
+    let mut out = AfterStatusLine {
+        inner: &mut w,
+        insert: (!keep).then_some(&b"Connection: close\r\n"[..]),
+    };
+    answer.raw_print(&mut out, version, &te, request.method == "HEAD", None)?;
+    w.flush()
+}
+
+/// Writes `insert` after the first line written through it.
+struct AfterStatusLine<'a, W: Write> {
+    inner: &'a mut W,
+    insert: Option<&'static [u8]>,
+}
+
+impl<W: Write> Write for AfterStatusLine<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(extra) = self.insert {
+            if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                self.inner.write_all(&buf[..i + 2])?;
+                self.inner.write_all(extra)?;
+                self.inner.write_all(&buf[i + 2..])?;
+                self.insert = None;
+                return Ok(buf.len());
+            }
+        }
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            max_head: 256,
+            max_url: 64,
+            max_body: 16,
+            ..Limits::default()
+        }
+    }
+
+    fn head(text: &str) -> Parsed {
+        parse(text.as_bytes(), &limits())
+    }
+
+    #[test]
+    fn heads() {
+        assert_eq!(
+            head("GET /metrics HTTP/1.1\r\nHost: x\r\n"),
+            Parsed::Incomplete
+        );
+        let Parsed::Head {
+            request,
+            head: n,
+            body,
+        } = head("GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\nGET")
+        else {
+            panic!()
+        };
+        assert_eq!((n, body), (61, 0));
+        assert_eq!(request.path(), "/metrics");
+        assert_eq!(request.query(), "x=1");
+        assert_eq!(request.header("accept-encoding"), Some("gzip"));
+        assert!(request.keep_alive());
+        let Parsed::Head { request, .. } = head("GET / HTTP/1.0\r\n\r\n") else {
+            panic!()
+        };
+        assert!(!request.keep_alive());
+        let Parsed::Head { request, .. } = head("GET / HTTP/1.1\r\nConnection: Close\r\n\r\n")
+        else {
+            panic!()
+        };
+        assert!(!request.keep_alive());
+        let Parsed::Head { body, .. } = head("GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\n") else {
+            panic!()
+        };
+        assert_eq!(body, 5);
+    }
+
+    #[test]
+    fn refusals() {
+        let status = |t: &str| match head(t) {
+            Parsed::Refused(s, _) => s,
+            other => panic!("{t:?}: {other:?}"),
+        };
+        assert_eq!(
+            status(&format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(100))),
+            414
+        );
+        assert_eq!(status(&format!("GET /{}", "a".repeat(300))), 414);
+        assert_eq!(
+            status(&format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(300))),
+            431
+        );
+        assert_eq!(status("GET / HTTP/1.1\r\nContent-Length: 17\r\n\r\n"), 413);
+        assert_eq!(
+            status("GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+            400
+        );
+        assert_eq!(status("GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"), 400);
+        assert_eq!(
+            status("GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            501
+        );
+        assert_eq!(status("GET / HTTP/2.0\r\n\r\n"), 505);
+        assert_eq!(status("GET /\r\n\r\n"), 400);
+        assert_eq!(status("GET / HTTP/1.1\r\nBad Header: x\r\n\r\n"), 400);
+        assert_eq!(status("GET / HTTP/1.1\r\n folded\r\n\r\n"), 400);
+        assert_eq!(status("get / HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status("GET / HTTP/1.1\r\n\u{ff}: x\r\n\r\n"), 400);
+    }
+
+    struct Hello;
+
+    impl Service for Hello {
+        fn answer(&self, _: &Request) -> tiny_http::ResponseBox {
+            tiny_http::Response::from_string("hello").boxed()
+        }
+    }
+
+    fn front(limits: Limits) -> Front {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Front::start(listener, limits, Arc::new(Hello)).unwrap()
+    }
+
+    fn is_open(c: &TcpStream) -> bool {
+        c.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 64];
+        let open = matches!((&*c).read(&mut buf), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+        c.set_nonblocking(false).unwrap();
+        open
+    }
+
+    #[test]
+    fn slow_heads_wait_for_their_timeout_then_close() {
+        let f = front(Limits {
+            head_timeout: Duration::from_millis(500),
+            ..Limits::default()
+        });
+        let mut slow = TcpStream::connect(f.local_addr()).unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(is_open(&slow));
+        let mut answer = String::new();
+        slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        slow.read_to_string(&mut answer).unwrap();
+        assert_eq!(answer, "", "closed without an answer");
+        assert_eq!(f.stats.timed_out.load(Ordering::Relaxed), 1);
+        f.stop();
+    }
+
+    #[test]
+    fn the_oldest_waiting_connection_makes_room() {
+        let f = front(Limits {
+            max_connections: 2,
+            ..Limits::default()
+        });
+        let a = TcpStream::connect(f.local_addr()).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let b = TcpStream::connect(f.local_addr()).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let mut c = TcpStream::connect(f.local_addr()).unwrap();
+        c.write_all(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        c.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("hello"), "{answer}");
+        assert!(!is_open(&a), "the oldest was closed");
+        assert!(is_open(&b));
+        assert_eq!(f.stats.evicted.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn many_idle_connections_are_held_by_one_thread() {
+        let f = front(Limits::default());
+        let conns: Vec<TcpStream> = (0..2000)
+            .map(|_| TcpStream::connect(f.local_addr()).unwrap())
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while f.stats.accepted.load(Ordering::Relaxed) < 2000 {
+            assert!(Instant::now() < deadline, "not all accepted");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(conns.iter().all(is_open));
+        assert_eq!(f.stats.evicted.load(Ordering::Relaxed), 0);
+        f.stop();
+    }
+}
