@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 
 use crate::check_command::{self, Row, WorkloadRef};
 use crate::config::Config;
+use crate::exporter::auth::Gate;
 use crate::exporter::front::Limits;
 use crate::exporter::metrics::Metrics;
 use crate::exporter::scheduler::{self, Heartbeat, Results, Scheduler};
 use crate::exporter::server;
+use crate::exporter::tls::TlsServer;
 use crate::inventory::{self, Inventory, SyncProgress};
 use crate::kube::client::ApiClient;
 use crate::kube::config::discover;
@@ -150,6 +152,13 @@ pub fn run(config: &Config) -> u8 {
         Ok(l) => l,
         Err(e) => return fail(e),
     };
+    // With TLS configured nothing is served without it: a certificate that
+    // cannot be read stops the start.
+    let tls = match config.exporter.web.tls.clone().map(TlsServer::new) {
+        None => None,
+        Some(Ok(t)) => Some(Arc::new(t)),
+        Some(Err(e)) => return fail(format!("--web.config.file: {e}")),
+    };
     signal::install();
     let stop = Arc::new(AtomicBool::new(false));
     let (changes_tx, changes_rx) = crossbeam_channel::unbounded();
@@ -181,14 +190,21 @@ pub fn run(config: &Config) -> u8 {
         progress: w.progress,
         heartbeat,
         stream_stall: config.kube.watch.watch_timeout.max(Duration::from_secs(1)),
+        gate: Gate::new(&config.exporter.web),
     });
-    let http = match server::spawn(listener, state, Limits::default()) {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let http = match server::spawn(listener, state, Limits::default(), tls) {
         Ok(f) => f,
         Err(e) => return fail(format!("cannot start the HTTP server: {e}")),
     };
     log::info!(
-        "serving /metrics, /healthz and /readyz on http://{}; checking every {:?}, each image at least every {:?}",
+        "serving /metrics, /healthz and /readyz on {scheme}://{}{}; checking every {:?}, each image at least every {:?}",
         http.local_addr(),
+        if config.exporter.web.users.is_empty() {
+            ""
+        } else {
+            " (basic auth but for /healthz and /readyz)"
+        },
         config.exporter.queue.period,
         config.exporter.queue.recheck_within
     );

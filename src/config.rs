@@ -23,6 +23,10 @@ pub struct Args {
     #[argh(option, default = "String::from(\":8080\")")]
     pub bind_address: String,
 
+    /// the exporter-toolkit web configuration (also spelled --web.config.file): HTTPS, client certificates, basic auth, headers, rate limit. Defaults to none (plain HTTP, open).
+    #[argh(option)]
+    pub web_config_file: Option<String>,
+
     /// how often a batch of rechecks is released. Defaults to 15s.
     #[argh(option)]
     pub check_period: Option<String>,
@@ -217,6 +221,14 @@ pub fn normalize_args(args: &[String]) -> Vec<String> {
             out.push(a.clone());
             continue;
         }
+        // The exporter-toolkit's spelling, which argh's names cannot hold.
+        let dotted = body.split('=').next().unwrap_or("");
+        let body = if dotted == "web.config.file" {
+            body.replacen("web.config.file", "web-config-file", 1)
+        } else {
+            body.to_string()
+        };
+        let body = body.as_str();
         match body.split_once('=') {
             Some((name, value)) if SWITCHES.contains(&name) => {
                 if matches!(value, "true" | "1" | "t" | "T" | "TRUE" | "True") {
@@ -377,6 +389,8 @@ pub struct ExporterOptions {
     pub once: bool,
     /// `--one-series-per-container`.
     pub one_series_per_container: bool,
+    /// `--web-config-file`, read and validated.
+    pub web: crate::exporter::web_config::WebConfig,
 }
 
 /// The validated configuration.
@@ -545,7 +559,22 @@ fn exporter_options(args: &Args) -> Result<ExporterOptions, ConfigError> {
         workers: args.workers,
         once: args.once,
         one_series_per_container: args.one_series_per_container,
+        web: match &args.web_config_file {
+            Some(path) => web_config(path)?,
+            None => Default::default(),
+        },
     })
+}
+
+/// `--web-config-file`, read, and its certificates loaded once, so that a
+/// file that cannot serve stops the start before anything runs.
+fn web_config(path: &str) -> Result<crate::exporter::web_config::WebConfig, ConfigError> {
+    let web = crate::exporter::web_config::load(path).map_err(|e| ConfigError(e.to_string()))?;
+    if let Some(tls) = &web.tls {
+        crate::exporter::tls::TlsServer::new(tls.clone())
+            .map_err(|e| ConfigError(format!("--web.config.file: {path}: {e}")))?;
+    }
+    Ok(web)
 }
 
 fn kube_options(args: &Args) -> Result<KubeOptions, ConfigError> {

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use crate::exporter::tls::TlsServer;
 use crate::sys::poll::Readiness;
 
 /// The front's limits.
@@ -252,9 +253,13 @@ pub trait Service: Send + Sync + 'static {
     fn answered(&self, _request: &Request) {}
 }
 
+/// The TLS side of a connection, when the web config asks for HTTPS.
+type Tls = Option<Box<rustls::ServerConnection>>;
+
 /// A connection waiting for its request (or its body).
 struct Waiting {
     stream: TcpStream,
+    tls: Tls,
     buf: Vec<u8>,
     /// When it opened, or came back idle: eviction closes the oldest.
     since: Instant,
@@ -269,6 +274,7 @@ struct Waiting {
 /// A complete request on its connection, for a handler.
 struct Work {
     stream: TcpStream,
+    tls: Tls,
     request: Request,
     /// Bytes after the request (a pipelined next one).
     rest: Vec<u8>,
@@ -302,6 +308,7 @@ impl Front {
         listener: TcpListener,
         limits: Limits,
         service: Arc<dyn Service>,
+        tls: Option<Arc<TlsServer>>,
     ) -> io::Result<Front> {
         listener.set_nonblocking(true)?;
         if let Err(e) = crate::sys::poll::raise_backlog(&listener, 4096) {
@@ -314,7 +321,7 @@ impl Front {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(FrontStats::default());
         let (work_tx, work_rx) = crossbeam_channel::bounded::<Work>(limits.handlers * 16);
-        let (back_tx, back_rx) = crossbeam_channel::unbounded::<(TcpStream, Vec<u8>)>();
+        let (back_tx, back_rx) = crossbeam_channel::unbounded::<Returned>();
         for i in 0..limits.handlers.max(1) {
             let (rx, back, service) = (work_rx.clone(), back_tx.clone(), service.clone());
             let wake = wake_tx.try_clone()?;
@@ -331,6 +338,7 @@ impl Front {
             work: work_tx,
             conns: HashMap::new(),
             next: 2,
+            tls,
             readiness: Readiness::new()?,
             stop: stop.clone(),
             stats: stats.clone(),
@@ -358,11 +366,15 @@ impl Front {
     }
 }
 
+/// A kept-alive connection back from a handler, with what it already read.
+type Returned = (TcpStream, Tls, Vec<u8>);
+
 struct Loop {
     listener: TcpListener,
     limits: Limits,
     wake: UnixStream,
-    back: Receiver<(TcpStream, Vec<u8>)>,
+    back: Receiver<Returned>,
+    tls: Option<Arc<TlsServer>>,
     work: Sender<Work>,
     /// Waiting connections by token.
     conns: HashMap<u64, Waiting>,
@@ -430,9 +442,20 @@ impl Loop {
                     if stream.set_nonblocking(true).is_err() {
                         continue;
                     }
+                    let tls = match &self.tls {
+                        None => None,
+                        Some(t) => match rustls::ServerConnection::new(t.config()) {
+                            Ok(c) => Some(Box::new(c)),
+                            Err(e) => {
+                                log::warn!("http front: TLS: {e}");
+                                continue;
+                            }
+                        },
+                    };
                     let now = Instant::now();
                     self.admit(Waiting {
                         stream,
+                        tls,
                         buf: Vec::new(),
                         since: now,
                         deadline: now + self.limits.head_timeout,
@@ -496,9 +519,14 @@ impl Loop {
     /// their next request (which may be in already).
     fn returned(&mut self, scratch: &mut [u8]) {
         while matches!((&self.wake).read(scratch), Ok(n) if n > 0) {}
-        while let Ok((stream, rest)) = self.back.try_recv() {
+        while let Ok((stream, mut tls, mut rest)) = self.back.try_recv() {
             if stream.set_nonblocking(true).is_err() {
                 continue;
+            }
+            // Plaintext the TLS layer decrypted already is not seen by
+            // epoll: take it now.
+            if let Some(t) = tls.as_deref_mut() {
+                drain_plaintext(t, &mut rest, self.limits.max_head);
             }
             let now = Instant::now();
             let idle = rest.is_empty();
@@ -509,6 +537,7 @@ impl Loop {
             };
             let Some(token) = self.admit(Waiting {
                 stream,
+                tls,
                 buf: rest,
                 since: now,
                 deadline: now + wait,
@@ -535,7 +564,11 @@ impl Loop {
             None => self.limits.max_head.saturating_sub(conn.buf.len()),
         };
         let want = room.clamp(1, scratch.len());
-        let step = match conn.stream.read(&mut scratch[..want]) {
+        let got = match conn.tls.as_deref_mut() {
+            Some(tls) => read_tls(&mut conn.stream, tls, &mut scratch[..want]),
+            None => conn.stream.read(&mut scratch[..want]),
+        };
+        let step = match got {
             Ok(0) => Step::Close,
             Ok(n) => {
                 if conn.idle {
@@ -571,6 +604,7 @@ impl Loop {
                     let rest = conn.buf.split_off(end);
                     self.dispatch(Work {
                         stream: conn.stream,
+                        tls: conn.tls,
                         request,
                         rest,
                     });
@@ -589,7 +623,7 @@ impl Loop {
                 Parsed::Incomplete => return Step::Wait,
                 Parsed::Refused(status, why) => {
                     self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                    refuse(&mut conn.stream, status, why);
+                    refuse(&mut conn.stream, conn.tls.as_deref_mut(), status, why);
                     return Step::Close;
                 }
                 Parsed::Head {
@@ -620,7 +654,7 @@ impl Loop {
             Ok(()) => {}
             Err(TrySendError::Full(mut w)) | Err(TrySendError::Disconnected(mut w)) => {
                 self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                refuse(&mut w.stream, 503, "busy");
+                refuse(&mut w.stream, w.tls.as_deref_mut(), 503, "busy");
             }
         }
     }
@@ -645,8 +679,98 @@ impl Loop {
     }
 }
 
+/// One read of a TLS connection: records from the socket, the handshake's
+/// answers back to it, and what plaintext there is. `Ok(0)` when the
+/// client is gone or the handshake failed; `WouldBlock` while there is no
+/// plaintext yet. A client that speaks plain HTTP to the TLS port is told
+/// so (as Go's server tells it) before the connection closes.
+fn read_tls(
+    stream: &mut TcpStream,
+    tls: &mut rustls::ServerConnection,
+    out: &mut [u8],
+) -> io::Result<usize> {
+    if tls.is_handshaking() {
+        // Every TLS record starts with its type, 20 to 23; a request line
+        // starts with a letter.
+        let mut first = [0u8; 1];
+        if matches!(stream.peek(&mut first), Ok(1)) && !(0x14..=0x17).contains(&first[0]) {
+            let _ = stream.write(
+                b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n",
+            );
+            return Ok(0);
+        }
+    }
+    match tls.read_tls(stream) {
+        Ok(0) => return Ok(0),
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        Err(e) => return Err(e),
+    }
+    let state = tls.process_new_packets();
+    // Handshake answers (or the alert that ends a failed one) go out now.
+    write_pending(stream, tls);
+    if state.is_err() {
+        return Ok(0);
+    }
+    // All the plaintext there is (up to `out`): epoll does not see what
+    // the TLS layer holds already.
+    let mut filled = 0;
+    while filled < out.len() {
+        match tls.reader().read(&mut out[filled..]) {
+            Ok(0) => return Ok(filled),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && filled > 0 => break,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
+            // The peer ended the TLS session (close_notify), or lost it.
+            Err(_) => return Ok(filled),
+        }
+    }
+    Ok(filled)
+}
+
+/// Writes what the TLS layer has for the peer. Handshake flights are a few
+/// KiB and the socket takes them whole; if it does not, a short blocking
+/// write finishes them rather than leaving the client waiting.
+fn write_pending(stream: &mut TcpStream, tls: &mut rustls::ServerConnection) {
+    while tls.wants_write() {
+        match tls.write_tls(stream) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let blocking = stream.set_nonblocking(false).is_ok()
+                    && stream
+                        .set_write_timeout(Some(Duration::from_secs(1)))
+                        .is_ok();
+                let done = blocking && tls.write_tls(stream).is_ok();
+                let _ = stream.set_nonblocking(true);
+                if !done {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Plaintext already decrypted, up to `limit` bytes in `buf`.
+fn drain_plaintext(tls: &mut rustls::ServerConnection, buf: &mut Vec<u8>, limit: usize) {
+    let mut chunk = [0u8; 4096];
+    while buf.len() < limit {
+        let want = (limit - buf.len()).min(chunk.len());
+        match tls.reader().read(&mut chunk[..want]) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
 /// A short answer written without blocking, best effort, before closing.
-fn refuse(stream: &mut TcpStream, status: u16, why: &str) {
+fn refuse(
+    stream: &mut TcpStream,
+    tls: Option<&mut rustls::ServerConnection>,
+    status: u16,
+    why: &str,
+) {
     let reason = match status {
         400 => "Bad Request",
         413 => "Content Too Large",
@@ -661,50 +785,71 @@ fn refuse(stream: &mut TcpStream, status: u16, why: &str) {
         "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{why}\n",
         why.len() + 1
     );
-    let _ = stream.write(text.as_bytes());
+    match tls {
+        Some(t) => {
+            let _ = t.writer().write_all(text.as_bytes());
+            write_pending(stream, t);
+        }
+        None => {
+            let _ = stream.write(text.as_bytes());
+        }
+    }
 }
 
 /// A handler thread: answers complete requests, hands kept-alive
 /// connections back to the front.
 fn handle(
     work: Receiver<Work>,
-    back: Sender<(TcpStream, Vec<u8>)>,
+    back: Sender<Returned>,
     wake: UnixStream,
     service: &dyn Service,
     write_timeout: Duration,
 ) {
     for Work {
-        stream,
+        mut stream,
+        mut tls,
         request,
         rest,
     } in work
     {
         let keep = request.keep_alive();
-        let written = respond(
-            &stream,
-            &request,
-            service.answer(&request),
-            keep,
-            write_timeout,
-        );
+        let answer = service.answer(&request);
+        // Blocking now, for at most the write timeout at a time.
+        let ready = stream
+            .set_nonblocking(false)
+            .and_then(|_| stream.set_write_timeout(Some(write_timeout)));
+        let written = ready.and_then(|_| match tls.as_deref_mut() {
+            Some(t) => respond(
+                &mut rustls::Stream::new(t, &mut stream),
+                &request,
+                answer,
+                keep,
+            ),
+            None => respond(&mut stream, &request, answer, keep),
+        });
         service.answered(&request);
-        if keep && written.is_ok() && back.send((stream, rest)).is_ok() {
+        if !keep {
+            // A TLS session is ended as the protocol wants, not cut.
+            if let Some(t) = tls.as_deref_mut() {
+                t.send_close_notify();
+                let _ = t.write_tls(&mut stream);
+            }
+            continue;
+        }
+        if written.is_ok() && back.send((stream, tls, rest)).is_ok() {
             let _ = (&wake).write(b"r");
         }
     }
 }
 
-/// Writes `answer` through tiny_http's responder, blocking for at most
-/// `timeout` at a time.
+/// Writes `answer` through tiny_http's responder to `out` (the socket, or
+/// TLS over it).
 fn respond(
-    stream: &TcpStream,
+    out: &mut dyn Write,
     request: &Request,
     answer: tiny_http::ResponseBox,
     keep: bool,
-    timeout: Duration,
 ) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_write_timeout(Some(timeout))?;
     // tiny_http chooses chunked or identity from the request's TE.
     let te: Vec<tiny_http::Header> = request
         .header("te")
@@ -712,14 +857,14 @@ fn respond(
         .into_iter()
         .collect();
     let version = tiny_http::HTTPVersion(request.version.0, request.version.1);
-    let mut w = BufWriter::with_capacity(16 * 1024, stream);
+    let mut w = BufWriter::with_capacity(16 * 1024, out);
     // tiny_http drops a Connection header from a response; a server that
     // closes after its answer says so (RFC 9112 9.6).
-    let mut out = AfterStatusLine {
+    let mut framed = AfterStatusLine {
         inner: &mut w,
         insert: (!keep).then_some(&b"Connection: close\r\n"[..]),
     };
-    answer.raw_print(&mut out, version, &te, request.method == "HEAD", None)?;
+    answer.raw_print(&mut framed, version, &te, request.method == "HEAD", None)?;
     w.flush()
 }
 
@@ -842,7 +987,7 @@ mod tests {
 
     fn front(limits: Limits) -> Front {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        Front::start(listener, limits, Arc::new(Hello)).unwrap()
+        Front::start(listener, limits, Arc::new(Hello), None).unwrap()
     }
 
     fn is_open(c: &TcpStream) -> bool {

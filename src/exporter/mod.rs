@@ -5,8 +5,11 @@
 //! it beside `config`, because the configuration is built from every
 //! stage's options, the exporter's included.)
 
+pub mod auth;
 pub mod front;
 pub mod metrics;
 pub mod scheduler;
 pub mod server;
 pub mod status_page;
+pub mod tls;
+pub mod web_config;

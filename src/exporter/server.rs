@@ -8,9 +8,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::exporter::auth::{Gate, Refusal};
 use crate::exporter::front::{Front, Limits, Request, Service};
 use crate::exporter::metrics::Metrics;
 use crate::exporter::scheduler::{Heartbeat, Results};
+use crate::exporter::tls::TlsServer;
 use crate::inventory::{Inventory, SyncProgress};
 use crate::kube::watch::{Stream, StreamState};
 
@@ -34,6 +36,8 @@ pub struct State {
     /// How long a watch stream may fail without progress before `/healthz`
     /// says so (the watch timeout: a healthy stream ends a watch within it).
     pub stream_stall: Duration,
+    /// Basic auth, rate limit and headers of the web config.
+    pub gate: Gate,
 }
 
 /// Binds `addr`; Go's `:8080` means every interface.
@@ -93,13 +97,30 @@ pub fn spawn(
     listener: std::net::TcpListener,
     state: Arc<State>,
     limits: Limits,
+    tls: Option<Arc<TlsServer>>,
 ) -> std::io::Result<Front> {
-    Front::start(listener, limits, state)
+    Front::start(listener, limits, state, tls)
 }
 
 impl Service for State {
     fn answer(&self, request: &Request) -> Reply {
-        handle(self, request)
+        let mut reply = match self.gate.admit(request) {
+            Ok(()) => handle(self, request),
+            // Credentials are never logged, right or wrong.
+            Err(Refusal::Unauthorized) => text(401, "Unauthorized\n".into())
+                .with_header(header(
+                    "WWW-Authenticate",
+                    "Basic realm=\"k8s-image-availability-exporter\", charset=\"UTF-8\"",
+                ))
+                .boxed(),
+            Err(Refusal::TooMany) => text(429, "Too Many Requests\n".into()),
+        };
+        for (name, value) in self.gate.headers() {
+            if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+                reply.add_header(h);
+            }
+        }
+        reply
     }
 
     fn answered(&self, request: &Request) {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{exporter_bin, free_port, wait_until, TempDir};
+use super::{exporter_bin, free_port, TempDir};
 
 /// One sample of the text exposition.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,6 +78,7 @@ pub struct Exporter {
     pub addr: String,
     dir: TempDir,
     agent: ureq::Agent,
+    scheme: &'static str,
 }
 
 /// How long a request took, and the size of its answer.
@@ -98,6 +99,17 @@ pub const FAST: &[&str] = &[
 impl Exporter {
     /// Starts the binary with `--kubeconfig` and `args`; waits until it listens.
     pub fn start(kubeconfig: &str, args: &[&str]) -> Exporter {
+        Exporter::start_with(kubeconfig, args, "http", super::local_agent())
+    }
+
+    /// As [`Exporter::start`], asking it by `scheme` with `agent` (an
+    /// HTTPS agent with the CA and client certificate the web config wants).
+    pub fn start_with(
+        kubeconfig: &str,
+        args: &[&str],
+        scheme: &'static str,
+        agent: ureq::Agent,
+    ) -> Exporter {
         let dir = TempDir::new("exporter");
         let addr = format!("127.0.0.1:{}", free_port());
         let log = std::fs::File::create(dir.join("exporter.log")).unwrap();
@@ -115,23 +127,29 @@ impl Exporter {
             .stderr(log)
             .spawn()
             .expect("start exporter");
-        let agent = super::local_agent();
         let e = Exporter {
             child,
             addr,
             dir,
             agent,
+            scheme,
         };
-        wait_until("the exporter to listen", Duration::from_secs(20), || {
-            e.try_get("/healthz").is_some()
-        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while e.try_get("/healthz").is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the exporter does not answer /healthz; log:\n{}",
+                e.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         e
     }
 
     fn try_get(&self, path: &str) -> Option<(u16, String)> {
         let mut r = self
             .agent
-            .get(format!("http://{}{path}", self.addr))
+            .get(format!("{}://{}{path}", self.scheme, self.addr))
             .header("Accept-Encoding", "identity")
             .call()
             .ok()?;
