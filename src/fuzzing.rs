@@ -32,6 +32,8 @@ pub const TARGETS: &[&str] = &[
     "manifest",
     "rate_limit",
     "registry_answer",
+    "web_config",
+    "http_head",
 ];
 
 /// Runs the target called `name` on `data`.
@@ -49,6 +51,8 @@ pub fn run(name: &str, data: &[u8]) {
         "manifest" => manifest(data),
         "rate_limit" => rate_limit(data),
         "registry_answer" => registry_answer(data),
+        "web_config" => web_config(data),
+        "http_head" => http_head(data),
         other => panic!("no fuzz target {other}"),
     }
 }
@@ -585,5 +589,86 @@ pub fn registry_answer(data: &[u8]) {
         let v = v.strip_prefix('v').unwrap_or(v);
         let major: String = v.chars().take_while(char::is_ascii_digit).collect();
         assert!(major.parse::<u64>().unwrap() >= 2, "{second:?}");
+    }
+}
+
+/// `--web.config.file` texts: what parses is consistent (users hold bcrypt
+/// hashes, headers are the toolkit's, TLS has a certificate and a key and
+/// a sane version range, a verifying client policy has a CA), and an error
+/// never quotes a password it refused.
+pub fn web_config(data: &[u8]) {
+    use crate::exporter::web_config::{is_bcrypt, parse, ClientAuth};
+    let text = String::from_utf8_lossy(data);
+    match parse(&text) {
+        Ok(c) => {
+            assert!(c.users.iter().all(|(_, h)| is_bcrypt(h)));
+            assert!(c
+                .headers
+                .iter()
+                .all(|(k, v)| !k.is_empty() && !v.is_empty()));
+            if let Some(t) = &c.tls {
+                assert!(t.min_version <= t.max_version);
+                let verifies = matches!(
+                    t.client_auth,
+                    ClientAuth::VerifyClientCertIfGiven | ClientAuth::RequireAndVerifyClientCert
+                );
+                assert_eq!(verifies, t.client_ca.is_some());
+            }
+            if let Some((interval, burst)) = c.rate_limit {
+                assert!(!interval.is_zero() && burst >= 1);
+            }
+        }
+        Err(e) => {
+            let Ok(docs) = crate::sys::yaml::parse_yaml_documents(&text) else {
+                return;
+            };
+            let users = docs
+                .first()
+                .and_then(|d| d.get("basic_auth_users"))
+                .and_then(|u| u.as_object());
+            for v in users.into_iter().flat_map(|u| u.values()) {
+                if let Some(secret) = v.as_str().filter(|s| s.len() >= 12) {
+                    assert!(!e.0.contains(secret), "{e}");
+                }
+            }
+        }
+    }
+}
+
+/// Request heads as the HTTP front reads them: a head it takes is within
+/// the limits and whole, an incomplete one is under the head limit and has
+/// no blank line yet, and basic credentials decode without panicking.
+pub fn http_head(data: &[u8]) {
+    use crate::exporter::front::{parse, Limits, Parsed};
+    let limits = Limits {
+        max_head: 1024,
+        max_url: 256,
+        max_body: 64,
+        ..Limits::default()
+    };
+    match parse(data, &limits) {
+        Parsed::Incomplete => {
+            assert!(data.len() < limits.max_head);
+            assert!(!data.windows(4).any(|w| w == b"\r\n\r\n"));
+        }
+        Parsed::Head {
+            request,
+            head,
+            body,
+        } => {
+            assert!(head <= data.len() && head <= limits.max_head);
+            assert!(data[..head].ends_with(b"\r\n\r\n"));
+            assert!(body <= limits.max_body);
+            assert!(request.url.len() <= limits.max_url);
+            assert!(request.method.bytes().all(|b| b.is_ascii_uppercase()));
+            assert!(request.path().len() <= request.url.len());
+            assert_eq!(request.keep_alive(), request.clone().keep_alive());
+            if let Some(a) = request.header("authorization") {
+                let _ = crate::exporter::auth::basic_credentials(a);
+            }
+        }
+        Parsed::Refused(status, why) => {
+            assert!((400..600).contains(&status) && !why.is_empty());
+        }
     }
 }

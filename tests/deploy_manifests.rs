@@ -10,7 +10,8 @@ use k8s_image_availability_exporter::config::{Args, Config};
 use k8s_image_availability_exporter::kube::resources::{Kind, Resource};
 use k8s_image_availability_exporter::sys::yaml::parse_yaml_documents;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use serde_json::Value;
 
@@ -68,6 +69,10 @@ struct Manifests {
     patches: Vec<(PathBuf, Deployment)>,
     /// Credential provider configurations carried in ConfigMaps.
     provider_configs: Vec<(PathBuf, String)>,
+    /// The web-config component's Deployment patch.
+    web_patches: Vec<Deployment>,
+    secrets: Vec<Secret>,
+    network_policies: Vec<NetworkPolicy>,
     kinds: Vec<String>,
 }
 
@@ -81,6 +86,9 @@ fn load() -> Manifests {
         deployments: vec![],
         patches: vec![],
         provider_configs: vec![],
+        web_patches: vec![],
+        secrets: vec![],
+        network_policies: vec![],
         kinds: vec![],
     };
     for f in files {
@@ -108,7 +116,14 @@ fn load() -> Manifests {
                 {
                     m.patches.push((f.clone(), typed(&doc, &what)))
                 }
+                ("apps/v1", "Deployment") if f.to_string_lossy().contains("web-config") => {
+                    m.web_patches.push(typed(&doc, &what))
+                }
                 ("apps/v1", "Deployment") => m.deployments.push(typed(&doc, &what)),
+                ("v1", "Secret") => m.secrets.push(typed(&doc, &what)),
+                ("networking.k8s.io/v1", "NetworkPolicy") => {
+                    m.network_policies.push(typed(&doc, &what))
+                }
                 ("v1", "ConfigMap") => {
                     let cm: ConfigMap = typed(&doc, &what);
                     if let Some(c) = cm.data.unwrap_or_default().get("config.yaml") {
@@ -143,7 +158,17 @@ fn check_service_monitor(doc: &Value, what: &str) {
     let ep = &doc["spec"]["endpoints"][0];
     assert_eq!(ep["port"], "http-metrics", "{what}");
     assert_eq!(ep["path"], "/metrics", "{what}");
-    assert!(doc["spec"]["selector"]["matchLabels"].is_object(), "{what}");
+    if what.contains("web-config") {
+        // The web-config component's patch: HTTPS and basic auth.
+        assert_eq!(ep["scheme"], "https", "{what}");
+        assert!(ep["basicAuth"]["password"]["name"].is_string(), "{what}");
+        assert!(
+            ep["tlsConfig"]["ca"]["secret"]["name"].is_string(),
+            "{what}"
+        );
+    } else {
+        assert!(doc["spec"]["selector"]["matchLabels"].is_object(), "{what}");
+    }
 }
 
 fn check_prometheus_rule(doc: &Value, what: &str) {
@@ -514,5 +539,136 @@ fn kustomizations_list_existing_files() {
                 p.display()
             );
         }
+    }
+}
+
+/// The NetworkPolicy component admits the metrics port only from the
+/// monitoring namespaces, and limits no egress.
+#[test]
+fn network_policy_admits_only_the_monitoring_namespaces() {
+    let m = load();
+    let [np] = m.network_policies.as_slice() else {
+        panic!("one NetworkPolicy");
+    };
+    let spec = np.spec.as_ref().unwrap();
+    assert_eq!(
+        spec.pod_selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .as_ref()
+            .unwrap()["app.kubernetes.io/name"],
+        "k8s-image-availability-exporter"
+    );
+    assert_eq!(
+        spec.policy_types.as_deref(),
+        Some(&["Ingress".to_string()][..])
+    );
+    assert!(spec.egress.is_none());
+    let rule = &spec.ingress.as_ref().unwrap()[0];
+    let from = &rule.from.as_ref().unwrap()[0];
+    assert!(from.pod_selector.is_none() && from.ip_block.is_none());
+    let expr = &from
+        .namespace_selector
+        .as_ref()
+        .unwrap()
+        .match_expressions
+        .as_ref()
+        .unwrap()[0];
+    assert_eq!(expr.key, "kubernetes.io/metadata.name");
+    assert_eq!(
+        expr.values.as_deref(),
+        Some(&["monitoring".to_string()][..])
+    );
+    let port = &rule.ports.as_ref().unwrap()[0];
+    assert_eq!(
+        port.port,
+        Some(
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(
+                "http-metrics".into()
+            )
+        )
+    );
+    let text = std::fs::read_to_string(deploy_dir().join("network-policy/Kustomization")).unwrap();
+    let doc = &parse_yaml_documents(&text).unwrap()[0];
+    assert_eq!(doc["kind"], "Component");
+    // Off by default: the base does not list it.
+    let base = std::fs::read_to_string(deploy_dir().join("Kustomization")).unwrap();
+    assert!(!base.contains("network-policy"));
+}
+
+/// The web-config component: its Secret's web.yml is a valid web config
+/// whose files are where the patch mounts them, the patch's args are
+/// flags this binary accepts, the probes speak HTTPS, and the
+/// ServiceMonitor example's password matches the shipped hash.
+#[test]
+fn web_config_component_is_consistent() {
+    use k8s_image_availability_exporter::exporter::web_config::{parse, Pem};
+    let m = load();
+    let web = m
+        .secrets
+        .iter()
+        .find(|s| s.metadata.name.as_deref() == Some("k8s-image-availability-exporter-web"))
+        .expect("the web config Secret");
+    let text = &web.string_data.as_ref().unwrap()["web.yml"];
+    let config = parse(text).unwrap_or_else(|e| panic!("{e}"));
+    let tls = config.tls.as_ref().unwrap();
+    let [patch] = m.web_patches.as_slice() else {
+        panic!("one web-config Deployment patch");
+    };
+    let c = &patch
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0];
+    let args = k8s_image_availability_exporter::config::normalize_args(c.args.as_deref().unwrap());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let parsed = Args::from_args(&["k8s-image-availability-exporter"], &args).unwrap();
+    let file = parsed.web_config_file.unwrap();
+    let mounts = c.volume_mounts.as_deref().unwrap();
+    let mounted = |path: &str| {
+        mounts
+            .iter()
+            .any(|v| path.starts_with(&format!("{}/", v.mount_path)) && v.read_only == Some(true))
+    };
+    assert!(mounted(&file), "{file}");
+    for pem in [&tls.cert, &tls.key] {
+        let Pem::File(f) = pem else { panic!() };
+        assert!(mounted(f), "{f}");
+    }
+    for probe in [&c.liveness_probe, &c.readiness_probe] {
+        let get = probe.as_ref().unwrap().http_get.as_ref().unwrap();
+        assert_eq!(get.scheme.as_deref(), Some("HTTPS"));
+        assert!(["/healthz", "/readyz"].contains(&get.path.as_deref().unwrap()));
+    }
+    let scrape = m
+        .secrets
+        .iter()
+        .find(|s| s.metadata.name.as_deref() == Some("k8s-image-availability-exporter-scrape"))
+        .expect("the scrape Secret");
+    let creds = scrape.string_data.as_ref().unwrap();
+    let hash = config
+        .users
+        .iter()
+        .find(|(u, _)| *u == creds["username"])
+        .map(|(_, h)| h.clone())
+        .unwrap();
+    assert!(bcrypt::verify(&creds["password"], &hash).unwrap());
+    // The patch keeps the base's own args.
+    let base = &m.deployments[0]
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0];
+    for a in base.args.as_deref().unwrap() {
+        assert!(c.args.as_ref().unwrap().contains(a), "{a}");
     }
 }
