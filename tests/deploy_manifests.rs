@@ -542,6 +542,18 @@ fn kustomizations_list_existing_files() {
     }
 }
 
+/// The first container of a Deployment (or a patch of one).
+fn first_container(d: &Deployment) -> &k8s_openapi::api::core::v1::Container {
+    &d.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+}
+
 /// The NetworkPolicy component admits the metrics port only from the
 /// monitoring namespaces, and limits no egress.
 #[test]
@@ -616,15 +628,7 @@ fn web_config_component_is_consistent() {
     let [patch] = m.web_patches.as_slice() else {
         panic!("one web-config Deployment patch");
     };
-    let c = &patch
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0];
+    let c = first_container(patch);
     let args = k8s_image_availability_exporter::config::normalize_args(c.args.as_deref().unwrap());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let parsed = Args::from_args(&["k8s-image-availability-exporter"], &args).unwrap();
@@ -659,15 +663,7 @@ fn web_config_component_is_consistent() {
         .unwrap();
     assert!(bcrypt::verify(&creds["password"], &hash).unwrap());
     // The patch keeps the base's own args.
-    let base = &m.deployments[0]
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0];
+    let base = first_container(&m.deployments[0]);
     for a in base.args.as_deref().unwrap() {
         assert!(c.args.as_ref().unwrap().contains(a), "{a}");
     }
