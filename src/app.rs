@@ -191,6 +191,11 @@ pub fn run(config: &Config) -> u8 {
         heartbeat,
         stream_stall: config.kube.watch.watch_timeout.max(Duration::from_secs(1)),
         gate: Gate::new(&config.exporter.web),
+        notes: if config.kube.no_secrets {
+            vec!["pull secrets are not read (--no-secrets): images are checked anonymously or with --docker-config and credential provider credentials".into()]
+        } else {
+            Vec::new()
+        },
     });
     let scheme = if tls.is_some() { "https" } else { "http" };
     let http = match server::spawn(listener, state, Limits::default(), tls) {

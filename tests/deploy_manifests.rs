@@ -2,26 +2,32 @@
 //! field (a typo fails here, not in a cluster), and the RBAC rules grant
 //! exactly what the code lists and watches.
 
-use std::collections::BTreeSet;
+mod support;
+
 use std::path::{Path, PathBuf};
 
 use argh::FromArgs;
 use k8s_image_availability_exporter::config::{Args, Config};
-use k8s_image_availability_exporter::kube::resources::{Kind, Resource};
 use k8s_image_availability_exporter::sys::yaml::parse_yaml_documents;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use serde_json::Value;
+use support::rbac::{granted, watched};
 
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
 }
 
+/// The manifests under `dir`; the Helm chart's templates are not
+/// manifests (tests/helm_chart.rs renders them).
 fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
+        if p.is_dir() && p.file_name().is_some_and(|n| n == "helm") {
+            continue;
+        }
         if p.is_dir() {
             yaml_files(&p, out);
         } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
@@ -213,58 +219,6 @@ fn check_prometheus_rule(doc: &Value, what: &str) {
             "{what}: no {status} alert"
         );
     }
-}
-
-/// (API group, resource) pairs the code lists and watches.
-/// What the exporter watches with every optional source turned on, as
-/// its own configuration lists the streams.
-fn watched() -> BTreeSet<(String, String)> {
-    let args = Args::from_args(
-        &["k8s-image-availability-exporter"],
-        &["--namespace-label", "team"],
-    )
-    .unwrap();
-    let config = Config::from_args(args).unwrap();
-    let mut r: Vec<Resource> = config
-        .kube
-        .streams()
-        .into_iter()
-        .map(|s| s.resource)
-        .collect();
-    // Argo Rollouts are among the streams; custom kinds come from flags.
-    assert!(r.contains(&Resource::Workload(Kind::Rollout)));
-    assert!(r.contains(&Resource::Workload(Kind::Job)));
-    r.sort_by_key(|r| r.api());
-    r.into_iter()
-        .map(|res| {
-            let (prefix, plural) = res.api();
-            let group = prefix
-                .strip_prefix("/apis/")
-                .and_then(|g| g.split('/').next())
-                .unwrap_or("")
-                .to_string();
-            (group, plural.to_string())
-        })
-        .collect()
-}
-
-fn granted(rules: &[PolicyRule]) -> BTreeSet<(String, String)> {
-    let mut out = BTreeSet::new();
-    for r in rules {
-        let mut verbs = r.verbs.clone();
-        verbs.sort();
-        assert_eq!(
-            verbs,
-            ["list", "watch"],
-            "least privilege: list and watch only ({r:?})"
-        );
-        for g in r.api_groups.clone().unwrap_or_default() {
-            for res in r.resources.clone().unwrap_or_default() {
-                out.insert((g.clone(), res));
-            }
-        }
-    }
-    out
 }
 
 #[test]

@@ -38,6 +38,8 @@ pub struct State {
     pub stream_stall: Duration,
     /// Basic auth, rate limit and headers of the web config.
     pub gate: Gate,
+    /// Lines `/readyz` always adds: what the flags leave unread.
+    pub notes: Vec<String>,
 }
 
 /// Binds `addr`; Go's `:8080` means every interface.
@@ -269,6 +271,7 @@ fn readyz(state: &State) -> Reply {
             None => {}
         }
     }
+    warnings.extend(state.notes.iter().map(|n| format!("note: {n}")));
     let warnings: String = warnings.iter().map(|w| format!("{w}\n")).collect();
     if waiting.is_empty() {
         text(200, format!("ok\n{warnings}"))

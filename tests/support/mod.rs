@@ -15,6 +15,7 @@ pub mod objects;
 pub mod policy_proxy;
 pub mod prometheus;
 pub mod proxy;
+pub mod rbac;
 pub mod registry;
 pub mod tls;
 pub mod token_server;
