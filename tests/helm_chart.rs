@@ -196,7 +196,7 @@ fn the_go_charts_values_install_unchanged() {
     let go = root().join("tests/helm/go-chart-values.yaml");
     let objects = render(go.to_str().unwrap(), "image-checks", "monitoring");
     standard_labels(&objects, "image-checks");
-    for ((kind, ns, name), _) in &objects {
+    for (kind, ns, name) in objects.keys() {
         if !kind.starts_with("Cluster") {
             assert_eq!(ns, "monitoring", "{kind} {name} in the release namespace");
         }
