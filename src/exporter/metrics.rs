@@ -41,6 +41,8 @@ pub struct Metrics {
     exhausted: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     /// `--one-series-per-container`: only the class gauge that is 1.
     one_series: bool,
+    /// Since when containers have been seen with their tag moved.
+    pub moved_since: crate::exporter::tag_moved::Since,
 }
 
 fn must<T>(r: Result<T, prometheus::Error>) -> T {
@@ -153,6 +155,7 @@ impl Metrics {
             quota_remaining,
             exhausted: Default::default(),
             one_series: false,
+            moved_since: Default::default(),
         }
     }
 
@@ -193,7 +196,7 @@ impl Metrics {
         let (rows, last_checked, checks) = {
             let inv = inventory.read().unwrap_or_else(|e| e.into_inner());
             (
-                container_rows(&inv, results),
+                container_rows(&inv, results, &self.moved_since),
                 last_checked_lines(&inv, results),
                 inv.summary_checks(),
             )
@@ -234,7 +237,8 @@ pub struct Exposition {
     rows: Rows,
     /// Write only the gauge that is 1 for each container.
     one_series: bool,
-    /// Index into `Status::GAUGES` of the family being written.
+    /// Index into `Status::GAUGES` of the family being written; one past
+    /// them is `tag_moved`.
     class: usize,
     /// Next row of that family.
     row: usize,
@@ -250,6 +254,10 @@ impl Exposition {
         self.buf.clear();
         self.pos = 0;
         while self.buf.len() < CHUNK {
+            if self.class == Status::GAUGES.len() {
+                self.fill_tag_moved();
+                continue;
+            }
             let Some(status) = Status::GAUGES.get(self.class).copied() else {
                 return match self.tail.take() {
                     Some(t) if self.buf.is_empty() => {
@@ -271,7 +279,7 @@ impl Exposition {
             // A quarter of a million lines: written as bytes, not through
             // the formatting machinery.
             while self.row < self.rows.len() && self.buf.len() < CHUNK {
-                let (labels, s) = self.rows.get(self.row);
+                let (labels, s, _) = self.rows.get(self.row);
                 self.row += 1;
                 if self.one_series && s != status {
                     continue;
@@ -289,6 +297,36 @@ impl Exposition {
             }
         }
         true
+    }
+}
+
+impl Exposition {
+    /// `tag_moved`: 1 when a running pod runs another build than the tag
+    /// names now, 0 when all run it (the default format only, as the
+    /// other zeros); nothing for containers without a verdict.
+    fn fill_tag_moved(&mut self) {
+        let name = "tag_moved";
+        if self.row == 0 {
+            let _ = writeln!(self.buf, "# HELP {PREFIX}_{name} Whether a running pod of the container runs another build (digest) than its tag names now (1) or all run it (0).");
+            let _ = writeln!(self.buf, "# TYPE {PREFIX}_{name} gauge");
+        }
+        while self.row < self.rows.len() && self.buf.len() < CHUNK {
+            let (labels, _, moved) = self.rows.get(self.row);
+            self.row += 1;
+            let Some(moved) = moved.filter(|m| *m || !self.one_series) else {
+                continue;
+            };
+            self.buf.extend_from_slice(PREFIX.as_bytes());
+            self.buf.push(b'_');
+            self.buf.extend_from_slice(name.as_bytes());
+            self.buf.extend_from_slice(labels.as_bytes());
+            self.buf
+                .extend_from_slice(if moved { b" 1\n" } else { b" 0\n" });
+        }
+        if self.row >= self.rows.len() {
+            self.class += 1;
+            self.row = 0;
+        }
     }
 }
 
@@ -375,11 +413,15 @@ fn escape(out: &mut String, v: &str) {
 /// longer leaves 30,000 small allocations behind in the heap.
 struct Rows {
     text: String,
-    index: Vec<(u32, u32, Status)>,
+    index: Vec<Row>,
 }
 
+/// A container's label set (offset and length in the buffer), its class,
+/// and its `tag_moved` verdict, when it has one.
+type Row = (u32, u32, Status, Option<bool>);
+
 /// The label set an index entry points at.
-fn labels_of(text: &str, (start, len, _): (u32, u32, Status)) -> &str {
+fn labels_of(text: &str, (start, len, ..): Row) -> &str {
     &text[start as usize..start as usize + len as usize]
 }
 
@@ -388,14 +430,19 @@ impl Rows {
         self.index.len()
     }
 
-    fn get(&self, i: usize) -> (&str, Status) {
-        (labels_of(&self.text, self.index[i]), self.index[i].2)
+    fn get(&self, i: usize) -> (&str, Status, Option<bool>) {
+        let row = self.index[i];
+        (labels_of(&self.text, row), row.2, row.3)
     }
 }
 
-fn container_rows(inventory: &Inventory, results: &Results) -> Rows {
+fn container_rows(
+    inventory: &Inventory,
+    results: &Results,
+    since: &crate::exporter::tag_moved::Since,
+) -> Rows {
     let mut text = String::new();
-    let mut index: Vec<(u32, u32, Status)> = Vec::new();
+    let mut index: Vec<Row> = Vec::new();
     results.with(|table| {
         inventory.for_each_placed(|w, placement, i, id, previous| {
             // While a container's new check has no verdict, its last one stays.
@@ -424,7 +471,18 @@ fn container_rows(inventory: &Inventory, results: &Results) -> Rows {
                 text.truncate(start);
                 return;
             };
-            index.push((offset, len, outcome.status_for(placement)));
+            let moved = crate::exporter::tag_moved::judge(outcome, image, inventory.running(w, i))
+                .map(|v| {
+                    let what = (
+                        w.kind.as_str(),
+                        &*w.key.namespace,
+                        &*w.key.name,
+                        &*c.container,
+                    );
+                    since.observe(what, v.tag, v.moved);
+                    v.moved
+                });
+            index.push((offset, len, outcome.status_for(placement), moved));
         })
     });
     index.sort_unstable_by(|a, b| labels_of(&text, *a).cmp(labels_of(&text, *b)));

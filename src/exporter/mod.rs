@@ -11,5 +11,6 @@ pub mod metrics;
 pub mod scheduler;
 pub mod server;
 pub mod status_page;
+pub mod tag_moved;
 pub mod tls;
 pub mod web_config;

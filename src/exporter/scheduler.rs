@@ -372,6 +372,11 @@ pub struct Outcome {
     pub broken: Option<Arc<[Broken]>>,
     /// For `Available`: the manifest is Docker's schema 1.
     pub schema1: bool,
+    /// For `Available`: the digest the tag (or digest) answered.
+    pub digest: Option<Arc<str>>,
+    /// For `Available`: the digests its index lists (empty for a single
+    /// manifest), when known.
+    pub children: Option<Arc<[Box<str>]>>,
 }
 
 impl Outcome {
@@ -390,6 +395,8 @@ impl Outcome {
             },
             broken: (!r.broken.is_empty()).then(|| r.broken.as_slice().into()),
             schema1: r.schema1,
+            digest: r.digest.as_deref().map(Arc::from),
+            children: r.children.clone(),
         }
     }
 

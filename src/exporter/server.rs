@@ -175,7 +175,13 @@ fn status(state: &State, path: &str, query: &str) -> Reply {
     };
     let mut report = {
         let inv = state.inventory.read().unwrap_or_else(|e| e.into_inner());
-        crate::exporter::status_page::collect(&inv, &state.results, &filter, per_page)
+        crate::exporter::status_page::collect(
+            &inv,
+            &state.results,
+            &state.metrics.moved_since,
+            &filter,
+            per_page,
+        )
     };
     report.exhausted = state.metrics.exhausted_quotas();
     let (body, content_type) = if path == "/status.json" {

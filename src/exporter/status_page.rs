@@ -133,9 +133,36 @@ pub struct Row {
     pub since: u64,
 }
 
+/// A container whose running pods do not all run the build its tag names now.
+#[derive(Debug, Clone)]
+pub struct MovedRow {
+    /// Namespace.
+    pub namespace: String,
+    /// Lower-case kind.
+    pub kind: &'static str,
+    /// Workload name.
+    pub name: String,
+    /// Container name.
+    pub container: String,
+    /// The image as written.
+    pub image: String,
+    /// The digest the tag names now.
+    pub tag: String,
+    /// The digests the running pods run, with pod counts, most pods first.
+    pub running: Vec<(String, u32)>,
+    /// Since when it has been seen moved (Unix seconds).
+    pub since: u64,
+}
+
+/// Rows of the "tag moved" section kept at most (the count is whole).
+pub const MOVED_ROWS: usize = 1000;
+
 /// What the page shows.
 #[derive(Debug, Default)]
 pub struct Report {
+    /// Containers whose running pods do not all run what the tag names now
+    /// (at most [`MOVED_ROWS`]), and how many there are.
+    pub moved: (Vec<MovedRow>, usize),
     /// Containers per class, over the whole cluster (not filtered).
     pub totals: BTreeMap<&'static str, usize>,
     /// Containers with no verdict yet.
@@ -179,6 +206,7 @@ fn unix(t: std::time::SystemTime) -> u64 {
 pub fn collect(
     inventory: &Inventory,
     results: &Results,
+    since: &crate::exporter::tag_moved::Since,
     filter: &Filter,
     per_page: usize,
 ) -> Report {
@@ -204,6 +232,36 @@ pub fn collect(
             };
             let status = outcome.status_for(placement);
             *r.totals.entry(status.as_str()).or_default() += 1;
+            let c = &w.containers[i];
+            let shown_image = image.unwrap_or(&c.image);
+            if let Some(v) =
+                crate::exporter::tag_moved::judge(outcome, shown_image, inventory.running(w, i))
+                    .filter(|v| v.moved)
+            {
+                let what = (
+                    w.kind.as_str(),
+                    &*w.key.namespace,
+                    &*w.key.name,
+                    &*c.container,
+                );
+                let first = since.observe(what, v.tag, true).map_or(0, unix);
+                r.moved.1 += 1;
+                if r.moved.0.len() < MOVED_ROWS {
+                    let mut running: Vec<(String, u32)> =
+                        v.running.iter().map(|(d, n)| (d.to_string(), *n)).collect();
+                    running.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                    r.moved.0.push(MovedRow {
+                        namespace: w.key.namespace.to_string(),
+                        kind: w.kind.as_str(),
+                        name: w.key.name.to_string(),
+                        container: c.container.to_string(),
+                        image: shown_image.to_string(),
+                        tag: v.tag.to_string(),
+                        running,
+                        since: first,
+                    });
+                }
+            }
             if status == Status::Available {
                 return;
             }
@@ -322,6 +380,42 @@ fn quota_note(host: &str, limit: u64) -> String {
     )
 }
 
+/// "Tag moved": workloads whose running pods do not all run what their
+/// tag names now, with the digests and pod counts.
+fn moved_section(h: &mut String, r: &Report, now: u64) {
+    let (rows, total) = &r.moved;
+    if *total == 0 {
+        return;
+    }
+    let _ = write!(
+        h,
+        "<h2 id=\"tag-moved\">Tag moved</h2><p>{} containers run another build than their tag names now: the next pod started on a node without the old image (a scale-up, a drain, a restart with imagePullPolicy Always) runs the new one.</p>\
+<table class=\"moved\"><thead><tr><th>Workload</th><th>Container</th><th>Image</th><th>The tag now</th><th>Running (pods)</th><th>Since</th></tr></thead><tbody>",
+        count(*total)
+    );
+    for m in rows {
+        h.push_str("<tr><td>");
+        escape(h, &format!("{} {}/{}", m.kind, m.namespace, m.name));
+        h.push_str("</td><td>");
+        escape(h, &m.container);
+        h.push_str("</td><td>");
+        escape(h, &m.image);
+        h.push_str("</td><td>");
+        escape(h, &m.tag);
+        h.push_str("</td><td>");
+        for (d, n) in &m.running {
+            let mark = if *d == m.tag { "" } else { " class=\"bad\"" };
+            let _ = write!(h, "<div{mark}>");
+            escape(h, d);
+            let _ = write!(h, " ({n})</div>");
+        }
+        h.push_str("</td><td>");
+        escape(h, &format!("{} ({})", when(m.since), ago(now, m.since)));
+        h.push_str("</td></tr>");
+    }
+    h.push_str("</tbody></table>");
+}
+
 /// The sentence the page opens with.
 fn summary(r: &Report, now: u64) -> String {
     let checked: usize = r.totals.values().sum();
@@ -404,6 +498,7 @@ td,th{border:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top
         "<nav><a href=\"/metrics\">/metrics</a><a href=\"/healthz\">/healthz</a>\
 <a href=\"/readyz\">/readyz</a><a href=\"/status.json\">/status.json</a></nav>",
     );
+    moved_section(&mut h, r, now);
     h.push_str("<h2>Containers by class</h2><ul id=\"totals\">");
     for s in Status::GAUGES {
         let n = r.totals.get(s.as_str()).copied().unwrap_or(0);
@@ -570,6 +665,17 @@ pub fn json(r: &Report) -> String {
         "not_checked_yet": r.unchecked,
         "cannot_be_pulled": r.failing.0,
         "cannot_be_pulled_since": r.failing.1,
+        "tag_moved": r.moved.0.iter().map(|m| serde_json::json!({
+            "namespace": m.namespace,
+            "kind": m.kind,
+            "name": m.name,
+            "container": m.container,
+            "image": m.image,
+            "tag_digest": m.tag,
+            "running": m.running.iter().map(|(d, n)| serde_json::json!({"digest": d, "pods": n})).collect::<Vec<_>>(),
+            "since": m.since,
+        })).collect::<Vec<_>>(),
+        "tag_moved_total": r.moved.1,
         "pull_quota_exhausted": r
             .exhausted
             .iter()

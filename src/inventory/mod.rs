@@ -8,6 +8,7 @@
 //! that names images) and `kube`.
 
 pub mod placement;
+pub mod running;
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
@@ -227,6 +228,8 @@ pub struct Inventory {
     strings: HashSet<Arc<str>>,
     /// Workloads replaced or deleted since `strings` was last swept.
     churn: usize,
+    /// What the running pods run, for `tag_moved`.
+    running: running::RunningPods,
 }
 
 impl Inventory {
@@ -257,6 +260,7 @@ impl Inventory {
             schedulings: HashMap::new(),
             strings: HashSet::new(),
             churn: 0,
+            running: Default::default(),
         }
     }
 
@@ -285,7 +289,11 @@ impl Inventory {
                     self.nodes_dirty = true;
                 }
             }
+            Event::Upsert(_, Object::Running(key, r)) => self.running.set(&key, Some(r)),
             Event::Upsert(_, Object::Workload(mut w)) => {
+                if w.kind == Kind::Pod {
+                    self.running.set(&w.key, w.running.take());
+                }
                 w.scheduling = self.intern(w.scheduling);
                 for c in &mut w.containers {
                     c.container = self.intern_str(&c.container);
@@ -326,6 +334,9 @@ impl Inventory {
             // was known; this is that, for a caller that sends it as is.
             Event::Upsert(r, Object::Skipped(key)) => self.apply(Event::Delete(r, key)),
             Event::Delete(r @ (Resource::Workload(_) | Resource::Pods(_)), key) => {
+                if matches!(r, Resource::Pods(_)) {
+                    self.running.set(&key, None);
+                }
                 let Some(kind) = r.kind() else { return };
                 let key = WorkloadKey { kind, key };
                 if let Some(old) = self.workloads.remove(&key) {
@@ -909,6 +920,21 @@ impl Inventory {
         }
     }
 
+    /// The digests the running pods of `w` run for its container `i`, with
+    /// pod counts; `None` when none reports one, or `w` opted out.
+    pub fn running(&self, w: &Workload, i: usize) -> Option<&[(Arc<str>, u32)]> {
+        if w.ignore_tag_moved {
+            return None;
+        }
+        let c = w.containers.get(i)?;
+        self.running.of(w.kind, &w.key, &c.container)
+    }
+
+    /// Running pods recorded (for the watched-objects figures).
+    pub fn running_pods(&self) -> usize {
+        self.running.len()
+    }
+
     /// Distinct checks (cheap, for metrics).
     pub fn summary_checks(&self) -> usize {
         self.specs.len()
@@ -1010,6 +1036,8 @@ mod tests {
                 enabled: true,
                 template_ref: None,
                 scheduling: Arc::default(),
+                ignore_tag_moved: false,
+                running: None,
             }),
         )
     }

@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod exec;
 pub mod resources;
+pub mod running;
 pub mod scheduling;
 pub mod template;
 pub mod watch;

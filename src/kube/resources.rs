@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::template::{Condition, ContainerImage, Metadata, OwnerReference, PodSpec, PodTemplate};
 
+use super::running::ContainerStatus;
 use super::scheduling::{self, Node, Scheduling};
 use crate::credentials::{parse_docker_config, ConfigFormat, Credential};
 use crate::image::platform::Platform;
@@ -416,6 +417,35 @@ pub struct Workload {
     /// Where its pods may be scheduled (shared between equal templates by
     /// the inventory).
     pub scheduling: Arc<Scheduling>,
+    /// `k8s-image-availability-exporter/ignore-tag-moved`: it follows a
+    /// mutable tag on purpose.
+    pub ignore_tag_moved: bool,
+    /// For a pod checked on its own, running: the digests it runs (the
+    /// inventory takes them out before keeping the workload).
+    pub running: Option<Box<Running>>,
+}
+
+/// What a running pod runs, and for which workload: the digest its
+/// runtime reports for each container, when it names one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Running {
+    /// The workload whose template the pod runs, found through its
+    /// controller chain.
+    pub owner: RunningOwner,
+    /// (container name, repository digest).
+    pub digests: Vec<(Box<str>, Box<str>)>,
+}
+
+/// The workload a running pod belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningOwner {
+    /// Its kind.
+    pub kind: Kind,
+    /// Its name (in the pod's namespace).
+    pub name: Box<str>,
+    /// For a Job named as a CronJob's: the Job itself, the owner when no
+    /// CronJob of that name is watched.
+    pub job: Option<Box<str>>,
 }
 
 /// What we keep of a pull secret: the parsed credentials only.
@@ -451,6 +481,9 @@ pub enum Object {
     /// A node, keyed by name (boxed: nodes are few, and the rest of the
     /// enum's variants are smaller).
     Node(ObjectKey, Box<Node>),
+    /// A running pod a watched controller covers: only what it runs, for
+    /// its workload's `tag_moved`.
+    Running(ObjectKey, Box<Running>),
     /// An object that exists but is not checked on its own: a pod a
     /// watched controller covers, a finished pod or Job, a CronJob's Job,
     /// an object annotated `k8s-image-availability-exporter/ignore`. If it
@@ -465,7 +498,10 @@ impl Object {
             Object::Workload(w) => &w.key,
             Object::PullSecret(s) => &s.key,
             Object::ServiceAccount(a) => &a.key,
-            Object::Namespace(k) | Object::Node(k, _) | Object::Skipped(k) => k,
+            Object::Namespace(k)
+            | Object::Node(k, _)
+            | Object::Running(k, _)
+            | Object::Skipped(k) => k,
         }
     }
 }
@@ -576,9 +612,89 @@ struct JobStatus {
 }
 
 #[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 struct PodStatus {
     #[serde(default)]
     phase: Option<String>,
+    #[serde(default)]
+    container_statuses: Option<Vec<ContainerStatus>>,
+    #[serde(default)]
+    init_container_statuses: Option<Vec<ContainerStatus>>,
+}
+
+/// What a pod in phase Running runs, and for which workload; `None` for a
+/// pod not running, being deleted, opted out, of no known controller, or
+/// whose runtime reports no repository digest.
+fn running_of(
+    pod: &str,
+    metadata: &Metadata,
+    status: Option<&PodStatus>,
+    covering: &Covering,
+) -> Option<Box<Running>> {
+    let status = status?;
+    if status.phase.as_deref() != Some("Running")
+        || metadata.deleting()
+        || metadata.ignored()
+        || metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.ignore_tag_moved)
+    {
+        return None;
+    }
+    let owner = owner_of(pod, metadata, covering)?;
+    let digests: Vec<(Box<str>, Box<str>)> = status
+        .init_container_statuses
+        .iter()
+        .chain(status.container_statuses.iter())
+        .flatten()
+        .filter_map(|c| {
+            let d = crate::kube::running::repository_digest(&c.image_id)?;
+            Some((c.name.as_str().into(), d.into()))
+        })
+        .collect();
+    (!digests.is_empty()).then(|| Box::new(Running { owner, digests }))
+}
+
+/// The workload whose template a pod runs, through its controller chain:
+/// ReplicaSet to Deployment or Rollout (by the template hash label),
+/// StatefulSet, DaemonSet, Job (or its CronJob), a `--pod-template-resource`
+/// kind, or the pod itself when no watched controller covers it.
+fn owner_of(pod: &str, metadata: &Metadata, covering: &Covering) -> Option<RunningOwner> {
+    let own = |kind: Kind, name: &str| RunningOwner {
+        kind,
+        name: name.into(),
+        job: None,
+    };
+    let Some(o) = metadata.controller().filter(|o| covering.covers(o)) else {
+        return Some(own(Kind::Pod, pod));
+    };
+    let labels = metadata.labels.as_ref();
+    match (o.group(), o.kind.as_str()) {
+        ("apps", "ReplicaSet") => {
+            if let Some(h) = labels.and_then(|l| l.rollouts_pod_template_hash.as_deref()) {
+                return crate::kube::running::replicaset_owner(&o.name, h)
+                    .map(|n| own(Kind::Rollout, n));
+            }
+            let h = labels.and_then(|l| l.pod_template_hash.as_deref())?;
+            crate::kube::running::replicaset_owner(&o.name, h).map(|n| own(Kind::Deployment, n))
+        }
+        ("apps", "StatefulSet") => Some(own(Kind::StatefulSet, &o.name)),
+        ("apps", "DaemonSet") => Some(own(Kind::DaemonSet, &o.name)),
+        ("batch", "Job") => Some(match crate::kube::running::cronjob_of_job(&o.name) {
+            Some(cronjob) => RunningOwner {
+                kind: Kind::CronJob,
+                name: cronjob.into(),
+                job: Some(o.name.as_str().into()),
+            },
+            None => own(Kind::Job, &o.name),
+        }),
+        (group, kind) => covering
+            .custom
+            .iter()
+            .find(|c| c.group == group && c.is_kind(kind))
+            .map(|c| own(Kind::Custom(c), &o.name)),
+    }
 }
 
 /// Nothing of this part is read.
@@ -639,6 +755,8 @@ fn decode_workload(kind: Kind, raw: &str, covering: &Covering) -> Result<Object,
     let mut template_ref = None;
     // Set when the object exists but is not checked on its own.
     let mut skip = false;
+    // A pod checked on its own: what it runs.
+    let mut running = None;
     let (metadata, spec, enabled) = match kind {
         Kind::Rollout => {
             let r: Lean<ReplicatedSpec, Skip> = serde_json::from_str(raw).map_err(bad)?;
@@ -708,7 +826,20 @@ fn decode_workload(kind: Kind, raw: &str, covering: &Covering) -> Result<Object,
             // others away from a real apiserver, this is for the rest.
             let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
             let live = matches!(phase, None | Some("" | "Pending" | "Running"));
-            skip = !live || p.metadata.controller().is_some_and(|o| covering.covers(o));
+            let covered = p.metadata.controller().is_some_and(|o| covering.covers(o));
+            let name = p.metadata.name.as_deref().unwrap_or_default();
+            running = running_of(name, &p.metadata, p.status.as_ref(), covering);
+            if covered {
+                // A covered pod adds only what it runs to its workload.
+                if let (Some(r), false) = (running.take(), p.metadata.ignored()) {
+                    let key = ObjectKey {
+                        namespace: p.metadata.namespace.as_deref().unwrap_or_default().into(),
+                        name: name.into(),
+                    };
+                    return Ok(Object::Running(key, r));
+                }
+            }
+            skip = !live || covered;
             (p.metadata, p.spec, true)
         }
     };
@@ -722,6 +853,10 @@ fn decode_workload(kind: Kind, raw: &str, covering: &Covering) -> Result<Object,
     if skip || metadata.ignored() || metadata.deleting() {
         return Ok(Object::Skipped(key));
     }
+    let ignore_tag_moved = metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.ignore_tag_moved);
     let mut parts = spec
         .map(PodSpec::parts)
         .unwrap_or_else(|| PodSpec::default().parts());
@@ -738,6 +873,8 @@ fn decode_workload(kind: Kind, raw: &str, covering: &Covering) -> Result<Object,
         enabled,
         template_ref,
         scheduling: Arc::new(parts.scheduling),
+        ignore_tag_moved,
+        running,
     }))
 }
 

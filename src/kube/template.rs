@@ -20,6 +20,9 @@ use super::scheduling::{Requirement, Scheduling, Term, Toleration};
 pub const IGNORE_ANNOTATION: &str = "k8s-image-availability-exporter/ignore";
 /// `metadata.annotations` key naming containers (comma-separated) not to check.
 pub const IGNORE_CONTAINERS_ANNOTATION: &str = "k8s-image-availability-exporter/ignore-containers";
+/// Annotation that keeps a workload out of `tag_moved` (it follows a
+/// mutable tag on purpose).
+pub const IGNORE_TAG_MOVED_ANNOTATION: &str = "k8s-image-availability-exporter/ignore-tag-moved";
 
 /// A container of a pod template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,9 +47,12 @@ pub struct Metadata {
     /// Owner references (only their identity is read).
     #[serde(default)]
     pub owner_references: Option<Vec<OwnerReference>>,
-    /// Our two annotations; every other annotation is skipped unread.
+    /// Our annotations; every other annotation is skipped unread.
     #[serde(default)]
     pub annotations: Option<OptOut>,
+    /// The template-hash labels of a pod; every other label is skipped unread.
+    #[serde(default)]
+    pub labels: Option<HashLabels>,
     /// Set once deletion was asked for (its value is not needed).
     #[serde(default)]
     pub deletion_timestamp: Option<IgnoredAny>,
@@ -99,6 +105,9 @@ pub struct OwnerReference {
     /// Whether this owner is the managing controller.
     #[serde(default)]
     pub controller: Option<bool>,
+    /// The owner's name.
+    #[serde(default)]
+    pub name: String,
 }
 
 impl OwnerReference {
@@ -119,6 +128,51 @@ pub struct OptOut {
     pub ignore: bool,
     /// `ignore-containers: "a,b"`.
     pub ignore_containers: Option<Vec<Box<str>>>,
+    /// `ignore-tag-moved: "true"`.
+    pub ignore_tag_moved: bool,
+}
+
+/// The labels a ReplicaSet's pods carry to name their template:
+/// `pod-template-hash` (Deployments) and `rollouts-pod-template-hash`
+/// (Argo Rollouts). Read entry by entry; other labels are skipped.
+#[derive(Default, Debug, PartialEq, Eq)]
+pub struct HashLabels {
+    /// `pod-template-hash`.
+    pub pod_template_hash: Option<Box<str>>,
+    /// `rollouts-pod-template-hash`.
+    pub rollouts_pod_template_hash: Option<Box<str>>,
+}
+
+impl<'de> Deserialize<'de> for HashLabels {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<HashLabels, D::Error> {
+        struct Entries;
+        impl<'de> Visitor<'de> for Entries {
+            type Value = HashLabels;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of labels")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HashLabels, A::Error> {
+                let mut out = HashLabels::default();
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key {
+                        Key::PodTemplateHash => {
+                            let v: Option<String> = map.next_value()?;
+                            out.pod_template_hash = v.map(String::into_boxed_str);
+                        }
+                        Key::RolloutsPodTemplateHash => {
+                            let v: Option<String> = map.next_value()?;
+                            out.rollouts_pod_template_hash = v.map(String::into_boxed_str);
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(Entries)
+    }
 }
 
 impl<'de> Deserialize<'de> for OptOut {
@@ -148,7 +202,11 @@ impl<'de> Deserialize<'de> for OptOut {
                                 .collect();
                             out.ignore_containers = (!names.is_empty()).then_some(names);
                         }
-                        Key::Other => {
+                        Key::IgnoreTagMoved => {
+                            let v: Option<String> = map.next_value()?;
+                            out.ignore_tag_moved = v.as_deref().is_some_and(is_true);
+                        }
+                        _ => {
                             map.next_value::<IgnoredAny>()?;
                         }
                     }
@@ -160,10 +218,13 @@ impl<'de> Deserialize<'de> for OptOut {
     }
 }
 
-/// An annotation key, compared without being copied.
+/// An annotation or label key we read, compared without being copied.
 enum Key {
     Ignore,
     IgnoreContainers,
+    IgnoreTagMoved,
+    PodTemplateHash,
+    RolloutsPodTemplateHash,
     Other,
 }
 
@@ -179,6 +240,9 @@ impl<'de> Deserialize<'de> for Key {
                 Ok(match v {
                     IGNORE_ANNOTATION => Key::Ignore,
                     IGNORE_CONTAINERS_ANNOTATION => Key::IgnoreContainers,
+                    IGNORE_TAG_MOVED_ANNOTATION => Key::IgnoreTagMoved,
+                    "pod-template-hash" => Key::PodTemplateHash,
+                    "rollouts-pod-template-hash" => Key::RolloutsPodTemplateHash,
                     _ => Key::Other,
                 })
             }

@@ -92,6 +92,8 @@ enum Attempt {
         authenticated: bool,
         /// The manifest is Docker's schema 1.
         schema1: bool,
+        /// The digests its index lists (empty for a single manifest), when known.
+        children: Option<Arc<[Box<str>]>>,
         platforms: Option<Platforms>,
         /// Past the tag: what a node cannot get, and what the reason adds.
         path: PathNote,
@@ -139,6 +141,8 @@ enum Relearned {
 /// Checks images against registries. Shared by all worker threads.
 pub struct Checker {
     sender: Sender,
+    /// The digests each index lists, as read.
+    listed: manifest::Listed,
     tokens: TokenCache,
     hints: Mutex<HashMap<String, AuthHint>>,
     schemes: Mutex<HashMap<String, Scheme>>,
@@ -171,6 +175,7 @@ impl Checker {
                 .collect()
         };
         Ok(Checker {
+            listed: manifest::Listed::default(),
             sender: Sender::new(
                 Transport::new(&config.transport)?,
                 config.retries,
@@ -311,6 +316,7 @@ impl Checker {
                     digest,
                     authenticated,
                     schema1,
+                    children,
                     platforms,
                     path,
                 } => {
@@ -328,6 +334,7 @@ impl Checker {
                         shared: !authenticated,
                         broken: path.broken,
                         schema1,
+                        children,
                     };
                 }
                 Attempt::Unauthorized(why) => (
@@ -446,24 +453,24 @@ impl Checker {
                         }
                         // A refusal remembered from a recent fetch: the
                         // token server said so moments ago.
-                        Err((failure, true)) => return failure,
+                        Err((failure, true)) => return *failure,
                         Err((failure, false))
                             if relearned
                                 || matches!(
-                                    failure,
+                                    *failure,
                                     Attempt::Final {
                                         status: Status::RateLimited,
                                         ..
                                     }
                                 ) =>
                         {
-                            return failure
+                            return *failure
                         }
                         Err((failure, false)) => {
                             relearned = true;
                             match self.relearn(ctx, r, &hint) {
                                 Relearned::Changed => continue,
-                                Relearned::Same => return failure,
+                                Relearned::Same => return *failure,
                                 Relearned::Answered(a) => return a,
                             }
                         }
@@ -528,6 +535,7 @@ impl Checker {
         if let Attempt::Present {
             digest,
             schema1,
+            children,
             platforms,
             path,
             ..
@@ -562,6 +570,12 @@ impl Checker {
             *path = self.verify_path(&mut reader, digest.as_deref(), no_digest);
             *schema1 |=
                 reader.schema1 || digest.as_deref().is_some_and(|d| reader.read_as_schema1(d));
+            let single = resp
+                .header("content-type")
+                .is_some_and(|t| !manifest::is_index_type(t));
+            *children = digest
+                .as_deref()
+                .and_then(|d| self.listed.of(d, reader.listed(d), single));
             if reader.confirmed > 0 {
                 log::debug!(
                     "{r}: {} blob HEADs refused or missing, each asked again with GET",
@@ -722,6 +736,7 @@ impl Checker {
                 schema1: resp
                     .header("content-type")
                     .is_some_and(manifest::is_schema1_type),
+                children: None,
                 platforms: None,
                 path: PathNote::default(),
             };
@@ -901,7 +916,7 @@ impl Checker {
         registry_scheme: Scheme,
         cred: Option<&Credential>,
         stale: Option<&str>,
-    ) -> Result<(String, bool), (Attempt, bool)> {
+    ) -> Result<(String, bool), (Box<Attempt>, bool)> {
         let scope = format!("repository:{}:pull", r.repository);
         let key = self.tokens.key(&realm.to_string(), service, &scope, cred);
         // A refusal is remembered like a token, for a short time of its
@@ -913,7 +928,7 @@ impl Checker {
             } else {
                 Attempt::Unauthorized(refusal.reason)
             };
-            return Err((attempt, true));
+            return Err((Box::new(attempt), true));
         }
         self.tokens
             .get_or_fetch(&key, stale, || {
@@ -929,7 +944,7 @@ impl Checker {
                     let reason = why.clone();
                     self.tokens.refuse(&key, Refusal { forbidden, reason });
                 }
-                (a, false)
+                (Box::new(a), false)
             })
     }
 

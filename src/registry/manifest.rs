@@ -149,6 +149,47 @@ pub fn digest_of(body: &[u8]) -> String {
     out
 }
 
+/// Whether a manifest media type is an index (OCI index, Docker list).
+pub fn is_index_type(media_type: &str) -> bool {
+    let t = media_type.split(';').next().unwrap_or("").trim();
+    t.eq_ignore_ascii_case(OCI_INDEX) || t.eq_ignore_ascii_case(DOCKER_LIST)
+}
+
+/// The digests each index lists, remembered by the index's digest (a
+/// content address: they never change), bounded. Filled when a check
+/// reads an index (for its platforms or its pull path).
+#[derive(Debug, Default)]
+pub struct Listed {
+    map: Mutex<HashMap<Arc<str>, Entries>>,
+}
+
+/// The digests an index lists.
+pub type Entries = Arc<[Box<str>]>;
+
+/// Indexes whose entries are remembered (a few hundred bytes each).
+const LISTED_SIZE: usize = 16_384;
+
+impl Listed {
+    /// What `digest` lists: `read` when this check read it, else what an
+    /// earlier check read, else empty for an answer that was not an index
+    /// (`single`), else unknown.
+    pub fn of(&self, digest: &str, read: Option<Vec<String>>, single: bool) -> Option<Entries> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entries) = read {
+            let entries: Entries = entries.into_iter().map(String::into_boxed_str).collect();
+            if map.len() >= LISTED_SIZE {
+                map.clear();
+            }
+            map.insert(digest.into(), entries.clone());
+            return Some(entries);
+        }
+        if let Some(e) = map.get(digest) {
+            return Some(e.clone());
+        }
+        single.then(|| Arc::from(Vec::<Box<str>>::new()))
+    }
+}
+
 /// Whether a manifest media type is Docker's schema 1 (signed or not),
 /// which containerd 2.0 no longer pulls by default and 2.1 not at all.
 pub fn is_schema1_type(media_type: &str) -> bool {

@@ -37,6 +37,10 @@ pub struct CheckResult {
     /// For `Available`: the manifest is Docker's schema 1, which nodes on
     /// containerd 2.0 or later cannot pull (judged per container).
     pub schema1: bool,
+    /// For `Available`: the digests the tag's index lists (empty for a
+    /// single manifest), when known. A running pod's digest is the tag's
+    /// when it is the tag's own or one of these: runtimes report either.
+    pub children: Option<std::sync::Arc<[Box<str>]>>,
 }
 
 impl CheckResult {
@@ -54,6 +58,7 @@ impl CheckResult {
             shared: false,
             broken: Vec::new(),
             schema1: false,
+            children: None,
         }
     }
 }

@@ -122,6 +122,18 @@ impl<'s, 'x> Reader<'s, 'x> {
         self.keep_hashed(resp.header("content-type"), &resp.body)
     }
 
+    /// The digests an index lists, when this check read `digest`: empty
+    /// for a single manifest, `None` when it was not read (or not readable).
+    pub fn listed(&self, digest: &str) -> Option<Vec<String>> {
+        match self.manifests.iter().find(|(d, _)| d == digest)? {
+            (_, Ok(Manifest::Index(entries))) => {
+                Some(entries.iter().map(|e| e.digest.clone()).collect())
+            }
+            (_, Ok(_)) => Some(Vec::new()),
+            (_, Err(_)) => None,
+        }
+    }
+
     /// Whether the manifest `digest`, read in this check, is schema 1 (a
     /// registry that does not say so in its HEAD's Content-Type).
     pub fn read_as_schema1(&self, digest: &str) -> bool {

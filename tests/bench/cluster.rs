@@ -239,6 +239,24 @@ fn main() {
         p["spec"]["containers"][0]["env"] = (0..20)
             .map(|k| serde_json::json!({"name": format!("SETTING_{k}"), "value": format!("value-{k}-of-{name}")}))
             .collect();
+        // What its runtime reports, as containerd writes it: the digest
+        // each pod runs (for tag_moved).
+        let img = t.containers[0].1.clone();
+        let repo = img
+            .rsplit_once(':')
+            .map_or(img.as_str(), |(r, _)| r)
+            .to_string();
+        let image_index = (w * o.containers) % o.images;
+        p["status"]["containerStatuses"] = serde_json::json!([{
+            "name": "app",
+            "image": img,
+            "imageID": format!("{repo}@sha256:{image_index:064x}"),
+            "containerID": format!("containerd://{i:064x}"),
+            "ready": true,
+            "restartCount": 0,
+            "started": true,
+            "state": {"running": {"startedAt": "2026-12-01T10:00:00Z"}},
+        }]);
         p
     };
     for i in 0..o.pods {
@@ -251,10 +269,11 @@ fn main() {
             _ => ("Job", "batch/v1", format!("{base}-29012345")),
         };
         let name = format!("{owner}-{i}");
-        api.apply(
-            "pods",
-            pod_of(i, Some((api_version, owner_kind, owner.as_str())), &name, w),
-        );
+        let mut p = pod_of(i, Some((api_version, owner_kind, owner.as_str())), &name, w);
+        if owner_kind == "ReplicaSet" {
+            p["metadata"]["labels"]["pod-template-hash"] = serde_json::json!("5d4f8c7b9");
+        }
+        api.apply("pods", p);
     }
     for i in 0..o.bare_pods {
         api.apply("pods", pod_of(i, None, &format!("bare-{i}"), i));

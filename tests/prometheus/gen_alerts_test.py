@@ -162,6 +162,21 @@ tests.append({'name': 'registry pull quota refilled', 'interval': '1m',
                   {'eval_time': '8m', 'alertname': 'RegistryPullQuotaExhausted', 'exp_alerts': [alert('RegistryPullQuotaExhausted', {'registry': 'registry-1.docker.io'})]},
                   {'eval_time': '15m', 'alertname': 'RegistryPullQuotaExhausted', 'exp_alerts': []},
               ]})
+# A tag pushed again: fires after 30 minutes, in either format; silent
+# while the pods run the tag's build, and when it ends sooner.
+tests.append({'name': 'image tag moved', 'interval': '1m',
+              'input_series': [series('k8s_image_availability_exporter_tag_moved', {**JOB, **C}, '0x5 1x40')],
+              'alert_rule_test': [
+                  {'eval_time': '20m', 'alertname': 'ImageTagMoved', 'exp_alerts': []},
+                  {'eval_time': '40m', 'alertname': 'ImageTagMoved', 'exp_alerts': [alert('ImageTagMoved', C)]},
+              ] + [{'eval_time': '40m', 'alertname': names[c], 'exp_alerts': []} for c in classes]})
+tests.append({'name': 'a deliberate rollout does not page', 'interval': '1m',
+              'input_series': [series('k8s_image_availability_exporter_tag_moved', {**JOB, **C}, '1x20 0x20')],
+              'alert_rule_test': [{'eval_time': '35m', 'alertname': 'ImageTagMoved', 'exp_alerts': []}]})
+tests.append({'name': 'tag moved in the one-series-per-container format', 'interval': '1m',
+              'input_series': [series('k8s_image_availability_exporter_tag_moved', {**JOB, **C}, '1x40'),
+                               series('k8s_image_availability_exporter_available', {**JOB, **C}, '1x40')],
+              'alert_rule_test': [{'eval_time': '31m', 'alertname': 'ImageTagMoved', 'exp_alerts': [alert('ImageTagMoved', C)]}]})
 out = {'rule_files': ['rules.yaml'], 'evaluation_interval': '1m', 'tests': tests}
 header = '''# promtool test rules for deploy/prometheus-operator/prometheusrule.yaml.
 # tests/prometheus_rules.rs writes that file's spec.groups to rules.yaml next
@@ -170,7 +185,7 @@ header = '''# promtool test rules for deploy/prometheus-operator/prometheusrule.
 # in the default format (every class gauge, 0 or 1) and in the
 # --one-series-per-container format (only the class that is 1);
 # and the exporter down, absent, stuck, stale and blind; a registry's pull
-# quota used up.
+# quota used up; a tag moved.
 # Regenerate the expected annotations after editing the rules with
 # tests/prometheus/gen_alerts_test.py.
 '''

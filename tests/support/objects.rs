@@ -347,3 +347,75 @@ pub fn annotate<T: serde::Serialize>(obj: T, key: &str, value: &str) -> serde_js
     v["metadata"]["annotations"][key] = serde_json::json!(value);
     v
 }
+
+/// How a kubelet's runtime writes `imageID` for an image pulled by its
+/// repository digest.
+#[derive(Debug, Clone, Copy)]
+pub enum Runtime {
+    /// containerd and CRI-O: `registry/repo@sha256:…`.
+    Containerd,
+    /// cri-dockerd: `docker-pullable://repo@sha256:…`.
+    CriDockerd,
+    /// A local image with no repository digest: its ID, `sha256:…`.
+    Local,
+}
+
+impl Runtime {
+    /// The `imageID` this runtime writes for `image` pulled at `digest`.
+    pub fn image_id(self, image: &str, digest: &str) -> String {
+        let repo = image.split('@').next().unwrap();
+        let repo = match repo.rsplit_once(':') {
+            Some((r, tag)) if !tag.contains('/') => r,
+            _ => repo,
+        };
+        match self {
+            Runtime::Containerd => format!("{repo}@{digest}"),
+            Runtime::CriDockerd => format!("docker-pullable://{repo}@{digest}"),
+            Runtime::Local => digest.to_string(),
+        }
+    }
+}
+
+/// A pod in phase Running, as a kubelet reports it: managed by `owner`,
+/// with `labels` (a ReplicaSet's `pod-template-hash`), and a container
+/// status for each (container, image, imageID), with the fields a real
+/// kubelet writes.
+pub fn running_pod(
+    ns: &str,
+    name: &str,
+    owner: Option<Owner>,
+    labels: &[(&str, &str)],
+    t: &Template,
+    statuses: &[(&str, &str, String)],
+) -> Pod {
+    use k8s_openapi::api::core::v1::{ContainerState, ContainerStateRunning, ContainerStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    let mut p = pod(ns, name, owner, "Running", t);
+    let l = p.metadata.labels.get_or_insert_with(Default::default);
+    for (k, v) in labels {
+        l.insert(k.to_string(), v.to_string());
+    }
+    let started = Time(k8s_openapi::jiff::Timestamp::from_second(1_765_000_000).unwrap());
+    let status = |(c, image, id): &(&str, &str, String)| ContainerStatus {
+        name: c.to_string(),
+        image: image.to_string(),
+        image_id: id.clone(),
+        container_id: Some(format!("containerd://{:064x}", name.len() * 7919 + c.len())),
+        ready: true,
+        restart_count: 0,
+        started: Some(true),
+        state: Some(ContainerState {
+            running: Some(ContainerStateRunning {
+                started_at: Some(started.clone()),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let st = p.status.get_or_insert_with(Default::default);
+    st.container_statuses = Some(statuses.iter().map(status).collect());
+    st.host_ip = Some("10.0.0.10".into());
+    st.pod_ip = Some("10.244.0.17".into());
+    st.start_time = Some(started);
+    p
+}

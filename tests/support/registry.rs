@@ -271,6 +271,20 @@ impl Registry {
         self.push_platform(repo, tag, "linux/amd64")
     }
 
+    /// Pushes another build of a single-platform image under `tag` (the
+    /// tag moves: a new digest); returns its digest.
+    pub fn push_build(&self, repo: &str, tag: &str, build: &str) -> String {
+        self.push_manifest(
+            repo,
+            tag,
+            SCHEMA2,
+            "application/vnd.docker.container.image.v1+json",
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            "linux/amd64",
+            &format!(" build {build}"),
+        )
+    }
+
     /// Pushes a single-platform Docker schema 2 image whose config says
     /// `platform` (`os/arch[/variant]`); returns its digest.
     pub fn push_platform(&self, repo: &str, tag: &str, platform: &str) -> String {
@@ -281,6 +295,7 @@ impl Registry {
             "application/vnd.docker.container.image.v1+json",
             "application/vnd.docker.image.rootfs.diff.tar.gzip",
             platform,
+            "",
         )
     }
 
@@ -312,7 +327,7 @@ impl Registry {
         };
         let mut entries = Vec::new();
         for p in platforms.iter().chain(["unknown/unknown"].iter()) {
-            let d = self.push_manifest(repo, "", manifest_type, config_type, layer_type, p);
+            let d = self.push_manifest(repo, "", manifest_type, config_type, layer_type, p, "");
             let size = self.manifest_size(repo, &d, manifest_type);
             let parts: Vec<&str> = p.split('/').collect();
             let mut platform = serde_json::json!({"os": parts[0], "architecture": parts[1]});
@@ -337,6 +352,7 @@ impl Registry {
         digest
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn push_manifest(
         &self,
         repo: &str,
@@ -345,10 +361,11 @@ impl Registry {
         config_type: &str,
         layer_type: &str,
         platform: &str,
+        build: &str,
     ) -> String {
         let auth = self.auth_for(repo);
         // Unique content per image so digests differ between tags.
-        let layer = format!("layer of {repo}:{tag}:{platform}:{media_type}").into_bytes();
+        let layer = format!("layer of {repo}:{tag}:{platform}:{media_type}{build}").into_bytes();
         let layer_digest = self.put_blob(repo, &auth, &layer);
         let parts: Vec<&str> = platform.split('/').collect();
         let mut config = serde_json::json!({
