@@ -284,12 +284,7 @@ impl Exposition {
                 if self.one_series && s != status {
                     continue;
                 }
-                self.buf.extend_from_slice(PREFIX.as_bytes());
-                self.buf.push(b'_');
-                self.buf.extend_from_slice(name.as_bytes());
-                self.buf.extend_from_slice(labels.as_bytes());
-                self.buf
-                    .extend_from_slice(if s == status { b" 1\n" } else { b" 0\n" });
+                series(&mut self.buf, name, labels, s == status);
             }
             if self.row >= self.rows.len() {
                 self.class += 1;
@@ -298,6 +293,16 @@ impl Exposition {
         }
         true
     }
+}
+
+/// One line of a container's 0-or-1 gauge, written as bytes: a quarter of
+/// a million of them go through here, not through the formatting machinery.
+fn series(buf: &mut Vec<u8>, name: &str, labels: &str, one: bool) {
+    buf.extend_from_slice(PREFIX.as_bytes());
+    buf.push(b'_');
+    buf.extend_from_slice(name.as_bytes());
+    buf.extend_from_slice(labels.as_bytes());
+    buf.extend_from_slice(if one { b" 1\n" } else { b" 0\n" });
 }
 
 impl Exposition {
@@ -316,12 +321,7 @@ impl Exposition {
             let Some(moved) = moved.filter(|m| *m || !self.one_series) else {
                 continue;
             };
-            self.buf.extend_from_slice(PREFIX.as_bytes());
-            self.buf.push(b'_');
-            self.buf.extend_from_slice(name.as_bytes());
-            self.buf.extend_from_slice(labels.as_bytes());
-            self.buf
-                .extend_from_slice(if moved { b" 1\n" } else { b" 0\n" });
+            series(&mut self.buf, name, labels, moved);
         }
         if self.row >= self.rows.len() {
             self.class += 1;
@@ -471,7 +471,8 @@ fn container_rows(
                 text.truncate(start);
                 return;
             };
-            let moved = crate::exporter::tag_moved::judge(outcome, image, inventory.running(w, i))
+            let running = inventory.running(w, i);
+            let moved = crate::exporter::tag_moved::judge(outcome, image, Some(&running))
                 .map(|v| {
                     let what = (
                         w.kind.as_str(),

@@ -234,8 +234,9 @@ pub fn collect(
             *r.totals.entry(status.as_str()).or_default() += 1;
             let c = &w.containers[i];
             let shown_image = image.unwrap_or(&c.image);
+            let running = inventory.running(w, i);
             if let Some(v) =
-                crate::exporter::tag_moved::judge(outcome, shown_image, inventory.running(w, i))
+                crate::exporter::tag_moved::judge(outcome, shown_image, Some(&running))
                     .filter(|v| v.moved)
             {
                 let what = (

@@ -921,13 +921,12 @@ impl Inventory {
     }
 
     /// The digests the running pods of `w` run for its container `i`, with
-    /// pod counts; `None` when none reports one, or `w` opted out.
-    pub fn running(&self, w: &Workload, i: usize) -> Option<&[(Arc<str>, u32)]> {
-        if w.ignore_tag_moved {
-            return None;
+    /// pod counts; empty when none reports one, or `w` opted out.
+    pub fn running(&self, w: &Workload, i: usize) -> Vec<(Arc<str>, u32)> {
+        match w.containers.get(i) {
+            Some(c) if !w.ignore_tag_moved => self.running.of(w.kind, &w.key, &c.container),
+            _ => Vec::new(),
         }
-        let c = w.containers.get(i)?;
-        self.running.of(w.kind, &w.key, &c.container)
     }
 
     /// Running pods recorded (for the watched-objects figures).

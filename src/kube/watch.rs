@@ -258,6 +258,9 @@ struct Loop<'a, E> {
     tx: &'a Sender<E>,
     state: &'a StreamState,
     known: HashSet<ObjectKey>,
+    /// Namespaces of the known keys, shared: a stream of ten thousand pods
+    /// holds a few dozen namespace strings, not ten thousand copies.
+    namespaces: HashSet<Arc<str>>,
     /// The last failure reported, so a lasting one (403) is logged once.
     last_error: Option<String>,
     /// Decode problems already logged at warn level.
@@ -288,6 +291,7 @@ pub fn run<E: From<Event>>(
         tx,
         state,
         known: HashSet::new(),
+        namespaces: HashSet::new(),
         last_error: None,
         decode_errors: HashSet::new(),
         short_watches: false,
@@ -645,6 +649,7 @@ impl<E: From<Event>> Loop<'_, E> {
                 key
             }
         };
+        let key = self.share_namespace(key);
         if !listing {
             self.known.insert(key.clone());
             self.state
@@ -652,6 +657,21 @@ impl<E: From<Event>> Loop<'_, E> {
                 .store(self.known.len(), Ordering::Relaxed);
         }
         Ok(Some(key))
+    }
+
+    /// The key with the stream's shared copy of its namespace.
+    fn share_namespace(&mut self, mut key: ObjectKey) -> ObjectKey {
+        match self.namespaces.get(&key.namespace) {
+            Some(ns) => key.namespace = ns.clone(),
+            None => {
+                if self.namespaces.len() > 4 * self.known.len().max(1024) {
+                    // Namespaces come and go; drop those no key uses.
+                    self.namespaces.retain(|n| Arc::strong_count(n) > 1);
+                }
+                self.namespaces.insert(key.namespace.clone());
+            }
+        }
+        key
     }
 
     /// One watch request, from `rv`, which advances with every event.

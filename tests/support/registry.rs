@@ -274,20 +274,16 @@ impl Registry {
     /// Pushes another build of a single-platform image under `tag` (the
     /// tag moves: a new digest); returns its digest.
     pub fn push_build(&self, repo: &str, tag: &str, build: &str) -> String {
-        self.push_manifest(
-            repo,
-            tag,
-            SCHEMA2,
-            "application/vnd.docker.container.image.v1+json",
-            "application/vnd.docker.image.rootfs.diff.tar.gzip",
-            "linux/amd64",
-            &format!(" build {build}"),
-        )
+        self.push_schema2(repo, tag, "linux/amd64", &format!(" build {build}"))
     }
 
     /// Pushes a single-platform Docker schema 2 image whose config says
     /// `platform` (`os/arch[/variant]`); returns its digest.
     pub fn push_platform(&self, repo: &str, tag: &str, platform: &str) -> String {
+        self.push_schema2(repo, tag, platform, "")
+    }
+
+    fn push_schema2(&self, repo: &str, tag: &str, platform: &str, build: &str) -> String {
         self.push_manifest(
             repo,
             tag,
@@ -295,7 +291,7 @@ impl Registry {
             "application/vnd.docker.container.image.v1+json",
             "application/vnd.docker.image.rootfs.diff.tar.gzip",
             platform,
-            "",
+            build,
         )
     }
 
