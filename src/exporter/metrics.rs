@@ -472,8 +472,8 @@ fn container_rows(
                 return;
             };
             let running = inventory.running(w, i);
-            let moved = crate::exporter::tag_moved::judge(outcome, image, Some(&running))
-                .map(|v| {
+            let moved =
+                crate::exporter::tag_moved::judge(outcome, image, Some(&running)).map(|v| {
                     let what = (
                         w.kind.as_str(),
                         &*w.key.namespace,

@@ -235,9 +235,8 @@ pub fn collect(
             let c = &w.containers[i];
             let shown_image = image.unwrap_or(&c.image);
             let running = inventory.running(w, i);
-            if let Some(v) =
-                crate::exporter::tag_moved::judge(outcome, shown_image, Some(&running))
-                    .filter(|v| v.moved)
+            if let Some(v) = crate::exporter::tag_moved::judge(outcome, shown_image, Some(&running))
+                .filter(|v| v.moved)
             {
                 let what = (
                     w.kind.as_str(),

@@ -70,7 +70,10 @@ impl RunningPods {
         let owner = |kind: Kind, name: &str| self.owner(kind, &pod.namespace, name);
         let owners = [
             owner(r.owner.kind, &r.owner.name),
-            r.owner.job.as_deref().map_or(0, |job| owner(Kind::Job, job)),
+            r.owner
+                .job
+                .as_deref()
+                .map_or(0, |job| owner(Kind::Job, job)),
         ];
         let mut ids: Vec<u32> = r.digests.iter().map(|(c, d)| self.pair(c, d)).collect();
         let pairs = if ids.len() == 1 {
@@ -207,7 +210,10 @@ mod tests {
         // A pod moves onto the new digest; another stops.
         r.set(&key("ns", "web-1"), dep("sha256:b"));
         r.set(&key("ns", "web-2"), None);
-        assert_eq!(r.of(Kind::Deployment, &web, "app"), [("sha256:b".into(), 2)]);
+        assert_eq!(
+            r.of(Kind::Deployment, &web, "app"),
+            [("sha256:b".into(), 2)]
+        );
         r.set(&key("ns", "web-1"), None);
         r.set(&key("ns", "web-3"), None);
         assert!(r.of(Kind::Deployment, &web, "app").is_empty());
@@ -222,7 +228,10 @@ mod tests {
         let mut r = RunningPods::default();
         let pod = key("ns", "backup-29012345-x");
         let job = Some("backup-29012345");
-        r.set(&pod, run(Kind::CronJob, "backup", job, &[("c", "sha256:a")]));
+        r.set(
+            &pod,
+            run(Kind::CronJob, "backup", job, &[("c", "sha256:a")]),
+        );
         assert_eq!(r.of(Kind::CronJob, &key("ns", "backup"), "c").len(), 1);
         assert_eq!(r.of(Kind::Job, &key("ns", "backup-29012345"), "c").len(), 1);
         r.set(&pod, None);
