@@ -672,7 +672,7 @@ pub fn web_config(data: &[u8]) {
 /// the limits and whole, an incomplete one is under the head limit and has
 /// no blank line yet, and basic credentials decode without panicking.
 pub fn http_head(data: &[u8]) {
-    use crate::exporter::front::{parse, Limits, Parsed};
+    use crate::exporter::request::{parse, Limits, Parsed};
     let limits = Limits {
         max_head: 1024,
         max_url: 256,

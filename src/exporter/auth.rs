@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 
-use super::front::Request;
+use super::request::Request;
 use super::web_config::WebConfig;
 
 /// A bcrypt hash no password matches, checked for unknown users so that

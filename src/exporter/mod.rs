@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod front;
 pub mod metrics;
+pub mod request;
 pub mod scheduler;
 pub mod server;
 pub mod status_page;

@@ -9,8 +9,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::exporter::auth::{Gate, Refusal};
-use crate::exporter::front::{Front, Limits, Request, Service};
+use crate::exporter::front::{Front, Service};
 use crate::exporter::metrics::Metrics;
+use crate::exporter::request::{Limits, Request};
 use crate::exporter::scheduler::{Heartbeat, Results};
 use crate::exporter::tls::TlsServer;
 use crate::inventory::{Inventory, SyncProgress};
