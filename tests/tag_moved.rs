@@ -234,3 +234,49 @@ fn lean_format_and_opt_out() {
     });
     assert_eq!(moved(&e, "on-purpose", "app"), None, "opted out");
 }
+
+#[test]
+fn a_pod_deleted_while_not_watched_is_forgotten_by_the_relist() {
+    let reg = Registry::start(Auth::None);
+    let v1 = reg.push("team/app", "v1");
+    let image = reg.image("team/app:v1");
+    let api = FakeApiServer::start(ServerAuth::Tokens(vec!["tm3".into()]));
+    let t = Template::image(&image);
+    api.apply("deployments", deployment("prod", "web", 2, &t));
+    let pod = |name: &str| {
+        running_pod(
+            "prod",
+            name,
+            Some(("apps/v1", "ReplicaSet", "web-6b7c")),
+            &[("pod-template-hash", "6b7c")],
+            &t,
+            &[(
+                "app",
+                image.as_str(),
+                Runtime::Containerd.image_id(&image, &v1),
+            )],
+        )
+    };
+    api.apply("pods", pod("web-6b7c-a"));
+    api.apply("pods", pod("web-6b7c-b"));
+    let kc = api.kubeconfig(&FakeApiServer::token_user("tm3"));
+    let mut args: Vec<&str> = FAST.to_vec();
+    args.extend(["--plain-http-registries", &reg.host]);
+    let e = Exporter::start(&kc, &args);
+    reg.push_build("team/app", "v1", "2");
+    wait_until("moved", std::time::Duration::from_secs(20), || {
+        moved(&e, "web", "app") == Some(1.0)
+    });
+    assert_eq!(pods_known(&e), 2.0);
+    // The stream is cut, both pods go, and the history is compacted: the
+    // relist (410) finds them gone, known only by their keys' ids.
+    api.drop_watches();
+    api.delete("pods", "prod", "web-6b7c-a");
+    api.delete("pods", "prod", "web-6b7c-b");
+    api.compact();
+    wait_until(
+        "no running pod left",
+        std::time::Duration::from_secs(30),
+        || moved(&e, "web", "app").is_none() && pods_known(&e) == 0.0,
+    );
+}

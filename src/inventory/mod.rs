@@ -333,6 +333,7 @@ impl Inventory {
             // The watch loop turns a skipped object into a Delete when it
             // was known; this is that, for a caller that sends it as is.
             Event::Upsert(r, Object::Skipped(key)) => self.apply(Event::Delete(r, key)),
+            Event::Gone(_, id) => self.running.remove(id),
             Event::Delete(r @ (Resource::Workload(_) | Resource::Pods(_)), key) => {
                 if matches!(r, Resource::Pods(_)) {
                     self.running.set(&key, None);

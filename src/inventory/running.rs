@@ -57,13 +57,8 @@ pub struct RunningPods {
 impl RunningPods {
     /// Records what pod `pod` runs now (`None`: nothing, or it is gone).
     pub fn set(&mut self, pod: &ObjectKey, running: Option<Box<Running>>) {
-        let id = self.hasher.hash_one(pod);
-        if let Some(old) = self.pods.remove(&id) {
-            self.count(&old, false);
-            for &p in old.pairs.as_slice() {
-                self.release(p);
-            }
-        }
+        let id = pod.id();
+        self.remove(id);
         let Some(r) = running else {
             return;
         };
@@ -85,6 +80,16 @@ impl RunningPods {
         let c = Contribution { owners, pairs };
         self.count(&c, true);
         self.pods.insert(id, c);
+    }
+
+    /// The pod whose key's id is `id` runs nothing now, or is gone.
+    pub fn remove(&mut self, id: u64) {
+        if let Some(old) = self.pods.remove(&id) {
+            self.count(&old, false);
+            for &p in old.pairs.as_slice() {
+                self.release(p);
+            }
+        }
     }
 
     /// The digests pods of `(kind, key)` run for `container`, with counts.

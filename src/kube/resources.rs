@@ -386,6 +386,18 @@ pub struct ObjectKey {
     pub name: Arc<str>,
 }
 
+impl ObjectKey {
+    /// A 64-bit identity of the key, the same in every part of the process
+    /// (SipHash with fixed keys): what is kept of objects that are many and
+    /// need no name (running pods), instead of their names.
+    pub fn id(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.hash(&mut h);
+        h.finish()
+    }
+}
+
 impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.namespace.is_empty() {

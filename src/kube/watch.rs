@@ -27,8 +27,18 @@ pub enum Event {
     Upsert(Resource, Object),
     /// An object is gone.
     Delete(Resource, ObjectKey),
+    /// A running pod known only by its key's id ([`ObjectKey::id`]) is gone
+    /// (a relist did not find it running).
+    Gone(Resource, u64),
     /// The stream's first full list has been delivered.
     Synced(Resource, Option<String>),
+}
+
+/// What a list saw of one object: its key, or (a covered running pod) its
+/// key's id.
+enum Seen {
+    Key(ObjectKey),
+    Id(u64),
 }
 
 /// One list/watch stream: a resource, optionally in one namespace.
@@ -258,6 +268,9 @@ struct Loop<'a, E> {
     tx: &'a Sender<E>,
     state: &'a StreamState,
     known: HashSet<ObjectKey>,
+    /// Covered running pods sent, by the id of their key: they are many,
+    /// and their names are not needed to tell the inventory they are gone.
+    known_running: HashSet<u64>,
     /// Namespaces of the known keys, shared: a stream of ten thousand pods
     /// holds a few dozen namespace strings, not ten thousand copies.
     namespaces: HashSet<Arc<str>>,
@@ -291,6 +304,7 @@ pub fn run<E: From<Event>>(
         tx,
         state,
         known: HashSet::new(),
+        known_running: HashSet::new(),
         namespaces: HashSet::new(),
         last_error: None,
         decode_errors: HashSet::new(),
@@ -479,6 +493,9 @@ impl<E: From<Event>> Loop<'_, E> {
         for key in std::mem::take(&mut self.known) {
             self.send(Event::Delete(self.stream.resource, key))?;
         }
+        for id in std::mem::take(&mut self.known_running) {
+            self.send(Event::Gone(self.stream.resource, id))?;
+        }
         self.state.objects.store(0, Ordering::Relaxed);
         Ok(())
     }
@@ -512,13 +529,19 @@ impl<E: From<Event>> Loop<'_, E> {
     /// An object is gone: the inventory hears of it if it was sent on
     /// (no event at all for the many pods nobody checks one by one).
     fn forget(&mut self, key: ObjectKey) -> Result<(), Stop> {
-        if !self.known.remove(&key) {
+        if !self.known.remove(&key) && !self.known_running.remove(&key.id()) {
             return Ok(());
         }
-        self.state
-            .objects
-            .store(self.known.len(), Ordering::Relaxed);
+        self.count();
         self.send(Event::Delete(self.stream.resource, key))
+    }
+
+    /// Publishes how many objects are known.
+    fn count(&self) {
+        self.state.objects.store(
+            self.known.len() + self.known_running.len(),
+            Ordering::Relaxed,
+        );
     }
 
     fn send(&self, e: Event) -> Result<(), Stop> {
@@ -532,6 +555,7 @@ impl<E: From<Event>> Loop<'_, E> {
         let limit = self.opts.page_size.to_string();
         'restart: loop {
             let mut seen: HashSet<ObjectKey> = HashSet::with_capacity(self.known.len());
+            let mut seen_running: HashSet<u64> = HashSet::with_capacity(self.known_running.len());
             let mut cont: Option<String> = None;
             let mut rv;
             loop {
@@ -568,8 +592,14 @@ impl<E: From<Event>> Loop<'_, E> {
                 };
                 rv = page.metadata.resource_version;
                 for raw in page.items.unwrap_or_default() {
-                    if let Some(key) = self.apply(raw.get(), true)? {
-                        seen.insert(key);
+                    match self.apply(raw.get(), true)? {
+                        Some(Seen::Key(key)) => {
+                            seen.insert(key);
+                        }
+                        Some(Seen::Id(id)) => {
+                            seen_running.insert(id);
+                        }
+                        None => {}
                     }
                 }
                 cont = page.metadata.continue_.filter(|c| !c.is_empty());
@@ -583,16 +613,23 @@ impl<E: From<Event>> Loop<'_, E> {
                 self.send(Event::Delete(self.stream.resource, key))?;
             }
             self.known = seen;
-            self.state
-                .objects
-                .store(self.known.len(), Ordering::Relaxed);
+            let gone: Vec<u64> = self
+                .known_running
+                .difference(&seen_running)
+                .copied()
+                .collect();
+            for id in gone {
+                self.send(Event::Gone(self.stream.resource, id))?;
+            }
+            self.known_running = seen_running;
+            self.count();
             return Ok(rv);
         }
     }
 
     /// Decodes and sends one object; returns its key (None if unusable or
     /// not ours to check).
-    fn apply(&mut self, raw: &str, listing: bool) -> Result<Option<ObjectKey>, Stop> {
+    fn apply(&mut self, raw: &str, listing: bool) -> Result<Option<Seen>, Stop> {
         let what = self.stream.resource.name();
         let key = match self.stream.resource.decode(raw) {
             // Nothing is kept of an object we do not check (most pods): if
@@ -603,6 +640,16 @@ impl<E: From<Event>> Loop<'_, E> {
                     self.forget(key)?;
                 }
                 return Ok(None);
+            }
+            // A covered running pod: kept by its key's id only.
+            Ok(obj @ Object::Running(..)) => {
+                let id = obj.key().id();
+                self.send(Event::Upsert(self.stream.resource, obj))?;
+                if !listing {
+                    self.known_running.insert(id);
+                    self.count();
+                }
+                return Ok(Some(Seen::Id(id)));
             }
             Ok(obj) if !obj.key().name.is_empty() => {
                 let key = obj.key().clone();
@@ -652,11 +699,9 @@ impl<E: From<Event>> Loop<'_, E> {
         let key = self.share_namespace(key);
         if !listing {
             self.known.insert(key.clone());
-            self.state
-                .objects
-                .store(self.known.len(), Ordering::Relaxed);
+            self.count();
         }
-        Ok(Some(key))
+        Ok(Some(Seen::Key(key)))
     }
 
     /// The key with the stream's shared copy of its namespace.
