@@ -110,9 +110,12 @@ fn prometheus_scrapes_over_https_with_basic_auth_and_client_certificates() {
         &web,
     ]);
     let e = Exporter::start_with(&kc, &args, "https", agent(&ca.ca_pem, Some((&cert, &key))));
-    // The probes' endpoints need no credentials; the rest does.
+    // The probes' endpoints need no credentials (readiness once the first
+    // lists are in); the rest does.
     assert_eq!(e.get("/healthz").0, 200);
-    assert_eq!(e.get("/readyz").0, 200);
+    wait_until("ready", Duration::from_secs(20), || {
+        e.get("/readyz").0 == 200
+    });
     let refused = e
         .agent()
         .get(format!("https://{}/metrics", e.addr))
