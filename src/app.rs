@@ -14,7 +14,6 @@ use crate::exporter::metrics::Metrics;
 use crate::exporter::request::Limits;
 use crate::exporter::scheduler::{self, Heartbeat, Results, Scheduler};
 use crate::exporter::server;
-use crate::exporter::tls::TlsServer;
 use crate::inventory::{self, Inventory, SyncProgress};
 use crate::kube::client::ApiClient;
 use crate::kube::config::discover;
@@ -152,13 +151,9 @@ pub fn run(config: &Config) -> u8 {
         Ok(l) => l,
         Err(e) => return fail(e),
     };
-    // With TLS configured nothing is served without it: a certificate that
-    // cannot be read stops the start.
-    let tls = match config.exporter.web.tls.clone().map(TlsServer::new) {
-        None => None,
-        Some(Ok(t)) => Some(Arc::new(t)),
-        Some(Err(e)) => return fail(format!("--web.config.file: {e}")),
-    };
+    // With TLS configured nothing is served without it; its certificates were
+    // loaded (and a bad one stopped the start) when the flags were read.
+    let tls = config.exporter.tls.clone();
     signal::install();
     let stop = Arc::new(AtomicBool::new(false));
     let (changes_tx, changes_rx) = crossbeam_channel::unbounded();

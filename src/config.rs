@@ -391,6 +391,8 @@ pub struct ExporterOptions {
     pub one_series_per_container: bool,
     /// `--web-config-file`, read and validated.
     pub web: crate::exporter::web_config::WebConfig,
+    /// Its TLS side, certificates already loaded (built once, here).
+    pub tls: Option<std::sync::Arc<crate::exporter::tls::TlsServer>>,
 }
 
 /// The validated configuration.
@@ -548,6 +550,10 @@ fn exporter_options(args: &Args) -> Result<ExporterOptions, ConfigError> {
             args.bind_address
         )));
     }
+    let (web, tls) = match &args.web_config_file {
+        Some(path) => web_config(path)?,
+        None => Default::default(),
+    };
     Ok(ExporterOptions {
         bind_address: args.bind_address.clone(),
         queue: crate::exporter::scheduler::QueueConfig {
@@ -559,22 +565,29 @@ fn exporter_options(args: &Args) -> Result<ExporterOptions, ConfigError> {
         workers: args.workers,
         once: args.once,
         one_series_per_container: args.one_series_per_container,
-        web: match &args.web_config_file {
-            Some(path) => web_config(path)?,
-            None => Default::default(),
-        },
+        web,
+        tls,
     })
 }
 
 /// `--web-config-file`, read, and its certificates loaded once, so that a
-/// file that cannot serve stops the start before anything runs.
-fn web_config(path: &str) -> Result<crate::exporter::web_config::WebConfig, ConfigError> {
+/// file that cannot serve stops the start before anything runs; the server
+/// built here is the one that serves.
+type WebParts = (
+    crate::exporter::web_config::WebConfig,
+    Option<std::sync::Arc<crate::exporter::tls::TlsServer>>,
+);
+
+fn web_config(path: &str) -> Result<WebParts, ConfigError> {
     let web = crate::exporter::web_config::load(path).map_err(|e| ConfigError(e.to_string()))?;
-    if let Some(tls) = &web.tls {
-        crate::exporter::tls::TlsServer::new(tls.clone())
-            .map_err(|e| ConfigError(format!("--web.config.file: {path}: {e}")))?;
-    }
-    Ok(web)
+    let tls = match &web.tls {
+        None => None,
+        Some(tls) => Some(std::sync::Arc::new(
+            crate::exporter::tls::TlsServer::new(tls.clone())
+                .map_err(|e| ConfigError(format!("--web.config.file: {path}: {e}")))?,
+        )),
+    };
+    Ok((web, tls))
 }
 
 fn kube_options(args: &Args) -> Result<KubeOptions, ConfigError> {

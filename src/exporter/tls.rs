@@ -36,6 +36,13 @@ struct State {
     checked: Instant,
 }
 
+impl std::fmt::Debug for TlsServer {
+    // Settings name files only; the keys themselves stay out of any output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsServer").finish_non_exhaustive()
+    }
+}
+
 impl TlsServer {
     /// Reads the files and builds the configuration; any problem is an
     /// error (at the start, nothing is served without it).

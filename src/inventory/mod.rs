@@ -930,11 +930,6 @@ impl Inventory {
         }
     }
 
-    /// Running pods recorded (for the watched-objects figures).
-    pub fn running_pods(&self) -> usize {
-        self.running.len()
-    }
-
     /// Distinct checks (cheap, for metrics).
     pub fn summary_checks(&self) -> usize {
         self.specs.len()

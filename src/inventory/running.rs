@@ -104,11 +104,6 @@ impl RunningPods {
             .collect()
     }
 
-    /// Pods recorded.
-    pub fn len(&self) -> usize {
-        self.pods.len()
-    }
-
     /// Whether none is.
     pub fn is_empty(&self) -> bool {
         self.pods.is_empty()

@@ -747,11 +747,7 @@ impl Checker {
             (RegistryErrors::parse(&resp.body), String::new())
         };
         let detail = errors.detail();
-        let ambiguous = || {
-            errors::ambiguous_refusal(host, &errors)
-                .map(|n| format!("; {n}"))
-                .unwrap_or_default()
-        };
+        let ambiguous = || errors::ambiguous_refusal(host, &errors);
         let status = resp.status;
         let missing = || {
             format!(
@@ -805,9 +801,7 @@ impl Checker {
     /// tells a missing repository from a private one.
     fn explained(&self, ctx: &mut Ctx, r: &Reference, via: Via, why: String) -> String {
         let (errors, get_note) = self.error_body(ctx, r, via);
-        let ambiguous = errors::ambiguous_refusal(r.api_host(), &errors)
-            .map(|n| format!("; {n}"))
-            .unwrap_or_default();
+        let ambiguous = errors::ambiguous_refusal(r.api_host(), &errors);
         format!("{why}{}{get_note}{ambiguous}", errors.detail())
     }
 
@@ -997,9 +991,7 @@ impl Checker {
             }),
             401 | 403 => {
                 let errors = RegistryErrors::parse(&resp.body);
-                let ambiguous = errors::ambiguous_refusal(r.api_host(), &errors)
-                    .map(|n| format!("; {n}"))
-                    .unwrap_or_default();
+                let ambiguous = errors::ambiguous_refusal(r.api_host(), &errors);
                 let (status, detail) = (resp.status, errors.detail());
                 Err(if status == 401 {
                     Attempt::Unauthorized(format!(

@@ -99,11 +99,12 @@ const AMBIGUOUS_REFUSALS: [&str; 6] = [
     "*.pkg.dev",
 ];
 
-/// For a refusal (401 or 403) by `host`: a note that the registry does not
-/// tell a missing repository from a private one, when it is one of those
-/// that do not, or its message says so. The class stays what the kubelet
-/// would report; the note sends the operator to the image name as well.
-pub fn ambiguous_refusal(host: &str, errors: &RegistryErrors) -> Option<String> {
+/// For a refusal (401 or 403) by `host`: a note (`"; …"`, to append to the
+/// error) that the registry does not tell a missing repository from a private
+/// one, when it is one of those that do not, or its message says so; empty
+/// otherwise. The class stays what the kubelet would report; the note sends
+/// the operator to the image name as well.
+pub fn ambiguous_refusal(host: &str, errors: &RegistryErrors) -> String {
     let host = super::transport::host_of(host).to_ascii_lowercase();
     let listed = AMBIGUOUS_REFUSALS
         .iter()
@@ -117,11 +118,12 @@ pub fn ambiguous_refusal(host: &str, errors: &RegistryErrors) -> Option<String> 
         .0
         .iter()
         .any(|(_, m)| m.to_ascii_lowercase().contains("may not exist"));
-    (listed || says).then(|| {
-        format!(
-            "{host} answers the same for a repository that does not exist and for one these credentials may not pull: check the image name too"
-        )
-    })
+    if !(listed || says) {
+        return String::new();
+    }
+    format!(
+        "; {host} answers the same for a repository that does not exist and for one these credentials may not pull: check the image name too"
+    )
 }
 
 /// Whether a 400 is a proxy cache's way of saying its upstream failed:
@@ -161,7 +163,7 @@ mod tests {
             "europe-west1-docker.pkg.dev",
             "Quay.io:443",
         ] {
-            assert!(ambiguous_refusal(host, &none).is_some(), "{host}");
+            assert!(!ambiguous_refusal(host, &none).is_empty(), "{host}");
         }
         for host in [
             "registry.example.com",
@@ -169,12 +171,12 @@ mod tests {
             "evilquay.io",
             "127.0.0.1:5000",
         ] {
-            assert!(ambiguous_refusal(host, &none).is_none(), "{host}");
+            assert!(ambiguous_refusal(host, &none).is_empty(), "{host}");
         }
         let ar = RegistryErrors::parse(
             br#"{"errors":[{"code":"DENIED","message":"Permission denied on resource project p (or it may not exist)."}]}"#,
         );
-        assert!(ambiguous_refusal("127.0.0.1:5000", &ar).is_some());
+        assert!(!ambiguous_refusal("127.0.0.1:5000", &ar).is_empty());
     }
 
     #[test]
