@@ -36,9 +36,6 @@ pub struct Metrics {
     recheck_within: prometheus::Gauge,
     quota_limit: IntGaugeVec,
     quota_remaining: IntGaugeVec,
-    /// Registries whose last answer announced no pulls left, with their
-    /// limit: the nodes cannot pull new images from them.
-    exhausted: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     /// `--one-series-per-container`: only the class gauge that is 1.
     one_series: bool,
     /// Since when containers have been seen with their tag moved.
@@ -153,17 +150,24 @@ impl Metrics {
             recheck_within,
             quota_limit,
             quota_remaining,
-            exhausted: Default::default(),
             one_series: false,
             moved_since: Default::default(),
         }
     }
 
     /// Registries whose last answer announced no pulls left, with their
-    /// limit, by host.
+    /// limit, by host: the nodes cannot pull new images from them. Read
+    /// from the quota gauges (for /status, not a hot path).
     pub fn exhausted_quotas(&self) -> Vec<(String, u64)> {
-        let exhausted = self.exhausted.lock().unwrap_or_else(|e| e.into_inner());
-        exhausted.iter().map(|(h, l)| (h.clone(), *l)).collect()
+        let limits = by_host(&self.quota_limit);
+        by_host(&self.quota_remaining)
+            .into_iter()
+            .filter(|(_, remaining)| *remaining == 0)
+            .map(|(host, _)| {
+                let limit = limits.get(&host).copied().unwrap_or(0);
+                (host, limit)
+            })
+            .collect()
     }
 
     /// `--one-series-per-container`: a container's series is only the class
@@ -380,13 +384,21 @@ impl crate::registry::check::RequestObserver for Metrics {
         self.quota_remaining
             .with_label_values(&[host])
             .set(gauge(quota.remaining));
-        let mut exhausted = self.exhausted.lock().unwrap_or_else(|e| e.into_inner());
-        if quota.remaining == 0 {
-            exhausted.insert(host.to_string(), quota.limit);
-        } else {
-            exhausted.remove(host);
-        }
     }
+}
+
+/// A per-host gauge's values, by host.
+fn by_host(gauges: &IntGaugeVec) -> std::collections::BTreeMap<String, u64> {
+    use prometheus::core::Collector;
+    gauges
+        .collect()
+        .iter()
+        .flat_map(|family| family.get_metric())
+        .filter_map(|m| {
+            let host = m.get_label().first()?.value().to_string();
+            Some((host, m.get_gauge().get_value() as u64))
+        })
+        .collect()
 }
 
 /// Appends a label value with the text format's escapes.
