@@ -812,13 +812,10 @@ impl Checker {
     /// while the quota is within the nodes' reserve. When the GET succeeds
     /// where the HEAD failed, the note says so.
     fn error_body(&self, ctx: &mut Ctx, r: &Reference, via: Via) -> (RegistryErrors, String) {
-        if ctx
-            .quota
-            .is_some_and(|q| q.reserved_for_nodes(self.quota_reserve))
-        {
+        if ctx.held_for_nodes(self.quota_reserve).is_some() {
             return (RegistryErrors::default(), String::new());
         }
-        let path = format!("/v2/{}/manifests/{}", r.repository, r.manifest_ref());
+        let path = Ctx::manifest_path(&r.repository, r.manifest_ref());
         let url = ctx.registry_url(via.scheme, r.api_host(), path);
         // A success's body is not wanted: read none of it.
         match self.sender.send(
@@ -866,7 +863,7 @@ impl Checker {
             (true, Some(Scheme::Https)) => &[Scheme::Https],
             (true, None) => &[Scheme::Https, Scheme::Http],
         };
-        let path = format!("/v2/{}/manifests/{}", r.repository, r.manifest_ref());
+        let path = Ctx::manifest_path(&r.repository, r.manifest_ref());
         let mut last = TransportError::Other("no scheme to try".into());
         for &scheme in order {
             let url = ctx.registry_url(scheme, host, path.clone());

@@ -102,8 +102,7 @@ impl<'s, 'x> Reader<'s, 'x> {
     /// answers announced is within the nodes' reserve.
     pub fn held_back(&self) -> Option<String> {
         self.ctx
-            .quota
-            .filter(|q| q.reserved_for_nodes(self.quota_reserve))
+            .held_for_nodes(self.quota_reserve)
             .map(|q| q.describe_reserve(self.r.api_host(), self.quota_reserve))
     }
 
@@ -196,7 +195,7 @@ impl<'s, 'x> Reader<'s, 'x> {
     /// A manifest GET (by digest or tag) under the counted-pull rule's
     /// caller's care.
     fn get_manifest(&mut self, reference: &str) -> Result<Response, Failure> {
-        let path = format!("/v2/{}/manifests/{reference}", self.r.repository);
+        let path = Ctx::manifest_path(&self.r.repository, reference);
         self.download(
             Method::Get,
             path,

@@ -55,6 +55,18 @@ impl Ctx {
             None => url,
         }
     }
+
+    /// The announced quota when it is within the nodes' reserve
+    /// (`reserve_percent`): a counted request is held back then, so that
+    /// the exporter never takes the pulls the nodes will need.
+    pub fn held_for_nodes(&self, reserve_percent: u8) -> Option<Quota> {
+        self.quota.filter(|q| q.reserved_for_nodes(reserve_percent))
+    }
+
+    /// The path of a manifest, by tag or digest.
+    pub fn manifest_path(repository: &str, reference: &str) -> String {
+        format!("/v2/{repository}/manifests/{reference}")
+    }
 }
 
 /// How the manifest answer was reached: the reads that follow go the same
