@@ -287,8 +287,8 @@ impl Loop {
         else {
             return false;
         };
-        self.close(token);
         self.stats.evicted.fetch_add(1, Ordering::Relaxed);
+        self.close(token);
         true
     }
 
@@ -451,13 +451,13 @@ impl Loop {
             .filter(|(_, c)| c.deadline <= now)
             .map(|(t, _)| *t)
             .collect();
-        for t in &late {
-            self.close(*t);
-        }
-        if !late.is_empty() {
-            self.stats
-                .timed_out
-                .fetch_add(late.len(), Ordering::Relaxed);
+        // Counted before the close: whoever sees the connection end sees
+        // it counted.
+        self.stats
+            .timed_out
+            .fetch_add(late.len(), Ordering::Relaxed);
+        for t in late {
+            self.close(t);
         }
     }
 }
